@@ -1,0 +1,105 @@
+"""The cell protocol: a recurrent cell is a bundle of pure functions.
+
+Dimension legend used throughout seqjax: b batch, t time, d input, h hidden, g gates.
+
+A cell is::
+
+    params = cell.init_params(key, input_size, hidden_size)  # any pytree of arrays
+    carry = cell.init_carry(params, batch_shape)             # zeros, no key
+    carry, y = cell.step(params, carry, u_t)                 # pure; a lax.scan body once params are bound
+
+``u_t`` is the cell's input at one step. A cell may also provide
+``project(params, xs) -> us``, a map applied to every input position at once (typically the
+input matrix product ``x @ W_ih + b`` for all gates). When ``project`` is present, ``step``
+receives ``project(params, x_t)`` instead of ``x_t``; the unroller hoists ``project`` out of the
+time loop, turning T small matrix products into one large one. ``step_input`` does the same for a
+single step.
+
+A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
+one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Params = Any
+Carry = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """A recurrent cell as plain functions.
+
+    Attributes:
+      init_params: ``(key, input_size, hidden_size) -> params``.
+      step: ``(params, carry, u_t) -> (carry, y_t)`` with ``u_t [*batch, d]`` (or the projected
+        input when ``project`` is set) and ``y_t [*batch, h]``.
+      init_carry: ``(params, batch_shape) -> carry`` of zeros. Optional for cells whose carry is a
+        single array ``[*batch, h]``: the default is ``zero_carry``.
+      project: optional ``(params, xs [..., d]) -> us [..., k]``, applied to all positions at once.
+      name: a short name used in tables, legends and error messages.
+    """
+
+    init_params: Callable[..., Params]
+    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    init_carry: Callable[[Params, tuple[int, ...]], Carry] | None = None
+    project: Callable[[Params, jax.Array], jax.Array] | None = None
+    name: str = "cell"
+
+    def __post_init__(self):
+        if self.init_carry is None:
+            init_params = self.init_params
+
+            def default_init_carry(params, batch_shape):
+                return zero_carry(init_params, params, batch_shape)
+
+            object.__setattr__(self, "init_carry", default_init_carry)
+
+
+def step_input(cell: Cell, params: Params, carry: Carry, x: jax.Array):
+    """One step on a raw input ``x [*batch, d]``: projects it first when the cell has ``project``."""
+    u = x if cell.project is None else cell.project(params, x)
+    return cell.step(params, carry, u)
+
+
+def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
+    """Recovers ``hidden_size`` from params by matching the shapes ``init_params`` would produce.
+
+    Candidate sizes are the dimensions found in ``params`` (and their integer fractions, for fused
+    gate blocks such as ``[h, 3h]``); each candidate pair ``(d, h)`` is checked with
+    ``jax.eval_shape``, so nothing is computed. Raises ``ValueError`` if no pair or several
+    different hidden sizes fit.
+    """
+    target = jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), params)
+    dims = {dim for leaf in jax.tree.leaves(params) for dim in jnp.shape(leaf)}
+    candidates = sorted({dim // k for dim in dims for k in (1, 2, 3, 4) if dim % k == 0 and dim // k})
+    key = jax.random.key(0)
+    found = set()
+    for d, h in itertools.product(candidates, candidates):
+        try:
+            shapes = jax.eval_shape(lambda k, d=d, h=h: init_params(k, d, h), key)
+        except Exception:  # a candidate that does not fit may fail in any way
+            continue
+        got = jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), shapes)
+        if got == target:
+            found.add(h)
+    if len(found) != 1:
+        raise ValueError(
+            "cannot infer the hidden size of this cell from its params "
+            f"(matching sizes: {sorted(found)}); give the Cell an explicit init_carry"
+        )
+    return found.pop()
+
+
+def zero_carry(init_params: Callable[..., Params], params: Params, batch_shape) -> jax.Array:
+    """The zero carry ``[*batch_shape, h]`` of a single-array-carry cell, in the params' dtype."""
+    hidden = hidden_size_of(init_params, params)
+    dtype = jax.tree.leaves(params)[0].dtype
+    return jnp.zeros((*tuple(batch_shape), hidden), dtype)

@@ -1,0 +1,85 @@
+"""LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+
+Gate order (i, f, g, o): input, forget, candidate ("gate gate"), output. With
+z_t = x_t W_ih + b + h_{t-1} W_hh split into four [h] blocks:
+
+    i_t = sigmoid(z_i + p_i * c_{t-1})
+    f_t = sigmoid(z_f + p_f * c_{t-1})
+    g_t = tanh(z_g)
+    c_t = f_t * c_{t-1} + i_t * g_t
+    o_t = sigmoid(z_o + p_o * c_t)
+    h_t = o_t * tanh(c_t),       y_t = h_t
+
+The peephole terms p (Gers & Schmidhuber 2000; diagonal weights ``p_i, p_f, p_o [h]``) exist only
+with ``peephole=True``. ``forget_bias`` is the initial value of the forget-gate block of ``b``
+(a learned bias, as in Jozefowicz et al. 2015), not a constant hidden in the step: with
+``forget_bias=0`` the cell is exactly Flax's ``LSTMCell`` and PyTorch's ``nn.LSTM``.
+
+Params: ``w_ih [d, 4h]``, ``w_hh [h, 4h]``, ``b [4h]`` (+ ``peephole [3, h]``).
+Carry: ``LSTMCarry(hidden [*b, h], cell [*b, h])``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqjax import initializers
+from seqjax.cells.base import Cell
+
+
+class LSTMCarry(NamedTuple):
+    hidden: jax.Array
+    cell: jax.Array
+
+
+def lstm(
+    forget_bias: float = 1.0,
+    peephole: bool = False,
+    recurrent_init: initializers.Initializer = initializers.orthogonal,
+    input_init: initializers.Initializer = initializers.lecun_normal,
+) -> Cell:
+    """Builds an LSTM cell.
+
+    Args:
+      forget_bias: initial forget-gate bias b_f (the other biases start at zero).
+      peephole: add the diagonal peephole connections p_i, p_f, p_o (initialised to zero).
+      recurrent_init: initialiser of each [h, h] gate block of ``W_hh``.
+      input_init: initialiser of ``W_ih``.
+    """
+
+    def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32):
+        k_ih, k_hh = jax.random.split(key)
+        bias = jnp.zeros((4, hidden_size), dtype).at[1].set(forget_bias).reshape(4 * hidden_size)
+        params = {
+            "w_ih": input_init(k_ih, (input_size, 4 * hidden_size), dtype),
+            "w_hh": initializers.fused_blocks(recurrent_init, k_hh, hidden_size, 4, dtype),
+            "b": bias,
+        }
+        if peephole:
+            params["peephole"] = jnp.zeros((3, hidden_size), dtype)
+        return params
+
+    def init_carry(params, batch_shape):
+        zeros = jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
+        return LSTMCarry(zeros, zeros)
+
+    def project(params, xs):
+        return xs @ params["w_ih"] + params["b"]
+
+    def step(params, carry: LSTMCarry, u):
+        z = u + carry.hidden @ params["w_hh"]
+        z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
+        if peephole:
+            p_i, p_f, p_o = params["peephole"]
+            z_i = z_i + p_i * carry.cell
+            z_f = z_f + p_f * carry.cell
+        c = jax.nn.sigmoid(z_f) * carry.cell + jax.nn.sigmoid(z_i) * jnp.tanh(z_g)
+        if peephole:
+            z_o = z_o + p_o * c
+        h = jax.nn.sigmoid(z_o) * jnp.tanh(c)
+        return LSTMCarry(h, c), h
+
+    return Cell(init_params, step, init_carry, project, name="lstm_peephole" if peephole else "lstm")

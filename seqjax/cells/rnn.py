@@ -1,0 +1,54 @@
+"""Elman RNN cell.
+
+    h_t = phi(x_t W_ih + b + h_{t-1} W_hh),    y_t = h_t
+
+with phi = tanh, relu or identity (the linear recurrence of the lecture's scalar example).
+Params: ``w_ih [d, h]``, ``w_hh [h, h]``, ``b [h]``. Carry: ``h [*b, h]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from seqjax import initializers
+from seqjax.cells.base import Cell
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda z: z}
+
+
+def rnn(
+    activation: str = "tanh",
+    recurrent_init: initializers.Initializer = initializers.orthogonal,
+    input_init: initializers.Initializer = initializers.lecun_normal,
+) -> Cell:
+    """Builds an Elman RNN cell.
+
+    Args:
+      activation: ``"tanh"``, ``"relu"`` or ``"identity"``.
+      recurrent_init: initialiser of ``W_hh`` (see ``seqjax.initializers.recurrent_init``).
+      input_init: initialiser of ``W_ih``. ``b`` starts at zero.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown RNN activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    phi = ACTIVATIONS[activation]
+
+    def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32):
+        k_ih, k_hh = jax.random.split(key)
+        return {
+            "w_ih": input_init(k_ih, (input_size, hidden_size), dtype),
+            "w_hh": recurrent_init(k_hh, (hidden_size, hidden_size), dtype),
+            "b": jnp.zeros((hidden_size,), dtype),
+        }
+
+    def init_carry(params, batch_shape):
+        return jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
+
+    def project(params, xs):
+        return xs @ params["w_ih"] + params["b"]
+
+    def step(params, h, u):
+        h = phi(u + h @ params["w_hh"])
+        return h, h
+
+    return Cell(init_params, step, init_carry, project, name=f"rnn_{activation}" if activation != "tanh" else "rnn")

@@ -1,0 +1,100 @@
+"""Gradient-flow diagnostics: dL/dcarry_t at every step, Jacobian norms, spectral radii.
+
+Pure functions returning arrays; plotting lives in ``seqjax.plots``.
+
+All per-step gradients come from one backward pass: ``unroll`` adds a zero ``probe`` to the carry
+after every step, ``carry_t <- carry_t + probe_t``, so dL/dprobe_t = dL/dcarry_t exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.cells.base import Carry, Cell, Params
+from seqjax.scan import Unrolled, unroll
+
+
+def zero_probe(cell: Cell, params: Params, batch: int, num_steps: int) -> Carry:
+    """Zeros shaped like the stacked carries: each carry leaf ``[b, ...]`` becomes ``[b, t, ...]``."""
+    carry = jax.eval_shape(lambda p: cell.init_carry(p, (batch,)), params)
+    return jax.tree.map(lambda c: jnp.zeros((batch, num_steps, *c.shape[1:]), c.dtype), carry)
+
+
+def carry_gradients(
+    loss_fn: Callable[[Unrolled], jax.Array],
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    **unroll_kwargs,
+) -> tuple[jax.Array, Carry]:
+    """dL/dcarry_t for every step t, in one backward pass.
+
+    Args:
+      loss_fn: ``Unrolled -> scalar`` loss (e.g. of ``outputs[:, -1]`` or of all outputs).
+      cell, params: the cell and its parameters.
+      xs: inputs ``[b, t, d]``.
+      **unroll_kwargs: forwarded to ``unroll`` (``lengths``, ``initial_carry``, ``remat``, ...).
+
+    Returns:
+      ``(loss, grads)``: grads is shaped like the stacked carries, ``[b, t, ...]`` per leaf (for an
+      LSTM, ``LSTMCarry(hidden=dL/dh, cell=dL/dc)``).
+    """
+    probe = zero_probe(cell, params, xs.shape[0], xs.shape[1])
+
+    def loss_of_probe(probe):
+        return loss_fn(unroll(cell, params, xs, probe=probe, **unroll_kwargs))
+
+    return jax.value_and_grad(loss_of_probe)(probe)
+
+
+def step_norms(grads: Carry) -> Carry:
+    """Per-example, per-step Euclidean norms: each ``[b, t, ...]`` leaf becomes ``[b, t]``."""
+    return jax.tree.map(lambda g: jnp.sqrt(jnp.sum(jnp.square(g), axis=tuple(range(2, g.ndim)))), grads)
+
+
+def mean_over_batch(norms: Carry) -> Carry:
+    """``[b, t] -> [t]``: the batch mean of per-example norms."""
+    return jax.tree.map(lambda n: jnp.mean(n, axis=0), norms)
+
+
+def final_output_jacobians(cell: Cell, params: Params, xs: jax.Array, **unroll_kwargs) -> Carry:
+    """J_t = d y_T / d carry_t for every t: the sensitivity of the last output to each step's carry.
+
+    ``y_T`` is the output at the last position (``h_T`` for the built-in cells). Computed as ``h``
+    vector-Jacobian products through the probe, vectorised over the output basis.
+
+    Returns:
+      A pytree shaped like the carry whose leaves are ``[b, t, h_out, *carry_leaf_features]``.
+    """
+    probe = zero_probe(cell, params, xs.shape[0], xs.shape[1])
+
+    def last_output(probe):
+        return unroll(cell, params, xs, probe=probe, **unroll_kwargs).outputs[:, -1]
+
+    y_last, vjp = jax.vjp(last_output, probe)
+    out_size = y_last.shape[-1]
+    basis = jnp.broadcast_to(jnp.eye(out_size, dtype=y_last.dtype)[:, None, :], (out_size, *y_last.shape))
+    (rows,) = jax.vmap(vjp)(basis)  # leaves [h_out, b, t, ...]
+    return jax.tree.map(lambda r: jnp.moveaxis(r, 0, 2), rows)
+
+
+def jacobian_norms(jacobians: Carry) -> tuple[Carry, Carry]:
+    """Frobenius and spectral norms of ``[b, t, h_out, h_in]`` Jacobians, each ``[b, t]``."""
+    frobenius = jax.tree.map(lambda j: jnp.sqrt(jnp.sum(jnp.square(j), axis=(-2, -1))), jacobians)
+    spectral = jax.tree.map(lambda j: jnp.linalg.norm(j, ord=2, axis=(-2, -1)), jacobians)
+    return frobenius, spectral
+
+
+def spectral_radius(w: jax.Array) -> jax.Array:
+    """max |eig(W)| of a square matrix."""
+    return jnp.max(jnp.abs(jnp.linalg.eigvals(w)))
+
+
+def block_spectral_radii(w_hh: jax.Array) -> jax.Array:
+    """Spectral radius of each ``[h, h]`` block of a fused recurrent matrix ``[h, g*h]`` -> ``[g]``."""
+    size = w_hh.shape[0]
+    blocks = jnp.stack(jnp.split(w_hh, w_hh.shape[1] // size, axis=1))
+    return jax.vmap(spectral_radius)(blocks)

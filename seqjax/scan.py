@@ -1,0 +1,165 @@
+"""The unroller: any ``Cell`` over a sequence with ``jax.lax.scan``.
+
+Layouts: public arrays are batch-major ``[b, t, ...]`` unless ``time_major=True`` (``[t, b, ...]``);
+the scan itself always runs time-major.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.cells.base import Carry, Cell, Params
+
+
+class Unrolled(NamedTuple):
+    """What ``unroll`` returns.
+
+    Attributes:
+      carry: the final carry; with ``lengths``, each example's carry at its true last step (first
+        step when ``reverse``).
+      outputs: ``y [b, t, h]`` (``[t, b, h]`` if time-major), zero at padded steps.
+      carries: every step's carry stacked along time like ``outputs`` (a pytree of ``[b, t, ...]``),
+        or ``None`` unless ``return_carries=True``.
+    """
+
+    carry: Carry
+    outputs: jax.Array
+    carries: Carry | None
+
+
+def _to_time_major(tree: Any) -> Any:
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree)
+
+
+def _where_valid(valid: jax.Array, new: Carry, old: Carry) -> Carry:
+    """Per example, ``new`` where ``valid [b]`` else ``old``."""
+
+    def select(n, o):
+        return jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(select, new, old)
+
+
+def unroll(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    *,
+    initial_carry: Carry | None = None,
+    lengths: jax.Array | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    return_carries: bool = False,
+    probe: Carry | None = None,
+    time_major: bool = False,
+) -> Unrolled:
+    """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
+
+    For each step t (in reverse order when ``reverse``)::
+
+        carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
+        carry_t = carry_t if t < length else carry_{t-1}       (only with ``lengths``)
+        y_t = y_t if t < length else 0
+        carry_t = carry_t + probe_t                             (only with ``probe``)
+
+    Args:
+      cell: the cell.
+      params: its parameters.
+      xs: inputs ``[b, t, d]`` (``[t, b, d]`` if ``time_major``).
+      initial_carry: carry before the first step; zeros (``cell.init_carry``) if omitted.
+      lengths: ``[b]`` int, true lengths of right-padded sequences. Padded steps leave the carry
+        unchanged, so a reverse pass starts at each sequence's own last element.
+      reverse: read the sequence from last step to first; outputs keep their positions.
+      unroll: ``jax.lax.scan``'s unroll factor.
+      remat: ``jax.checkpoint`` the step, recomputing its internals in the backward pass.
+      return_carries: also return every step's carry.
+      probe: additive probe, a pytree shaped like the stacked carries (``[b, t, ...]`` per leaf, or
+        time-major). Pass zeros: the gradient of a loss w.r.t. ``probe`` is dL/dcarry_t for all t.
+      time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
+
+    Returns:
+      ``Unrolled(carry, outputs, carries)``.
+    """
+    if jnp.ndim(xs) != 3:
+        raise ValueError(f"unroll expects xs of rank 3 ([batch, time, features]), got shape {jnp.shape(xs)}")
+    xs_t = xs if time_major else _to_time_major(xs)
+    num_steps, batch = xs_t.shape[:2]
+    us = xs_t if cell.project is None else cell.project(params, xs_t)
+    carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    probe_t = probe if probe is None or time_major else _to_time_major(probe)
+    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
+    step = jax.checkpoint(cell.step) if remat else cell.step
+
+    def body(carry, inputs):
+        u, valid_t, probe_step = inputs
+        new_carry, y = step(params, carry, u)
+        if valid_t is not None:
+            new_carry = _where_valid(valid_t, new_carry, carry)
+            y = jnp.where(valid_t[:, None], y, jnp.zeros_like(y))
+        if probe_step is not None:
+            new_carry = jax.tree.map(jnp.add, new_carry, probe_step)
+        return new_carry, (y, new_carry if return_carries else None)
+
+    carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=unroll)
+    if not time_major:
+        ys = _to_time_major(ys)
+        carries = None if carries is None else _to_time_major(carries)
+    return Unrolled(carry, ys, carries)
+
+
+def truncated_unroll(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    chunk_len: int,
+    *,
+    initial_carry: Carry | None = None,
+    lengths: jax.Array | None = None,
+    **unroll_kwargs,
+) -> Unrolled:
+    """Truncated BPTT: ``unroll`` in chunks of ``chunk_len`` steps, cutting the gradient between chunks.
+
+    The forward values equal one ``unroll`` over the whole sequence: the carry flows from chunk to
+    chunk. The gradient does not (``stop_gradient`` on the carry entering each chunk), so a loss at
+    step t reaches back only to the start of t's chunk. A last, shorter chunk takes the remainder
+    when ``chunk_len`` does not divide the length.
+
+    Args:
+      cell, params, initial_carry: as in ``unroll``.
+      xs: inputs ``[b, t, d]`` (batch-major).
+      chunk_len: steps per chunk, ``k >= 1``.
+      lengths: ``[b]`` true lengths of right-padded sequences.
+      **unroll_kwargs: ``unroll``, ``remat`` (forwarded to each chunk's ``unroll``).
+
+    Returns:
+      ``Unrolled(carry, outputs [b, t, h], None)``.
+    """
+    if chunk_len < 1:
+        raise ValueError(f"chunk_len must be >= 1, got {chunk_len}")
+    batch, num_steps = xs.shape[:2]
+    carry = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    lengths = None if lengths is None else jnp.asarray(lengths)
+    num_full = num_steps // chunk_len
+
+    def run_chunk(carry, chunk, start):
+        chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, chunk.shape[1])
+        result = unroll(
+            cell, params, chunk, initial_carry=jax.lax.stop_gradient(carry), lengths=chunk_lengths, **unroll_kwargs
+        )
+        return result.carry, result.outputs
+
+    outputs = []
+    if num_full:
+        full = xs[:, : num_full * chunk_len].reshape(batch, num_full, chunk_len, *xs.shape[2:])
+        chunks = jnp.swapaxes(full, 0, 1)  # [n, b, k, d]
+        starts = jnp.arange(num_full) * chunk_len
+        carry, ys = jax.lax.scan(lambda c, inp: run_chunk(c, *inp), carry, (chunks, starts))
+        outputs.append(jnp.swapaxes(ys, 0, 1).reshape(batch, num_full * chunk_len, *ys.shape[3:]))
+    if num_steps % chunk_len:
+        carry, ys = run_chunk(carry, xs[:, num_full * chunk_len :], num_full * chunk_len)
+        outputs.append(ys)
+    return Unrolled(carry, jnp.concatenate(outputs, axis=1), None)

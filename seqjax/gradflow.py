@@ -3,7 +3,11 @@
 Pure functions returning arrays; plotting lives in ``seqjax.plots``.
 
 All per-step gradients come from one backward pass: ``unroll`` adds a zero ``probe`` to the carry
-after every step, ``carry_t <- carry_t + probe_t``, so dL/dprobe_t = dL/dcarry_t exactly.
+after every step, ``carry_t <- carry_t + probe_t``, so dL/dprobe_t = dL/dcarry_t exactly, where
+carry_t is the state step t hands on (to step t+1, to the final carry, and to the output y_t when
+y_t is a carry leaf, as h_t is). For an LSTM the hidden part is the total dL/dh_t, and the cell part
+is dL/dc_t at fixed h_t: the gradient arriving from the future through c_{t+1} = f_{t+1} c_t + ...
+(the "constant error carousel"); it is 0 at the last step when the loss reads only h_T.
 """
 
 from __future__ import annotations
@@ -50,9 +54,20 @@ def carry_gradients(
     return jax.value_and_grad(loss_of_probe)(probe)
 
 
+def scaled_norm(x: jax.Array, axis) -> jax.Array:
+    """Euclidean norm over ``axis`` computed as max|x| * ||x / max|x|||.
+
+    Squaring first would overflow float32 for entries above ~1e19 and flush those below ~1e-19 to
+    zero, far inside the range of the values themselves (e.g. 3^29 or 0.2^29 times a gradient).
+    """
+    peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    safe = jnp.where(peak > 0, peak, jnp.ones_like(peak))
+    return jnp.squeeze(peak, axis) * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis))
+
+
 def step_norms(grads: Carry) -> Carry:
     """Per-example, per-step Euclidean norms: each ``[b, t, ...]`` leaf becomes ``[b, t]``."""
-    return jax.tree.map(lambda g: jnp.sqrt(jnp.sum(jnp.square(g), axis=tuple(range(2, g.ndim)))), grads)
+    return jax.tree.map(lambda g: scaled_norm(g, tuple(range(2, g.ndim))), grads)
 
 
 def mean_over_batch(norms: Carry) -> Carry:
@@ -83,7 +98,7 @@ def final_output_jacobians(cell: Cell, params: Params, xs: jax.Array, **unroll_k
 
 def jacobian_norms(jacobians: Carry) -> tuple[Carry, Carry]:
     """Frobenius and spectral norms of ``[b, t, h_out, h_in]`` Jacobians, each ``[b, t]``."""
-    frobenius = jax.tree.map(lambda j: jnp.sqrt(jnp.sum(jnp.square(j), axis=(-2, -1))), jacobians)
+    frobenius = jax.tree.map(lambda j: scaled_norm(j, (-2, -1)), jacobians)
     spectral = jax.tree.map(lambda j: jnp.linalg.norm(j, ord=2, axis=(-2, -1)), jacobians)
     return frobenius, spectral
 

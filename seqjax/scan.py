@@ -43,6 +43,23 @@ def _where_valid(valid: jax.Array, new: Carry, old: Carry) -> Carry:
     return jax.tree.map(select, new, old)
 
 
+def _output_leaf(step, params: Params, carry: Carry, u: jax.Array) -> int | None:
+    """Index of the carry leaf that ``step`` also returns as its output (``return h, h``), else None."""
+    outvars = jax.make_jaxpr(step)(params, carry, u).jaxpr.outvars
+    num_leaves = len(jax.tree.leaves(carry))
+    if len(outvars) != num_leaves + 1:
+        return None
+    return next((i for i, var in enumerate(outvars[:num_leaves]) if var is outvars[-1]), None)
+
+
+def _add_probe(carry: Carry, y: jax.Array, probe_step: Carry) -> tuple[Carry, jax.Array]:
+    """``carry + probe``; if ``y`` is one of the carry's leaves (``y = h``), the output is the probed leaf."""
+    leaves, treedef = jax.tree.flatten(carry)
+    aliased = [i for i, leaf in enumerate(leaves) if leaf is y]
+    probed = [leaf + p for leaf, p in zip(leaves, treedef.flatten_up_to(probe_step), strict=True)]
+    return jax.tree.unflatten(treedef, probed), probed[aliased[0]] if aliased else y
+
+
 def unroll(
     cell: Cell,
     params: Params,
@@ -63,8 +80,9 @@ def unroll(
 
         carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
         carry_t = carry_t if t < length else carry_{t-1}       (only with ``lengths``)
-        y_t = y_t if t < length else 0
         carry_t = carry_t + probe_t                             (only with ``probe``)
+        y_t = carry_t's leaf                 (only with ``probe``, when ``step`` returns that leaf as y_t)
+        y_t = y_t if t < length else 0
 
     Args:
       cell: the cell.
@@ -78,7 +96,14 @@ def unroll(
       remat: ``jax.checkpoint`` the step, recomputing its internals in the backward pass.
       return_carries: also return every step's carry.
       probe: additive probe, a pytree shaped like the stacked carries (``[b, t, ...]`` per leaf, or
-        time-major). Pass zeros: the gradient of a loss w.r.t. ``probe`` is dL/dcarry_t for all t.
+        time-major). Pass zeros: the gradient of a loss w.r.t. ``probe`` is dL/dcarry_t for all t,
+        the sensitivity of the loss to the state that step t hands on. When the step's output is
+        one of its carry's leaves (``y_t = h_t``, as in every built-in cell) the output is the
+        probed leaf, so losses on ``outputs`` see the probe too. Probes at padded steps have no
+        effect (their gradient is zero).
+        When the step's output is one of its carry leaves (``y_t = h_t`` in every built-in cell),
+        the output is read from the probed carry, so dL/dcarry_t includes the direct path through
+        y_t (without it, dL/dprobe_T would be zero for a loss on the last output).
       time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
 
     Returns:
@@ -92,16 +117,22 @@ def unroll(
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
     probe_t = probe if probe is None or time_major else _to_time_major(probe)
     valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
-    step = jax.checkpoint(cell.step) if remat else cell.step
+
+    def cell_step(carry, u, probe_step):
+        new_carry, y = cell.step(params, carry, u)
+        if probe_step is not None:
+            new_carry, y = _add_probe(new_carry, y, probe_step)
+        return new_carry, y
+
+    if remat:
+        cell_step = jax.checkpoint(cell_step)
 
     def body(carry, inputs):
         u, valid_t, probe_step = inputs
-        new_carry, y = step(params, carry, u)
+        new_carry, y = cell_step(carry, u, probe_step)
         if valid_t is not None:
             new_carry = _where_valid(valid_t, new_carry, carry)
             y = jnp.where(valid_t[:, None], y, jnp.zeros_like(y))
-        if probe_step is not None:
-            new_carry = jax.tree.map(jnp.add, new_carry, probe_step)
         return new_carry, (y, new_carry if return_carries else None)
 
     carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=unroll)

@@ -54,7 +54,8 @@ def gru(
         return jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
 
     def project(params, xs):
-        return xs @ params["w_ih"] + params["b"]
+        z = xs @ params["w_ih"]
+        return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, h, u):
         a_r, a_z, a_n = jnp.split(u, 3, axis=-1)
@@ -62,7 +63,7 @@ def gru(
             hr, hz, hn = jnp.split(h @ params["w_hh"], 3, axis=-1)
             r = jax.nn.sigmoid(a_r + hr)
             z = jax.nn.sigmoid(a_z + hz)
-            n = jnp.tanh(a_n + r * (hn + params["b_hn"]))
+            n = jnp.tanh(a_n + r * (hn + jnp.broadcast_to(params["b_hn"], hn.shape)))
         else:
             size = h.shape[-1]
             hr, hz = jnp.split(h @ params["w_hh"][:, : 2 * size], 2, axis=-1)

@@ -67,18 +67,19 @@ def lstm(
         return LSTMCarry(zeros, zeros)
 
     def project(params, xs):
-        return xs @ params["w_ih"] + params["b"]
+        z = xs @ params["w_ih"]
+        return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, carry: LSTMCarry, u):
         z = u + carry.hidden @ params["w_hh"]
         z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
         if peephole:
             p_i, p_f, p_o = params["peephole"]
-            z_i = z_i + p_i * carry.cell
-            z_f = z_f + p_f * carry.cell
+            z_i = z_i + jnp.broadcast_to(p_i, z_i.shape) * carry.cell
+            z_f = z_f + jnp.broadcast_to(p_f, z_f.shape) * carry.cell
         c = jax.nn.sigmoid(z_f) * carry.cell + jax.nn.sigmoid(z_i) * jnp.tanh(z_g)
         if peephole:
-            z_o = z_o + p_o * c
+            z_o = z_o + jnp.broadcast_to(p_o, z_o.shape) * c
         h = jax.nn.sigmoid(z_o) * jnp.tanh(c)
         return LSTMCarry(h, c), h
 

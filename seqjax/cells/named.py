@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from seqjax import initializers
 from seqjax.cells.base import Cell
@@ -45,9 +46,13 @@ def _import_cell(spec: str) -> Cell:
     module_name, _, attr = spec.partition(":")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, ValueError, TypeError) as e:  # ValueError/TypeError: empty or relative module
         raise ValueError(f"cannot import cell {spec!r}: {e}") from e
     if callable(obj) and not isinstance(obj, Cell):
+        try:
+            inspect.signature(obj).bind()
+        except (TypeError, ValueError) as e:  # needs arguments, or has no inspectable signature
+            raise ValueError(f"{spec!r} is neither a Cell nor a function of no arguments returning one: {e}") from e
         obj = obj()
     if not isinstance(obj, Cell):
         raise ValueError(f"{spec!r} is not a seqjax.cells.Cell (got {type(obj).__name__})")

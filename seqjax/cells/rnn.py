@@ -45,7 +45,8 @@ def rnn(
         return jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
 
     def project(params, xs):
-        return xs @ params["w_ih"] + params["b"]
+        z = xs @ params["w_ih"]
+        return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, h, u):
         h = phi(u + h @ params["w_hh"])

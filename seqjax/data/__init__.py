@@ -1,0 +1,1 @@
+"""Data: synthetic tasks (and, later, loaders for the real datasets)."""

@@ -1,0 +1,94 @@
+"""Matplotlib figures: gradient-flow curves and learning curves. Nothing here computes a diagnostic."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from seqjax import workdir
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One line of a figure. Curves with the same ``group`` share a colour."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    group: str
+    linestyle: str = "-"
+
+
+def _draw(ax, curves: Sequence[Curve], colors: dict[str, str]) -> None:
+    for curve in curves:
+        y = np.asarray(curve.y, dtype=np.float64)
+        # Log axes cannot show 0 or inf: leave those points out rather than let matplotlib clip them.
+        y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+        ax.plot(curve.x, y, curve.linestyle, color=colors[curve.group], label=curve.label, linewidth=1.6)
+
+
+def _colors(panels: Sequence[Sequence[Curve]]) -> dict[str, str]:
+    groups = list(dict.fromkeys(c.group for curves in panels for c in curves))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {g: cycle[i % len(cycle)] for i, g in enumerate(groups)}
+
+
+def gradient_flow_figure(
+    panels: Sequence[tuple[str, Sequence[Curve]]],
+    path: str | os.PathLike,
+    *,
+    ylabel: str = "||dL/dh_t|| / ||dL/dh_T||",
+    learning_curves: Sequence[Curve] = (),
+    baseline: float | None = None,
+    title: str = "",
+) -> None:
+    """Saves a PNG: one log-scale panel per snapshot, plus a learning-curve panel if given.
+
+    Args:
+      panels: ``(panel title, curves)``; each curve's x is the distance T - t from the loss.
+      path: the PNG to write (atomically).
+      ylabel: label of the gradient panels' y axis.
+      learning_curves: loss against training step, drawn in an extra panel.
+      baseline: a horizontal reference line for the learning-curve panel (e.g. the predict-the-mean MSE).
+      title: the figure's title.
+    """
+    extra = 1 if learning_curves else 0
+    count = len(panels) + extra
+    fig, axes = plt.subplots(1, count, figsize=(5.0 * count, 4.2), squeeze=False)
+    colors = _colors([curves for _, curves in panels] + [learning_curves])
+    for ax, (panel_title, curves) in zip(axes[0], panels, strict=False):
+        _draw(ax, curves, colors)
+        ax.set_yscale("log")
+        ax.set_title(panel_title)
+        ax.set_xlabel("steps back from the loss, T - t")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if learning_curves:
+        ax = axes[0][-1]
+        _draw(ax, learning_curves, colors)
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", linestyle=":", label=f"predict the mean ({baseline:.3g})")
+        ax.set_yscale("log")
+        ax.set_title("training loss")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss (MSE)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(textwrap.fill(title, width=60 * count), fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    workdir.write_atomic(path, buffer.getvalue())

@@ -1,0 +1,38 @@
+"""Writing into an experiment's ``--workdir`` without ever leaving a half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def prepare(workdir: str | os.PathLike) -> Path:
+    """Creates ``workdir`` (and parents); fails with a one-line error if it is a file or unwritable."""
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--workdir {path} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"--workdir {path} is not writable")
+    return path
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -24,7 +24,8 @@ Initializer = Callable[..., jax.Array]
 
 
 def orthogonal(key, shape, dtype=jnp.float32):
-    return jax.nn.initializers.orthogonal()(key, shape, dtype)
+    # QR in float32 (XLA:CPU has no bfloat16 QR), then cast.
+    return jax.nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
 
 
 def identity(key, shape, dtype=jnp.float32):

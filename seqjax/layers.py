@@ -17,7 +17,10 @@ def stacked(cells: Sequence[Cell]) -> Cell:
         carry^l_t, y^l_t = cell_l.step(params_l, carry^l_{t-1}, y^{l-1}_t),   y^0_t = x_t,   y_t = y^L_t
 
     The result is itself a ``Cell`` (params and carry are tuples with one entry per layer), so it
-    works with ``unroll``, the gradient probes (one probe per layer) and everything else. The first
+    works with ``unroll``, the gradient probes and everything else. Its carry is the whole stack's
+    state, so a probe on layer l < L measures the gradient w.r.t. the state that layer l hands to
+    the next time step; the path into layer l+1 at the same step is not part of it (the top layer's
+    probe, which is also the output, is the total dL/dh^L_t). The first
     layer's input projection, if any, is hoisted out of the scan; the others run inside the step.
     Every layer has ``hidden_size`` units.
     """

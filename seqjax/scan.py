@@ -43,15 +43,6 @@ def _where_valid(valid: jax.Array, new: Carry, old: Carry) -> Carry:
     return jax.tree.map(select, new, old)
 
 
-def _output_leaf(step, params: Params, carry: Carry, u: jax.Array) -> int | None:
-    """Index of the carry leaf that ``step`` also returns as its output (``return h, h``), else None."""
-    outvars = jax.make_jaxpr(step)(params, carry, u).jaxpr.outvars
-    num_leaves = len(jax.tree.leaves(carry))
-    if len(outvars) != num_leaves + 1:
-        return None
-    return next((i for i, var in enumerate(outvars[:num_leaves]) if var is outvars[-1]), None)
-
-
 def _add_probe(carry: Carry, y: jax.Array, probe_step: Carry) -> tuple[Carry, jax.Array]:
     """``carry + probe``; if ``y`` is one of the carry's leaves (``y = h``), the output is the probed leaf."""
     leaves, treedef = jax.tree.flatten(carry)
@@ -79,9 +70,9 @@ def unroll(
     For each step t (in reverse order when ``reverse``)::
 
         carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
-        carry_t = carry_t if t < length else carry_{t-1}       (only with ``lengths``)
         carry_t = carry_t + probe_t                             (only with ``probe``)
         y_t = carry_t's leaf                 (only with ``probe``, when ``step`` returns that leaf as y_t)
+        carry_t = carry_t if t < length else carry_{t-1}       (only with ``lengths``)
         y_t = y_t if t < length else 0
 
     Args:
@@ -101,9 +92,6 @@ def unroll(
         one of its carry's leaves (``y_t = h_t``, as in every built-in cell) the output is the
         probed leaf, so losses on ``outputs`` see the probe too. Probes at padded steps have no
         effect (their gradient is zero).
-        When the step's output is one of its carry leaves (``y_t = h_t`` in every built-in cell),
-        the output is read from the probed carry, so dL/dcarry_t includes the direct path through
-        y_t (without it, dL/dprobe_T would be zero for a loss on the last output).
       time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
 
     Returns:
@@ -142,6 +130,10 @@ def unroll(
     return Unrolled(carry, ys, carries)
 
 
+# truncated_unroll's ``unroll`` argument (the scan unroll factor) shadows the function inside it.
+_unroll = unroll
+
+
 def truncated_unroll(
     cell: Cell,
     params: Params,
@@ -150,7 +142,8 @@ def truncated_unroll(
     *,
     initial_carry: Carry | None = None,
     lengths: jax.Array | None = None,
-    **unroll_kwargs,
+    unroll: int = 1,
+    remat: bool = False,
 ) -> Unrolled:
     """Truncated BPTT: ``unroll`` in chunks of ``chunk_len`` steps, cutting the gradient between chunks.
 
@@ -164,7 +157,8 @@ def truncated_unroll(
       xs: inputs ``[b, t, d]`` (batch-major).
       chunk_len: steps per chunk, ``k >= 1``.
       lengths: ``[b]`` true lengths of right-padded sequences.
-      **unroll_kwargs: ``unroll``, ``remat`` (forwarded to each chunk's ``unroll``).
+      unroll, remat: as in ``unroll``, for each chunk. (Reading in reverse is not offered: truncated
+        BPTT cuts the gradient going back in time, so chunks run in time order.)
 
     Returns:
       ``Unrolled(carry, outputs [b, t, h], None)``.
@@ -178,8 +172,14 @@ def truncated_unroll(
 
     def run_chunk(carry, chunk, start):
         chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, chunk.shape[1])
-        result = unroll(
-            cell, params, chunk, initial_carry=jax.lax.stop_gradient(carry), lengths=chunk_lengths, **unroll_kwargs
+        result = _unroll(
+            cell,
+            params,
+            chunk,
+            initial_carry=jax.lax.stop_gradient(carry),
+            lengths=chunk_lengths,
+            unroll=unroll,
+            remat=remat,
         )
         return result.carry, result.outputs
 

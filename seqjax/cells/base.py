@@ -77,7 +77,7 @@ def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
     ``jax.eval_shape``, so nothing is computed. Raises ``ValueError`` if no pair or several
     different hidden sizes fit.
     """
-    target = jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), params)
+    target = jax.tree.map(lambda a: tuple(jnp.shape(a)), params)
     dims = {dim for leaf in jax.tree.leaves(params) for dim in jnp.shape(leaf)}
     candidates = sorted({dim // k for dim in dims for k in (1, 2, 3, 4) if dim % k == 0 and dim // k})
     key = jax.random.key(0)
@@ -87,7 +87,7 @@ def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
             shapes = jax.eval_shape(lambda k, d=d, h=h: init_params(k, d, h), key)
         except Exception:  # a candidate that does not fit may fail in any way
             continue
-        got = jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), shapes)
+        got = jax.tree.map(lambda a: tuple(a.shape), shapes)
         if got == target:
             found.add(h)
     if len(found) != 1:

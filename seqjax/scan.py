@@ -51,6 +51,22 @@ def _add_probe(carry: Carry, y: jax.Array, probe_step: Carry) -> tuple[Carry, ja
     return jax.tree.unflatten(treedef, probed), probed[aliased[0]] if aliased else y
 
 
+def hoist_by_default(batch: int, hidden: int, platform: str) -> bool:
+    """Whether ``unroll`` hoists the input projection out of the scan when ``hoist=None``.
+
+    Accelerators: always (one large matrix product instead of T small ones). XLA:CPU: only for small
+    batches. Measured on a 2-core x86 CPU (training step, seqjax vs the same cell projecting inside
+    the step): hoisting wins at B=8 (LSTM H=512: 155 vs 261 ms) and B=16, H=128 (LSTM 24 vs 27 ms,
+    GRU 19 vs 21 ms); it loses at B=16, H=256 (74 vs 68 ms), B=32 (LSTM H=128: 54 vs 36 ms;
+    H=256: 167 vs 147 ms) and B=64, H=512 (506 vs 424 ms). With a small batch the per-step weight
+    gradient x_t^T dz_t is too skinny for the CPU GEMM; with a large one the stored [t, b, g*h]
+    projection costs more memory traffic than it saves.
+    """
+    if platform != "cpu":
+        return True
+    return batch <= 8 or batch * hidden <= 2048
+
+
 def unroll(
     cell: Cell,
     params: Params,
@@ -64,6 +80,7 @@ def unroll(
     return_carries: bool = False,
     probe: Carry | None = None,
     time_major: bool = False,
+    hoist: bool | None = None,
 ) -> Unrolled:
     """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
 
@@ -93,6 +110,9 @@ def unroll(
         probed leaf, so losses on ``outputs`` see the probe too. Probes at padded steps have no
         effect (their gradient is zero).
       time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
+      hoist: for a cell with ``project``: apply it to the whole sequence before the scan (True) or
+        inside each step (False). ``None`` chooses by batch, hidden size and platform
+        (``hoist_by_default``). The results are the same either way.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -101,12 +121,18 @@ def unroll(
         raise ValueError(f"unroll expects xs of rank 3 ([batch, time, features]), got shape {jnp.shape(xs)}")
     xs_t = xs if time_major else _to_time_major(xs)
     num_steps, batch = xs_t.shape[:2]
-    us = xs_t if cell.project is None else cell.project(params, xs_t)
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    if hoist is None:
+        hidden = jax.tree.leaves(carry0)[0].shape[-1]
+        hoist = hoist_by_default(batch, hidden, jax.default_backend())
+    project_in_step = cell.project is not None and not hoist
+    us = cell.project(params, xs_t) if cell.project is not None and hoist else xs_t
     probe_t = probe if probe is None or time_major else _to_time_major(probe)
     valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
 
     def cell_step(carry, u, probe_step):
+        if project_in_step:
+            u = cell.project(params, u)
         new_carry, y = cell.step(params, carry, u)
         if probe_step is not None:
             new_carry, y = _add_probe(new_carry, y, probe_step)
@@ -144,6 +170,7 @@ def truncated_unroll(
     lengths: jax.Array | None = None,
     unroll: int = 1,
     remat: bool = False,
+    hoist: bool | None = None,
 ) -> Unrolled:
     """Truncated BPTT: ``unroll`` in chunks of ``chunk_len`` steps, cutting the gradient between chunks.
 
@@ -157,7 +184,7 @@ def truncated_unroll(
       xs: inputs ``[b, t, d]`` (batch-major).
       chunk_len: steps per chunk, ``k >= 1``.
       lengths: ``[b]`` true lengths of right-padded sequences.
-      unroll, remat: as in ``unroll``, for each chunk. (Reading in reverse is not offered: truncated
+      unroll, remat, hoist: as in ``unroll``, for each chunk. (Reading in reverse is not offered: truncated
         BPTT cuts the gradient going back in time, so chunks run in time order.)
 
     Returns:
@@ -180,6 +207,7 @@ def truncated_unroll(
             lengths=chunk_lengths,
             unroll=unroll,
             remat=remat,
+            hoist=hoist,
         )
         return result.carry, result.outputs
 

@@ -13,7 +13,7 @@ import pytest
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
-import gradient_flow  # noqa: E402
+from seqjax.experiments import gradient_flow  # noqa: E402  (after sys.path: the tests use experiments/my_cells.py)
 
 
 @pytest.fixture(autouse=True)

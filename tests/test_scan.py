@@ -190,3 +190,41 @@ def test_truncated_bad_chunk_len(lstm_case, chunk_len):
     cell, params, xs, _, _ = lstm_case
     with pytest.raises(ValueError, match="chunk_len must be >= 1"):
         truncated_unroll(cell, params, xs, chunk_len)
+
+
+def test_projection_inside_the_step_matches_loop(case):
+    """hoist=False (the input projection inside each step) vs the loop: outputs, carry and param gradients."""
+    _, cell, params, xs = case
+    lengths = jnp.array(LENGTHS)
+
+    def loss(params, hoist):
+        result = unroll(cell, params, xs, lengths=lengths, hoist=hoist)
+        return jnp.sum(jnp.square(result.outputs)) + jnp.sum(jnp.square(jax.tree.leaves(result.carry)[0]))
+
+    def loss_loop(params):
+        carry, outputs = per_example(cell, params, xs, LENGTHS)
+        return jnp.sum(jnp.square(outputs)) + jnp.sum(jnp.square(jax.tree.leaves(carry)[0]))
+
+    value, grads = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, False)
+    expected_value, expected_grads = jax.value_and_grad(loss_loop)(params)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    assert_tree_close(grads, expected_grads, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("batch", "hidden", "platform", "expected"),
+    [
+        (8, 512, "cpu", True),
+        (16, 128, "cpu", True),
+        (16, 256, "cpu", False),
+        (32, 128, "cpu", False),
+        (64, 512, "cpu", False),
+        (64, 512, "gpu", True),
+        (256, 1024, "tpu", True),
+    ],
+)
+def test_hoist_by_default(batch, hidden, platform, expected):
+    """The measured rule: hoist on accelerators; on CPU only for small batches (see its docstring)."""
+    from seqjax.scan import hoist_by_default
+
+    assert hoist_by_default(batch, hidden, platform) is expected

@@ -1,0 +1,111 @@
+r"""Throughput of one training step (forward + backward over the whole sequence, float32): seqjax vs Flax vs PyTorch.
+
+For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) and implementation:
+
+    seqjax(unroll=k)         seqjax.unroll over seqjax.rnn() / lstm(forget_bias=0) / gru(), lax.scan unroll=k
+    flax <Cell>              flax.linen.RNN over SimpleCell, LSTMCell, OptimizedLSTMCell (lstm), GRUCell
+    torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed
+
+the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
+N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
+Each measurement runs in its own subprocess (this script with ``--worker``), so allocator state and
+compilation caches do not leak from one implementation into the next.
+
+    python experiments/benchmark.py --workdir=runs/benchmark
+    python experiments/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
+
+Prints a markdown table and writes results.json and results.md into --workdir (nothing else).
+"""
+
+import sys
+import time
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from seqjax.experiments.benchmark import (
+    KNOWN_CELLS,
+    KNOWN_IMPLS,
+    build_specs,
+    format_report,
+    format_table,
+    metadata,
+    parse_shape,
+    parse_unrolls,
+    run_benchmark,
+    write_results,
+)
+
+
+def _check_names(values: Sequence[str], known: Sequence[str], what: str) -> bool:
+    unknown = [v for v in values if v not in known]
+    if unknown or not values:
+        got = f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} given"
+        raise flags.ValidationError(f"{got}; known: {', '.join(known)}")
+    return True
+
+
+def _check_shapes(values: Sequence[str]) -> bool:
+    if not values:
+        raise flags.ValidationError("give at least one shape BxTxH, e.g. 32x128x256")
+    try:
+        for value in values:
+            parse_shape(value)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
+    return True
+
+
+def _check_unrolls(values: Sequence[str]) -> bool:
+    try:
+        parse_unrolls(values)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
+    return True
+
+
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output directory for results.json and results.md (created if missing).", required=True
+)
+CELLS = flags.DEFINE_list("cells", list(KNOWN_CELLS), f"Cells to measure: any of {', '.join(KNOWN_CELLS)}.")
+SHAPES = flags.DEFINE_list(
+    "shapes", ["32x128x256", "64x64x512", "16x100x128"], "Shapes BxTxH (batch x time x hidden; input size D = H)."
+)
+IMPLS = flags.DEFINE_list("impls", list(KNOWN_IMPLS), f"Implementations: any of {', '.join(KNOWN_IMPLS)}.")
+STEPS = flags.DEFINE_integer(
+    "steps", 20, "Timed training steps per measurement (the median is reported).", lower_bound=1
+)
+WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first (compiling) call.", lower_bound=0)
+SEQJAX_UNROLLS = flags.DEFINE_list("seqjax_unrolls", ["1", "4"], "lax.scan unroll factors: one seqjax row each.")
+
+flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell"))
+flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
+flags.register_validator(SHAPES, _check_shapes)
+flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
+_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, SEQJAX_UNROLLS)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    start = time.perf_counter()
+    specs = build_specs(
+        CELLS.value,
+        [parse_shape(s) for s in SHAPES.value],
+        IMPLS.value,
+        parse_unrolls(SEQJAX_UNROLLS.value),
+        STEPS.value,
+        WARMUP.value,
+    )
+    rows = run_benchmark(specs)
+    meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)
+    meta["wall_time_s"] = time.perf_counter() - start
+    table = format_table(rows)
+    json_path, md_path = write_results(WORKDIR.value, meta, rows, format_report(meta, table))
+    print(table, end="")
+    print(f"wrote {json_path} and {md_path} ({meta['wall_time_s']:.1f} s)")
+    return 1 if any(row["status"] == "error" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

@@ -1,0 +1,1 @@
+"""The logic of the experiments, importable and testable; ``experiments/*.py`` are their flag-parsing entry points."""

@@ -1,0 +1,466 @@
+r"""Throughput of one training step (forward + backward over the whole sequence, float32): seqjax vs Flax vs PyTorch.
+
+For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) and implementation:
+
+    seqjax(unroll=k)         seqjax.unroll over seqjax.rnn() / lstm(forget_bias=0) / gru(), lax.scan unroll=k
+    flax <Cell>              flax.linen.RNN over SimpleCell, LSTMCell, OptimizedLSTMCell (lstm), GRUCell
+    torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed
+
+the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
+N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
+Each measurement runs in its own subprocess (``python -m seqjax.experiments.benchmark SPEC``), so allocator state and
+compilation caches do not leak from one implementation into the next.
+
+The command-line entry point is ``experiments/benchmark.py``; run as a module with one JSON spec,
+this file measures that spec and prints one JSON line (the worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+
+from seqjax import workdir as workdir_lib
+
+# JAX, Flax, seqjax and torch are imported inside the worker functions, not here: each worker then loads
+# only the framework it measures (JAX alone adds ~130 MiB to the peak RSS of a torch worker), and the parent
+# process never initialises an accelerator that its workers need.
+
+KNOWN_CELLS = ("rnn", "lstm", "gru")
+KNOWN_IMPLS = ("seqjax", "flax", "torch")
+GATE_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
+FLAX_VARIANTS = {"rnn": ("SimpleCell",), "lstm": ("LSTMCell", "OptimizedLSTMCell"), "gru": ("GRUCell",)}
+TORCH_MISSING = "torch not installed (pip install torch==2.13.0 for the comparison)"
+SEED = 0
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """Batch B, time T, hidden H; the input size D equals H."""
+
+    batch: int
+    time: int
+    hidden: int
+
+    @property
+    def input_size(self) -> int:
+        return self.hidden
+
+    def __str__(self) -> str:
+        return f"{self.batch}x{self.time}x{self.hidden}"
+
+
+def parse_shape(text: str) -> Shape:
+    """``"32x128x256"`` -> ``Shape(batch=32, time=128, hidden=256)``; ValueError if malformed."""
+    parts = text.strip().lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"malformed shape {text!r}: expected BxTxH with positive integers, e.g. 32x128x256")
+    return Shape(*(int(p) for p in parts))
+
+
+def parse_unrolls(values: Sequence[str]) -> list[int]:
+    """``["1", "4"]`` -> ``[1, 4]``; ValueError unless every entry is a positive integer."""
+    if not values or not all(v.strip().isdigit() and int(v) > 0 for v in values):
+        raise ValueError(f"expected a list of positive integers, e.g. 1,4; got {','.join(values)!r}")
+    return [int(v) for v in values]
+
+
+def train_step_flops(cell: str, shape: Shape) -> int:
+    """Analytic FLOPs of one training step, counting the matrix products only.
+
+    Forward: at each of the T steps, ``x_t [B, D] @ W_ih [D, G*H]`` and ``h [B, H] @ W_hh [H, G*H]``,
+    a multiply-add being 2 FLOPs::
+
+        forward = 2 * B * T * (D + H) * G * H        G = 1 (rnn), 4 (lstm), 3 (gru) gate blocks
+
+    The backward pass takes two products of the same size per forward product (gradients w.r.t. the
+    product's input and its weight), so a training step counts ``3 * forward``. Bias adds and gate
+    nonlinearities (O(B*T*G*H)) are left out.
+    """
+    forward = 2 * shape.batch * shape.time * (shape.input_size + shape.hidden) * GATE_BLOCKS[cell] * shape.hidden
+    return 3 * forward
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What to measure.
+
+
+def build_specs(
+    cells: Sequence[str],
+    shapes: Sequence[Shape],
+    impls: Sequence[str],
+    unrolls: Sequence[int],
+    steps: int,
+    warmup: int,
+) -> list[dict[str, Any]]:
+    """One JSON-able spec per (impl, cell, shape), grouped by cell, then shape, then implementation."""
+    specs = []
+    for cell in cells:
+        for shape in shapes:
+            base = {"cell": cell, "shape": str(shape), "steps": steps, "warmup": warmup}
+            if "seqjax" in impls:
+                specs += [{**base, "impl": "seqjax", "label": f"seqjax(unroll={k})", "unroll": k} for k in unrolls]
+            if "flax" in impls:
+                specs += [{**base, "impl": "flax", "label": f"flax {v}", "variant": v} for v in FLAX_VARIANTS[cell]]
+            if "torch" in impls:
+                specs.append({**base, "impl": "torch", "label": "torch"})
+    return specs
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The worker: one measurement in a fresh process.
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's total, where the OS tells)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _max_rss_mib() -> float:
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def time_steps(
+    step: Callable[[], Any], sync: Callable[[Any], Any], steps: int, warmup: int
+) -> tuple[float, list[float]]:
+    """Times ``sync(step())``: the first call (compilation), ``warmup`` untimed calls, then ``steps`` timed ones.
+
+    Returns ``(first_call_s, [step_s] * steps)``.
+    """
+    start = time.perf_counter()
+    sync(step())
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        sync(step())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        sync(step())
+        times.append(time.perf_counter() - start)
+    return first, times
+
+
+def inputs(shape: Shape):
+    """The N(0, 1) inputs ``xs [b, t, d]`` float32 of a shape, identical for every implementation."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    return rng.standard_normal((shape.batch, shape.time, shape.input_size), dtype=np.float32)
+
+
+def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
+    """``(loss(params, xs), params)`` of a seqjax or Flax spec."""
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.key(SEED)
+    if spec["impl"] == "seqjax":
+        import seqjax
+
+        cell = {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}
+        cell = cell[spec["cell"]]()
+        params = cell.init_params(key, shape.input_size, shape.hidden)
+
+        def loss(params, xs):
+            outputs = seqjax.unroll(cell, params, xs, unroll=spec["unroll"]).outputs  # [b, t, h]
+            return jnp.mean(jnp.square(outputs))
+
+        return loss, params
+
+    from flax import linen as nn
+
+    model = nn.RNN(getattr(nn, spec["variant"])(features=shape.hidden))
+    params = model.init(key, xs)["params"]
+
+    def loss(params, xs):
+        return jnp.mean(jnp.square(model.apply({"params": params}, xs)))
+
+    return loss, params
+
+
+def measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
+    import jax
+
+    shape = parse_shape(spec["shape"])
+    device = jax.devices()[0]
+    xs = jax.device_put(inputs(shape), device)
+    loss, params = _jax_loss(spec, shape, xs)
+    train_step = jax.jit(jax.value_and_grad(loss))
+    rss_before = _max_rss_mib()
+    first, times = time_steps(lambda: train_step(params, xs), jax.block_until_ready, spec["steps"], spec["warmup"])
+    value, _ = train_step(params, xs)
+    if device.platform == "cpu":
+        peak_mib, memory = _max_rss_mib(), "max RSS"
+    else:
+        peak_mib, memory = device.memory_stats()["peak_bytes_in_use"] / 2**20, "device peak_bytes_in_use"
+    return {
+        "first_call_s": first,
+        "step_times_s": times,
+        "loss": float(value),
+        "peak_mib": peak_mib,
+        "rss_before_steps_mib": rss_before,
+        "memory": memory,
+        "platform": device.platform,
+        "device": f"{device.platform}:{device.device_kind}",
+        "framework_version": jax.__version__,
+    }
+
+
+def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
+    if importlib.util.find_spec("torch") is None:
+        return {"status": "skipped", "reason": TORCH_MISSING}
+    import torch
+
+    torch.set_num_threads(cpu_count())
+    torch.manual_seed(SEED)
+    shape = parse_shape(spec["shape"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[spec["cell"]]
+    kwargs = {"nonlinearity": "tanh"} if spec["cell"] == "rnn" else {}
+    module = module_class(shape.input_size, shape.hidden, batch_first=True, **kwargs).to(device)
+    xs = torch.from_numpy(inputs(shape)).to(device)
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        outputs, _ = module(xs)  # [b, t, h]
+        loss = outputs.square().mean()
+        loss.backward()
+        return loss
+
+    def sync(loss):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return loss
+
+    rss_before = _max_rss_mib()
+    first, times = time_steps(step, sync, spec["steps"], spec["warmup"])
+    if device.type == "cuda":
+        peak_mib, memory = torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
+        name = f"cuda:{torch.cuda.get_device_name()}"
+    else:
+        peak_mib, memory, name = _max_rss_mib(), "max RSS", "cpu"
+    return {
+        "first_call_s": first,
+        "step_times_s": times,
+        "loss": float(step().item()),
+        "peak_mib": peak_mib,
+        "rss_before_steps_mib": rss_before,
+        "memory": memory,
+        "platform": device.type,
+        "device": name,
+        "framework_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs one spec (in this process) and returns its result row: the spec plus timings and derived rates."""
+    result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
+    row = {**spec, "status": "ok", **result, "jax_version": importlib.metadata.version("jax")}
+    if row["status"] != "ok":
+        return row
+    shape = parse_shape(spec["shape"])
+    median = statistics.median(row["step_times_s"])
+    flops = train_step_flops(spec["cell"], shape)
+    row.update(
+        median_step_s=median,
+        tokens_per_s=shape.batch * shape.time / median,
+        flops_per_step=flops,
+        gflops_per_s=flops / median / 1e9,
+    )
+    return row
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The parent: one subprocess per spec, then ratios and tables.
+
+
+def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs ``spec`` in a fresh Python process (this module as ``__main__``); its last stdout line is the row."""
+    command = [sys.executable, "-m", "seqjax.experiments.benchmark", json.dumps(spec)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except json.JSONDecodeError:
+            pass
+    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {**spec, "status": "error", "reason": f"worker exited with {proc.returncode}: {tail}"}
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds ``vs_best_flax`` and ``vs_torch``: throughput / the reference's throughput at the same cell and shape.
+
+    The Flax reference is the fastest Flax variant of that cell and shape; a ratio > 1 means faster than it.
+    ``None`` where the reference was not measured.
+    """
+    best_flax: dict[tuple[str, str], float] = {}
+    torch: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        group = (row["cell"], row["shape"])
+        if row["impl"] == "flax":
+            best_flax[group] = max(best_flax.get(group, 0.0), row["tokens_per_s"])
+        if row["impl"] == "torch":
+            torch[group] = row["tokens_per_s"]
+    out = []
+    for row in rows:
+        row = dict(row)
+        if row["status"] == "ok":
+            group = (row["cell"], row["shape"])
+            row["vs_best_flax"] = row["tokens_per_s"] / best_flax[group] if group in best_flax else None
+            row["vs_torch"] = row["tokens_per_s"] / torch[group] if group in torch else None
+        out.append(row)
+    return out
+
+
+def notes_for(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per skipped kind or failed measurement, without repeats."""
+    notes = []
+    for row in rows:
+        if row["status"] == "skipped":
+            note = row["reason"]
+        elif row["status"] == "error":
+            note = f"{row['label']} {row['cell']} {row['shape']} failed: {row['reason']}"
+        else:
+            continue
+        if note not in notes:
+            notes.append(note)
+    return notes
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The markdown table of ratio-annotated rows (see ``add_ratios``), in the rows' order, plus notes."""
+    measured = [row for row in rows if row["status"] == "ok"]
+    with_torch = any(row["impl"] == "torch" for row in measured)
+    header = ["cell", "B x T x H", "impl", "tokens/s", "GFLOP/s", "compile s", "peak MiB", "vs best flax"]
+    header += ["vs torch"] if with_torch else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    for row in measured:
+        cells = [
+            row["cell"],
+            row["shape"],
+            row["label"],
+            f"{row['tokens_per_s']:,.0f}",
+            f"{row['gflops_per_s']:.2f}",
+            f"{row['first_call_s']:.2f}",
+            f"{row['peak_mib']:.0f}",
+            _ratio(row["vs_best_flax"]),
+        ]
+        cells += [_ratio(row["vs_torch"])] if with_torch else []
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
+        "rnn, lstm, gru); compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is "
+        "faster than the fastest Flax variant (or torch) at the same cell and shape."
+    )
+    lines += [f"- {note}" for note in notes_for(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def metadata(argv: Sequence[str], flag_values: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_count": cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "devices": sorted({row["device"] for row in rows if row["status"] == "ok"}),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *argv]),
+        "flags": flag_values,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def format_report(meta: dict[str, Any], table: str) -> str:
+    """results.md: what was run, where, and the table."""
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    return (
+        "# seqjax training-step benchmark\n\n"
+        f"- command: `{meta['command']}`\n"
+        f"- host: {meta['hostname']}, {meta['cpu_count']} CPUs ({meta['cpu_model']}), {meta['platform']}\n"
+        f"- devices: {', '.join(meta['devices']) or 'none'}; {versions}; {meta['date']}\n"
+        f"- float32, loss = mean(y**2) over all steps, gradient w.r.t. all parameters; D = H; median of "
+        f"{meta['flags']['steps']} steps after {meta['flags']['warmup']} warm-up steps\n\n" + table
+    )
+
+
+def run_benchmark(
+    specs: Sequence[dict[str, Any]], run: Callable[[dict[str, Any]], dict[str, Any]] = run_in_subprocess
+) -> list[dict[str, Any]]:
+    """Runs the specs one after the other (never concurrently: they would share the CPUs) and adds the ratios."""
+    rows = []
+    for spec in specs:
+        row = run(spec)
+        if row["status"] == "ok":
+            logging.info(
+                "%s %s %s: %.0f tokens/s, compile %.2f s",
+                row["cell"],
+                row["shape"],
+                row["label"],
+                row["tokens_per_s"],
+                row["first_call_s"],
+            )
+        else:
+            logging.warning("%s %s %s: %s", spec["cell"], spec["shape"], spec["label"], notes_for([row])[0])
+        rows.append(row)
+    return add_ratios(rows)
+
+
+def write_results(workdir: str | os.PathLike, meta: dict[str, Any], rows: Sequence[dict[str, Any]], report: str):
+    """Creates ``workdir`` if needed and writes results.json and results.md into it (nothing else)."""
+    path = workdir_lib.prepare(workdir)
+    workdir_lib.write_atomic(
+        path / RESULTS_JSON, json.dumps({"metadata": meta, "results": list(rows)}, indent=2) + "\n"
+    )
+    workdir_lib.write_atomic(path / RESULTS_MD, report)
+    return path / RESULTS_JSON, path / RESULTS_MD
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))), flush=True)

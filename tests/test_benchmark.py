@@ -1,0 +1,108 @@
+"""experiments/benchmark.py: the FLOP count, shape parsing, ratios and an end-to-end run with a tiny config."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqjax.experiments import benchmark as benchmark_lib
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return benchmark_lib
+
+
+def test_train_step_flops(benchmark):
+    shape = benchmark.Shape(batch=2, time=3, hidden=4)
+    # 3 x forward, forward = 2 * B * T * (D + H) * G * H with D = H = 4.
+    assert benchmark.train_step_flops("rnn", shape) == 3 * 2 * 2 * 3 * 8 * 1 * 4 == 1152
+    assert benchmark.train_step_flops("lstm", shape) == 4 * 1152
+    assert benchmark.train_step_flops("gru", shape) == 3 * 1152
+    big = benchmark.Shape(32, 128, 256)
+    assert benchmark.train_step_flops("lstm", big) == 6 * 32 * 128 * 512 * 4 * 256
+
+
+def test_parse_shape(benchmark):
+    assert benchmark.parse_shape("32x128x256") == benchmark.Shape(32, 128, 256)
+    assert str(benchmark.parse_shape(" 16X100x128 ")) == "16x100x128"
+    assert benchmark.parse_shape("2x3x4").input_size == 4
+    for bad in ("32x128", "32x128x256x1", "0x1x2", "ax1x2", "-1x2x3", "1.5x2x3", ""):
+        with pytest.raises(ValueError, match="malformed shape"):
+            benchmark.parse_shape(bad)
+
+
+def test_ratios_and_table(benchmark):
+    def row(label, impl, tokens_per_s):
+        return {
+            "cell": "gru",
+            "shape": "2x3x4",
+            "label": label,
+            "impl": impl,
+            "status": "ok",
+            "tokens_per_s": tokens_per_s,
+            "gflops_per_s": 1.0,
+            "first_call_s": 0.5,
+            "peak_mib": 100.0,
+        }
+
+    skipped = {"cell": "gru", "shape": "2x3x4", "label": "torch", "impl": "torch", "status": "skipped"}
+    skipped["reason"] = benchmark.TORCH_MISSING
+    rows = benchmark.add_ratios([row("seqjax(unroll=1)", "seqjax", 300.0), row("flax GRUCell", "flax", 200.0), skipped])
+    assert rows[0]["vs_best_flax"] == pytest.approx(1.5)
+    assert rows[0]["vs_torch"] is None
+    table = benchmark.format_table(rows)
+    assert "| gru | 2x3x4 | seqjax(unroll=1) | 300 |" in table
+    assert "vs best flax" in table and "vs torch" not in table
+    assert benchmark.TORCH_MISSING in table
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [("--steps=0", "--steps"), ("--shapes=32x128", "--shapes"), ("--cells=lstm,elman", "known: rnn, lstm, gru")],
+)
+def test_flag_validation(tmp_path, arg, message):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), f"--workdir={tmp_path}", arg], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr.splitlines()[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_end_to_end(tmp_path):
+    workdir = tmp_path / "bench"
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        f"--workdir={workdir}",
+        "--shapes=2x3x4",
+        "--cells=lstm",
+        "--impls=seqjax,flax",
+        "--steps=2",
+        "--warmup=1",
+        "--seqjax_unrolls=1",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((workdir / "results.json").read_text())
+    rows = results["results"]
+    assert [(r["label"], r["cell"], r["shape"]) for r in rows] == [
+        ("seqjax(unroll=1)", "lstm", "2x3x4"),
+        ("flax LSTMCell", "lstm", "2x3x4"),
+        ("flax OptimizedLSTMCell", "lstm", "2x3x4"),
+    ]
+    for r in rows:
+        assert r["status"] == "ok"
+        assert r["tokens_per_s"] > 0 and r["gflops_per_s"] > 0 and r["peak_mib"] > 0
+        assert len(r["step_times_s"]) == 2
+    assert max(r["vs_best_flax"] for r in rows) >= 1.0
+    assert results["metadata"]["flags"]["cells"] == ["lstm"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["results.json", "results.md"]
+    report = (workdir / "results.md").read_text()
+    assert "vs best flax" in report and "seqjax(unroll=1)" in report
+    assert "vs best flax" in proc.stdout

@@ -76,13 +76,16 @@ STEPS = flags.DEFINE_integer(
     "steps", 20, "Timed training steps per measurement (the median is reported).", lower_bound=1
 )
 WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first (compiling) call.", lower_bound=0)
+ROUNDS = flags.DEFINE_integer(
+    "rounds", 3, "Interleaved rounds: every measurement is repeated this many times in fresh processes.", lower_bound=1
+)
 SEQJAX_UNROLLS = flags.DEFINE_list("seqjax_unrolls", ["1", "4"], "lax.scan unroll factors: one seqjax row each.")
 
 flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell"))
 flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, _check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
-_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, SEQJAX_UNROLLS)
+_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS)
 
 
 def main(argv):
@@ -97,7 +100,7 @@ def main(argv):
         STEPS.value,
         WARMUP.value,
     )
-    rows = run_benchmark(specs)
+    rows = run_benchmark(specs, rounds=ROUNDS.value)
     meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)
     meta["wall_time_s"] = time.perf_counter() - start
     table = format_table(rows)

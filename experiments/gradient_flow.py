@@ -21,7 +21,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from seqjax import initializers
+from seqjax import initializers, workdir
 from seqjax.cells import BUILTIN_CELLS, cell_by_name
 from seqjax.experiments.gradient_flow import TASKS, Config, run, settings
 
@@ -67,9 +67,14 @@ def _floats(values: Sequence[str], positive: bool) -> bool:
 
 
 def _known_cells(names: Sequence[str]) -> bool:
+    if not names:
+        raise flags.ValidationError("--cells must name at least one cell")
     for name in names:
-        cell_by_name(name)  # raises ValueError naming the known cells
-    return len(names) > 0
+        try:
+            cell_by_name(name)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from e
+    return True
 
 
 flags.register_validator(
@@ -112,6 +117,10 @@ def main(argv):
         f"gradient flow: {', '.join(s.label for s in settings(config))} on {config.task}, T={config.seq_len}",
         flush=True,
     )
+    try:
+        workdir.prepare(WORKDIR.value)
+    except (ValueError, OSError) as e:
+        raise app.UsageError(str(e)) from e
     summary = run(config, WORKDIR.value)
     out = Path(WORKDIR.value)
     print(

@@ -86,6 +86,7 @@ def test_end_to_end(tmp_path):
         "--steps=2",
         "--warmup=1",
         "--seqjax_unrolls=1",
+        "--rounds=2",
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -99,10 +100,33 @@ def test_end_to_end(tmp_path):
     for r in rows:
         assert r["status"] == "ok"
         assert r["tokens_per_s"] > 0 and r["gflops_per_s"] > 0 and r["peak_mib"] > 0
-        assert len(r["step_times_s"]) == 2
+        assert len(r["step_times_s"]) == 2 * 2 and len(r["round_medians_s"]) == 2  # steps x rounds
     assert max(r["vs_best_flax"] for r in rows) >= 1.0
     assert results["metadata"]["flags"]["cells"] == ["lstm"]
     assert sorted(p.name for p in workdir.iterdir()) == ["results.json", "results.md"]
     report = (workdir / "results.md").read_text()
     assert "vs best flax" in report and "seqjax(unroll=1)" in report
     assert "vs best flax" in proc.stdout
+
+
+def test_rounds_are_interleaved_and_pooled(benchmark):
+    """Every spec runs once per round, rounds in turn; step times are pooled into one median per spec."""
+    calls = []
+    times = {"a": iter([[1.0, 1.0], [3.0, 3.0], [2.0, 2.0]]), "b": iter([[4.0], [4.0], [5.0]])}
+
+    def fake_run(spec):
+        calls.append(spec["label"])
+        row = {**spec, "status": "ok", "step_times_s": next(times[spec["label"]]), "first_call_s": 1.0}
+        return benchmark.with_rates({**row, "peak_mib": float(len(calls))})
+
+    specs = [
+        {"impl": impl, "label": label, "cell": "rnn", "shape": "2x5x4"}
+        for impl, label in (("seqjax", "a"), ("flax", "b"))
+    ]
+    rows = benchmark.run_benchmark(specs, run=fake_run, rounds=3)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    by_label = {r["label"]: r for r in rows}
+    assert by_label["a"]["median_step_s"] == 2.0 and by_label["a"]["round_medians_s"] == [1.0, 3.0, 2.0]
+    assert by_label["a"]["tokens_per_s"] == 10 / 2.0
+    assert by_label["b"]["median_step_s"] == 4.0 and by_label["b"]["peak_mib"] == 6.0
+    assert by_label["a"]["vs_best_flax"] == (10 / 2.0) / (10 / 4.0)

@@ -278,18 +278,43 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one spec (in this process) and returns its result row: the spec plus timings and derived rates."""
     result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
     row = {**spec, "status": "ok", **result, "jax_version": importlib.metadata.version("jax")}
-    if row["status"] != "ok":
-        return row
-    shape = parse_shape(spec["shape"])
+    return with_rates(row) if row["status"] == "ok" else row
+
+
+def with_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """Adds the median step time over ``row["step_times_s"]``, tokens/s and GFLOP/s."""
+    shape = parse_shape(row["shape"])
     median = statistics.median(row["step_times_s"])
-    flops = train_step_flops(spec["cell"], shape)
-    row.update(
-        median_step_s=median,
-        tokens_per_s=shape.batch * shape.time / median,
-        flops_per_step=flops,
-        gflops_per_s=flops / median / 1e9,
-    )
-    return row
+    flops = train_step_flops(row["cell"], shape)
+    return {
+        **row,
+        "median_step_s": median,
+        "tokens_per_s": shape.batch * shape.time / median,
+        "flops_per_step": flops,
+        "gflops_per_s": flops / median / 1e9,
+    }
+
+
+def merge_rounds(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the same spec measured in several rounds (fresh processes).
+
+    The step times of all rounds are pooled (so the median is over every timed step), the compile
+    time is the median of the rounds' first calls and the peak memory their maximum. A spec that
+    failed in any round is reported as failed.
+    """
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        return failed[0]
+    times = [t for r in rows for t in r["step_times_s"]]
+    merged = {
+        **rows[0],
+        "step_times_s": times,
+        "round_medians_s": [statistics.median(r["step_times_s"]) for r in rows],
+        "first_call_s": statistics.median(r["first_call_s"] for r in rows),
+        "peak_mib": max(r["peak_mib"] for r in rows),
+        "rounds": len(rows),
+    }
+    return with_rates(merged)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -431,25 +456,33 @@ def format_report(meta: dict[str, Any], table: str) -> str:
 
 
 def run_benchmark(
-    specs: Sequence[dict[str, Any]], run: Callable[[dict[str, Any]], dict[str, Any]] = run_in_subprocess
+    specs: Sequence[dict[str, Any]],
+    run: Callable[[dict[str, Any]], dict[str, Any]] = run_in_subprocess,
+    rounds: int = 1,
 ) -> list[dict[str, Any]]:
-    """Runs the specs one after the other (never concurrently: they would share the CPUs) and adds the ratios."""
-    rows = []
-    for spec in specs:
-        row = run(spec)
-        if row["status"] == "ok":
-            logging.info(
-                "%s %s %s: %.0f tokens/s, compile %.2f s",
-                row["cell"],
-                row["shape"],
-                row["label"],
-                row["tokens_per_s"],
-                row["first_call_s"],
-            )
-        else:
-            logging.warning("%s %s %s: %s", spec["cell"], spec["shape"], spec["label"], notes_for([row])[0])
-        rows.append(row)
-    return add_ratios(rows)
+    """Runs every spec once per round, one after the other (never concurrently: they would share the CPUs).
+
+    Interleaving the rounds (all specs, then all specs again) spreads slow drifts of the machine over
+    every implementation instead of charging them to whichever ran during the drift.
+    """
+    measured: list[list[dict[str, Any]]] = [[] for _ in specs]
+    for round_index in range(rounds):
+        for spec, results in zip(specs, measured, strict=True):
+            row = run(spec)
+            if row["status"] == "ok":
+                logging.info(
+                    "round %d: %s %s %s: %.0f tokens/s, compile %.2f s",
+                    round_index + 1,
+                    row["cell"],
+                    row["shape"],
+                    row["label"],
+                    row["tokens_per_s"],
+                    row["first_call_s"],
+                )
+            else:
+                logging.warning("%s %s %s: %s", spec["cell"], spec["shape"], spec["label"], notes_for([row])[0])
+            results.append(row)
+    return add_ratios([merge_rounds(results) for results in measured])
 
 
 def write_results(workdir: str | os.PathLike, meta: dict[str, Any], rows: Sequence[dict[str, Any]], report: str):

@@ -75,7 +75,7 @@ def unroll(
     initial_carry: Carry | None = None,
     lengths: jax.Array | None = None,
     reverse: bool = False,
-    unroll: int = 1,
+    unroll: int | None = None,
     remat: bool = False,
     return_carries: bool = False,
     probe: Carry | None = None,
@@ -100,7 +100,7 @@ def unroll(
       lengths: ``[b]`` int, true lengths of right-padded sequences. Padded steps leave the carry
         unchanged, so a reverse pass starts at each sequence's own last element.
       reverse: read the sequence from last step to first; outputs keep their positions.
-      unroll: ``jax.lax.scan``'s unroll factor.
+      unroll: ``jax.lax.scan``'s unroll factor; ``None`` takes the cell's own (``cell.unroll``).
       remat: ``jax.checkpoint`` the step, recomputing its internals in the backward pass.
       return_carries: also return every step's carry.
       probe: additive probe, a pytree shaped like the stacked carries (``[b, t, ...]`` per leaf, or
@@ -149,6 +149,7 @@ def unroll(
             y = jnp.where(valid_t[:, None], y, jnp.zeros_like(y))
         return new_carry, (y, new_carry if return_carries else None)
 
+    unroll = cell.unroll if unroll is None else unroll
     carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=unroll)
     if not time_major:
         ys = _to_time_major(ys)
@@ -168,7 +169,7 @@ def truncated_unroll(
     *,
     initial_carry: Carry | None = None,
     lengths: jax.Array | None = None,
-    unroll: int = 1,
+    unroll: int | None = None,
     remat: bool = False,
     hoist: bool | None = None,
 ) -> Unrolled:

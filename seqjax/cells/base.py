@@ -45,6 +45,7 @@ class Cell:
         single array ``[*batch, h]``: the default is ``zero_carry``.
       project: optional ``(params, xs [..., d]) -> us [..., k]``, applied to all positions at once.
       name: a short name used in tables, legends and error messages.
+      unroll: the ``jax.lax.scan`` unroll factor ``unroll`` uses for this cell unless told otherwise.
     """
 
     init_params: Callable[..., Params]
@@ -52,6 +53,7 @@ class Cell:
     init_carry: Callable[[Params, tuple[int, ...]], Carry] | None = None
     project: Callable[[Params, jax.Array], jax.Array] | None = None
     name: str = "cell"
+    unroll: int = 1
 
     def __post_init__(self):
         if self.init_carry is None:

@@ -1,17 +1,6 @@
-r"""Throughput of one training step (forward + backward over the whole sequence, float32): seqjax vs Flax vs PyTorch.
+r"""Training-step throughput, seqjax vs Flax linen vs PyTorch; see seqjax.experiments.benchmark.
 
-For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) and implementation:
-
-    seqjax(unroll=k)         seqjax.unroll over seqjax.rnn() / lstm(forget_bias=0) / gru(), lax.scan unroll=k
-    flax <Cell>              flax.linen.RNN over SimpleCell, LSTMCell, OptimizedLSTMCell (lstm), GRUCell
-    torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed
-
-the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
-N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
-Each measurement runs in its own subprocess (this script with ``--worker``), so allocator state and
-compilation caches do not leak from one implementation into the next.
-
-    python experiments/benchmark.py --workdir=runs/benchmark
+    python experiments/benchmark.py --workdir=runs/benchmark --rounds=3
     python experiments/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
 
 Prints a markdown table and writes results.json and results.md into --workdir (nothing else).

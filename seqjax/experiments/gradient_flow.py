@@ -22,9 +22,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from seqjax import gradflow, initializers, plots, workdir
+from seqjax import gradflow, initializers, plots, train, workdir
 from seqjax.cells import Cell, cell_by_name, rnn
 from seqjax.data import synthetic
 from seqjax.scan import Unrolled, unroll
@@ -142,24 +141,25 @@ def _by_part(tree) -> list[tuple[str, jax.Array]]:
 
 
 def make_train_segment(cell: Cell, config: Config):
-    """A jitted function running ``n`` Adam steps with ``lax.scan``; batch k is drawn from ``fold_in(key, k)``."""
-    transforms = [optax.clip_by_global_norm(config.clip)] if config.clip > 0 else []
-    optimizer = optax.chain(*transforms, optax.adam(config.learning_rate))
+    """``seqjax.train`` with Adam and global-norm clipping, and a jitted function running ``n`` steps
+    with ``lax.scan``; the batch of step k is drawn from ``fold_in(state.key, k)``."""
+    clipping = train.Clipping("global_norm", config.clip) if config.clip > 0 else train.Clipping()
 
-    def loss_fn(params, xs, targets):
-        return task_loss(params["readout"], unroll(cell, params["cell"], xs), targets, config.loss)
+    def loss_fn(params, batch, key):
+        del key
+        xs, targets = batch
+        return task_loss(params["readout"], unroll(cell, params["cell"], xs), targets, config.loss), {}
 
-    def train_step(state, step_key):
-        params, opt_state = state
-        xs, targets = task_batch(config, step_key)
-        loss, grads = jax.value_and_grad(loss_fn)(params, xs, targets)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+    training = train.make_training(loss_fn, train.optimizer("adam", config.learning_rate), clipping)
 
-    def segment(state, train_key, steps):
-        return jax.lax.scan(train_step, state, jax.vmap(lambda s: jax.random.fold_in(train_key, s))(steps))
+    def segment(state: train.TrainState, num_steps: int):
+        def body(state, _):
+            state, metrics = training.step(state, task_batch(config, jax.random.fold_in(state.key, state.step)))
+            return state, metrics["loss"]
 
-    return optimizer, jax.jit(segment, donate_argnums=0)
+        return jax.lax.scan(body, state, None, length=num_steps)
+
+    return training, jax.jit(segment, donate_argnums=0, static_argnums=1)
 
 
 def snapshot_steps(config: Config) -> list[int]:
@@ -190,17 +190,17 @@ def run(config: Config, out_dir: str | Path) -> dict:
     for setting in settings(config):
         params = init_model(setting.cell, init_key, config)
         measure_fn = jax.jit(lambda p, cell=setting.cell: measure(cell, config, p, eval_xs, eval_targets))
-        optimizer, segment = make_train_segment(setting.cell, config)
-        state = (params, optimizer.init(params))
+        training, segment = make_train_segment(setting.cell, config)
+        state = training.init(params, jax.random.clone(train_key))  # the state is donated: its own key
         losses, record = [], {"label": setting.label, "snapshots": []}
         done = 0
         for step in snapshots:
             if step > done:
-                state, segment_losses = segment(state, train_key, jnp.arange(done, step))
+                state, segment_losses = segment(state, step - done)
                 losses.extend(np.asarray(segment_losses).tolist())
                 done = step
-            eval_loss, norms = measure_fn(state[0])
-            record["snapshots"].append(_snapshot_summary(config, step, float(eval_loss), norms, state[0]))
+            eval_loss, norms = measure_fn(state.params)
+            record["snapshots"].append(_snapshot_summary(config, step, float(eval_loss), norms, state.params))
             rows.extend(_rows(config, setting, step, norms))
         if losses:
             learning_curves.append(

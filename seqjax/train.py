@@ -1,0 +1,170 @@
+"""Training: a train state, optimizers, schedules and clipping by name, and one plain train step.
+
+``make_training`` builds two pure functions from one configuration: ``init(params, key) -> state``
+and ``step(state, batch) -> (state, metrics)``. The caller jits the step, donating the state:
+``jax.jit(training.step, donate_argnums=0)``. Configuration enters by closure, never as static
+arguments. Randomness for step k comes from
+``jax.random.fold_in(state.key, k)``, so a run is a function of its step count, not of its history.
+
+Every step's metrics carry the loss, the global norms of the gradients (before clipping), the
+parameters and the update, whether clipping fired, the learning rate, and whether the step was
+non-finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
+SCHEDULES = ("constant", "cosine", "exponential", "linear")
+CLIPPING = ("none", "global_norm", "value")
+
+
+def global_norm(tree) -> jax.Array:
+    """sqrt of the sum of squares of every element of every leaf (the norm gradient clipping uses)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue: a pytree, so it can be jitted, donated and checkpointed."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: the number of updates applied so far
+    key: jax.Array  # the run's root key; step k uses fold_in(key, k)
+
+
+def schedule(name: str, learning_rate: float, total_steps: int = 1, decay_rate: float = 0.1) -> optax.Schedule:
+    """A learning-rate schedule by name.
+
+    Args:
+      name: ``constant``; ``cosine`` (lr * (1 + cos(pi k / K)) / 2, reaching 0 at ``total_steps`` K);
+        ``exponential`` (lr * decay_rate^(k / K)); ``linear`` (lr * (1 - k / K), floored at 0).
+      learning_rate: the initial rate.
+      total_steps: K, the horizon of the decaying schedules.
+      decay_rate: the factor ``exponential`` reaches at step K.
+    """
+    if name == "constant":
+        return optax.constant_schedule(learning_rate)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, total_steps)
+    if name == "exponential":
+        return optax.exponential_decay(learning_rate, total_steps, decay_rate)
+    if name == "linear":
+        return optax.linear_schedule(learning_rate, 0.0, total_steps)
+    raise ValueError(f"unknown learning-rate schedule {name!r}; known: {', '.join(SCHEDULES)}")
+
+
+def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9) -> optax.GradientTransformation:
+    """An optax optimizer by name: sgd, momentum (heavy ball, ``momentum``), adam, rmsprop, adagrad."""
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=momentum)
+    if name == "adam":
+        return optax.adam(learning_rate)
+    if name == "rmsprop":
+        return optax.rmsprop(learning_rate)
+    if name == "adagrad":
+        return optax.adagrad(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Clipping:
+    """Gradient clipping, applied before the optimizer.
+
+    ``global_norm`` (Pascanu et al. 2013, "rescale"): g <- g * min(1, threshold / ||g||), ||g|| the
+    global norm over all parameters. ``value`` (char-rnn, min-char-rnn): each element clipped to
+    [-threshold, threshold]. ``none``: unchanged.
+    """
+
+    mode: str = "none"
+    threshold: float = 1.0
+
+    def __post_init__(self):
+        if self.mode not in CLIPPING:
+            raise ValueError(f"unknown clipping {self.mode!r}; known: {', '.join(CLIPPING)}")
+        if self.mode != "none" and not self.threshold > 0:
+            raise ValueError(f"the clipping threshold must be positive, got {self.threshold}")
+
+    def transform(self) -> optax.GradientTransformation:
+        if self.mode == "global_norm":
+            return optax.clip_by_global_norm(self.threshold)
+        if self.mode == "value":
+            return optax.clip(self.threshold)
+        return optax.identity()
+
+    def fires(self, grads) -> jax.Array:
+        """Whether clipping changes ``grads``: a boolean scalar."""
+        if self.mode == "global_norm":
+            return global_norm(grads) > self.threshold
+        if self.mode == "value":
+            return jnp.any(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]) > self.threshold)
+        return jnp.asarray(False)
+
+
+LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class Training(NamedTuple):
+    """``init(params, key) -> TrainState`` and ``step(state, batch) -> (state, metrics)``."""
+
+    init: Callable[[Any, jax.Array], TrainState]
+    step: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def make_training(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    clipping: Clipping = Clipping(),
+    learning_rate: optax.Schedule | None = None,
+    skip_nonfinite: bool = False,
+) -> Training:
+    """Builds the ``init`` and ``step`` of one training configuration.
+
+    Args:
+      loss_fn: ``(params, batch, key) -> (loss, aux)``; ``aux`` is a dict of scalars added to the
+        metrics. ``key`` is this step's key, ``fold_in(state.key, state.step)``.
+      tx: the optimizer; clipping is chained in front of it here.
+      clipping: see ``Clipping``.
+      learning_rate: the schedule ``tx`` uses, only to report the step's rate in the metrics.
+      skip_nonfinite: if the loss or any gradient is NaN or inf, keep the parameters and optimizer
+        state, still advance ``step``, and report ``nonfinite = 1``. Otherwise such a step is
+        applied and reported, and the caller decides (the loop stops on it).
+    """
+    chained = optax.chain(clipping.transform(), tx)
+
+    def init(params, key: jax.Array) -> TrainState:
+        return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), key)
+
+    def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        step_key = jax.random.fold_in(state.key, state.step)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, step_key)
+        updates, opt_state = chained.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        if skip_nonfinite:
+            params, opt_state = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
+            )
+        metrics = {
+            "loss": loss,
+            "grad_norm": global_norm(grads),
+            "param_norm": global_norm(params),
+            "update_norm": global_norm(jax.tree.map(jnp.subtract, params, state.params)),
+            "clipped": clipping.fires(grads).astype(jnp.float32),
+            "nonfinite": (~finite).astype(jnp.float32),
+            **aux,
+        }
+        if learning_rate is not None:
+            metrics["learning_rate"] = jnp.asarray(learning_rate(state.step), jnp.float32)
+        return TrainState(params, opt_state, state.step + 1, state.key), metrics
+
+    return Training(init, train_step)

@@ -1,0 +1,49 @@
+"""Per-step metrics: ``<workdir>/metrics.jsonl`` (one JSON object per logged step) and TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+
+from seqjax import workdir
+
+
+class MetricWriter:
+    """Appends ``{"step": k, name: value, ...}`` lines to metrics.jsonl and scalars to TensorBoard.
+
+    Args:
+      directory: the run's workdir; TensorBoard events go to ``<directory>/tensorboard``.
+      resume_step: the step a resumed run restarts from. Lines for steps at or after it (written by
+        the interrupted run after its last checkpoint) are dropped, so the file has each step once.
+    """
+
+    def __init__(self, directory: str | os.PathLike, resume_step: int = 0):
+        self.path = Path(directory) / "metrics.jsonl"
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) < resume_step]
+            workdir.write_atomic(self.path, "".join(line + "\n" for line in kept))
+        self._file = open(self.path, "a")  # kept open for the run; close() closes it
+        self._tensorboard = SummaryWriter(str(Path(directory) / "tensorboard"), purge_step=resume_step or None)
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        values = {name: float(value) for name, value in metrics.items()}
+        self._file.write(json.dumps({"step": step, **values}) + "\n")
+        self._file.flush()
+        for name, value in values.items():
+            self._tensorboard.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        self._tensorboard.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a torn last line from a killed run: dropped with the steps after the checkpoint

@@ -40,6 +40,10 @@ def _shape_table(tree) -> dict[str, tuple]:
     }
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that does not fit the run that tries to restore it."""
+
+
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -89,7 +93,7 @@ class Checkpointer:
         stored, wanted = (_shape_table(metadata) if metadata is not None else None), _shape_table(expected)
         if stored is not None and stored != wanted:
             path = next(p for p in sorted(set(stored) | set(wanted)) if stored.get(p) != wanted.get(p))
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"checkpoint {self.directory / str(step)} does not fit this run: {path} is "
                 f"{stored.get(path, 'absent')} there and {wanted.get(path, 'absent')} here "
                 "(use another --workdir for a different model)"
@@ -98,7 +102,9 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"checkpoint {self.directory / str(step)} cannot be restored: {_first_line(e)}") from e
+            raise CheckpointMismatch(
+                f"checkpoint {self.directory / str(step)} cannot be restored: {_first_line(e)}"
+            ) from e
         key = jax.random.wrap_key_data(restored["key"], impl=jax.random.key_impl(template.key))
         return TrainState(restored["params"], restored["opt_state"], restored["step"], key)
 

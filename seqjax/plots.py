@@ -92,3 +92,39 @@ def gradient_flow_figure(
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     workdir.write_atomic(path, buffer.getvalue())
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    workdir.write_atomic(path, buffer.getvalue())
+
+
+def metric_vs_length_figure(
+    curves: Sequence[Curve], metric_name: str, baseline: float, path: str | os.PathLike
+) -> None:
+    """A test metric (lower is better) against sequence length, one curve per cell, with the baseline."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    _draw(ax, curves, _colors([curves]))
+    ax.axhline(baseline, color="gray", linestyle=":", label=f"trivial baseline ({baseline:.3g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel(metric_name)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def heatmap_figure(panels: Sequence[tuple[str, Sequence[int], np.ndarray]], path: str | os.PathLike) -> None:
+    """log10 ||dL/dh_t|| as an image per panel: rows are training steps, columns time steps t."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, steps, values) in zip(axes[0], panels, strict=True):
+        image = ax.imshow(values, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
+        ax.set_title(title)
+        ax.set_xlabel("time step t")
+        ax.set_ylabel("training step")
+        fig.colorbar(image, ax=ax, label="log10 ||dL/dh_t||")
+    _save(fig, path)

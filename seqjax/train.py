@@ -142,7 +142,10 @@ def make_training(
     chained = optax.chain(clipping.transform(), tx)
 
     def init(params, key: jax.Array) -> TrainState:
-        return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), key)
+        # The state is donated to the jitted step: give it its own copy of the key, so the caller's
+        # key (often reused, e.g. for batches) survives. ``params`` are taken over, not copied.
+        own_key = jax.random.wrap_key_data(jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key))
+        return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), own_key)
 
     def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
         step_key = jax.random.fold_in(state.key, state.step)

@@ -8,14 +8,18 @@ import tempfile
 from pathlib import Path
 
 
+class WorkdirError(ValueError):
+    """A --workdir that cannot be used."""
+
+
 def prepare(workdir: str | os.PathLike) -> Path:
     """Creates ``workdir`` (and parents); fails with a one-line error if it is a file or unwritable."""
     path = Path(workdir)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--workdir {path} exists and is not a directory")
+        raise WorkdirError(f"--workdir {path} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
     if not os.access(path, os.W_OK):
-        raise ValueError(f"--workdir {path} is not writable")
+        raise WorkdirError(f"--workdir {path} is not writable")
     return path
 
 

@@ -191,7 +191,7 @@ def run(config: Config, out_dir: str | Path) -> dict:
         params = init_model(setting.cell, init_key, config)
         measure_fn = jax.jit(lambda p, cell=setting.cell: measure(cell, config, p, eval_xs, eval_targets))
         training, segment = make_train_segment(setting.cell, config)
-        state = training.init(params, jax.random.clone(train_key))  # the state is donated: its own key
+        state = training.init(params, train_key)
         losses, record = [], {"label": setting.label, "snapshots": []}
         done = 0
         for step in snapshots:

@@ -1,0 +1,293 @@
+"""Long-dependency benchmarks: train each cell on a synthetic task at several lengths, watch the gradients.
+
+For every cell and sequence length T, a model (the cell, then a linear readout) is trained with
+``seqjax.loop.fit`` in ``<workdir>/runs/<cell>_T<T>`` (so an interrupted sweep resumes), evaluated on
+held-out batches, and compared with the task's trivial baseline. Every ``profile_every`` steps the
+batch-mean ||dL/dh_t|| over t is recorded on a fixed batch (the core's gradient probes).
+
+Tasks, losses, metrics and the criterion for "solved":
+  adding / adding_hochreiter  inputs [b, t, 2]; MSE of the last output; solved: test MSE < 0.01.
+  copy (delay T)              one-hot tokens; cross-entropy at every step (nats); solved: the 10
+                              recalled symbols >= 99% correct.
+  temporal_order              one-hot tokens; cross-entropy of the last output over 4 classes;
+                              solved: test accuracy >= 99%.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax import gradflow, initializers, loop, plots, train, workdir
+from seqjax.cells import Cell, cell_by_name
+from seqjax.data import synthetic
+from seqjax.scan import unroll
+
+TASKS = ("adding", "adding_hochreiter", "copy", "temporal_order")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    cells: tuple[str, ...] = ("rnn", "lstm", "gru")
+    task: str = "adding"
+    seq_lens: tuple[int, ...] = (50, 100, 200)
+    hidden: int = 128
+    batch: int = 50
+    train_steps: int = 2000
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    clip: str = "global_norm"
+    clip_threshold: float = 1.0
+    recurrent_init: str = "orthogonal"
+    recurrent_scale: float = 1.0
+    forget_bias: float = 1.0
+    test_batches: int = 10
+    log_every: int = 100
+    checkpoint_every: int = 500
+    profile_every: int = 250
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a task needs from the model: input and output sizes, a batch generator, loss and metrics."""
+
+    input_size: int
+    output_size: int
+    batch: Callable  # key -> (xs [b, t, d] float32, targets)
+    loss: Callable  # (outputs [b, t, o], targets) -> scalar
+    metric: Callable  # (outputs, targets) -> scalar test metric (lower is better)
+    metric_name: str
+    baseline: float  # the metric of the trivial predictor
+    solved: Callable  # metric value -> bool
+
+
+def make_task(config: Config, seq_len: int) -> Task:
+    if config.task in ("adding", "adding_hochreiter"):
+        variant = "le" if config.task == "adding" else "hochreiter"
+        baseline = synthetic.ADDING_LE_BASELINE_MSE if variant == "le" else synthetic.ADDING_HOCHREITER_BASELINE_MSE
+
+        def mse(outputs, targets):
+            return jnp.mean(jnp.square(outputs[:, -1] - targets))
+
+        return Task(
+            2,
+            1,
+            lambda key: synthetic.adding_problem(key, config.batch, seq_len, variant),
+            mse,
+            mse,
+            "test MSE",
+            baseline,
+            lambda m: m < 0.01,
+        )
+    if config.task == "copy":
+        vocab = synthetic.COPY_VOCAB_SIZE
+
+        def copy_batch(key):
+            tokens, targets = synthetic.copy_memory(key, config.batch, seq_len)
+            return jax.nn.one_hot(tokens, vocab), targets
+
+        def cross_entropy(logits, targets):
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1))
+
+        def recall_error(logits, targets):
+            recalled = jnp.argmax(logits[:, -synthetic.COPY_LENGTH :], axis=-1)
+            return 1.0 - jnp.mean((recalled == targets[:, -synthetic.COPY_LENGTH :]).astype(jnp.float32))
+
+        return Task(
+            vocab,
+            vocab,
+            copy_batch,
+            cross_entropy,
+            recall_error,
+            "recall error",
+            1.0 - 1.0 / synthetic.COPY_NUM_SYMBOLS,
+            lambda m: m <= 0.01,
+        )
+    if config.task == "temporal_order":
+        vocab = len(synthetic.TEMPORAL_ORDER_VOCAB)
+
+        def order_batch(key):
+            tokens, labels = synthetic.temporal_order(key, config.batch, seq_len)
+            return jax.nn.one_hot(tokens, vocab), labels
+
+        def cross_entropy(logits, labels):
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), labels[:, None], axis=-1))
+
+        def error(logits, labels):
+            return 1.0 - jnp.mean((jnp.argmax(logits[:, -1], axis=-1) == labels).astype(jnp.float32))
+
+        return Task(
+            vocab,
+            4,
+            order_batch,
+            cross_entropy,
+            error,
+            "test error",
+            1.0 - synthetic.TEMPORAL_ORDER_BASELINE_ACCURACY,
+            lambda m: m <= 0.01,
+        )
+    raise ValueError(f"unknown task {config.task!r}; known: {', '.join(TASKS)}")
+
+
+def build_cell(config: Config, name: str) -> Cell:
+    init = initializers.recurrent_init(config.recurrent_init, config.recurrent_scale)
+    return cell_by_name(name, init, forget_bias=config.forget_bias)
+
+
+def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bool = True) -> dict:
+    """Trains (or resumes) one cell at one length; returns its result row and gradient profiles."""
+    task, cell = make_task(config, seq_len), build_cell(config, name)
+    key = jax.random.key(config.seed)
+    init_key, train_key, probe_key, test_key = (jax.random.fold_in(key, i) for i in range(4))
+    k_cell, k_out = jax.random.split(init_key)
+    params = {
+        "cell": cell.init_params(k_cell, task.input_size, config.hidden),
+        "readout": initializers.lecun_normal(k_out, (config.hidden, task.output_size)),
+    }
+
+    def outputs_of(params, xs, **kwargs):
+        return unroll(cell, params["cell"], xs, **kwargs).outputs @ params["readout"]
+
+    def loss_fn(params, batch, key):
+        del key
+        return task.loss(outputs_of(params, batch[0]), batch[1]), {}
+
+    lr = train.schedule(config.schedule, config.learning_rate, config.train_steps)
+    training = train.make_training(
+        loss_fn, train.optimizer(config.optimizer, lr), train.Clipping(config.clip, config.clip_threshold), lr
+    )
+    probe_xs, probe_targets = task.batch(probe_key)
+
+    @jax.jit
+    def profile(params):
+        def loss_of(unrolled):
+            return task.loss(unrolled.outputs @ params["readout"], probe_targets)
+
+        _, grads = gradflow.carry_gradients(loss_of, cell, params["cell"], probe_xs)
+        # The first carry leaf: h for every built-in cell (LSTMCarry(hidden, cell) flattens hidden first).
+        return jax.tree.leaves(gradflow.mean_over_batch(gradflow.step_norms(grads)))[0]
+
+    profiles = {}
+
+    def callback(step, state):
+        if step % config.profile_every == 0 or step == config.train_steps:
+            profiles[step] = np.asarray(profile(state.params))
+
+    run_dir = out_dir / "runs" / f"{name.replace(':', '_')}_T{seq_len}"
+    started = time.perf_counter()
+    profiles[0] = np.asarray(profile(params))
+    state = loop.fit(
+        training,
+        training.init(params, train_key),
+        lambda k: task.batch(jax.random.fold_in(train_key, k)),
+        config.train_steps,
+        run_dir,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        callback=callback,
+        progress=progress,
+    )
+    evaluate = jax.jit(lambda p, xs, y: task.metric(outputs_of(p, xs), y))
+    values = [
+        float(evaluate(state.params, *task.batch(jax.random.fold_in(test_key, i)))) for i in range(config.test_batches)
+    ]
+    metric = float(np.mean(values))
+    return {
+        "cell": name,
+        "seq_len": seq_len,
+        "metric": task.metric_name,
+        "value": metric,
+        "baseline": task.baseline,
+        "solved": bool(task.solved(metric)),
+        "train_steps": config.train_steps,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "profiles": profiles,
+    }
+
+
+def run(config: Config, out_dir: str | Path, progress: bool = True) -> list[dict]:
+    """Every cell at every length; writes results.csv/json, gradient_profiles.csv and the figures."""
+    out_dir = workdir.prepare(out_dir)
+    workdir.write_json(out_dir / "flags.json", dataclasses.asdict(config))
+    results = []
+    for name in config.cells:
+        for seq_len in config.seq_lens:
+            row = run_one(config, name, seq_len, out_dir, progress)
+            print(
+                f"{name} T={seq_len}: {row['metric']} {row['value']:.4g} (baseline {row['baseline']:.4g}) "
+                f"{'solved' if row['solved'] else 'not solved'} in {row['wall_s']} s",
+                flush=True,
+            )
+            results.append(row)
+    _write(config, out_dir, results)
+    return results
+
+
+def _write(config: Config, out_dir: Path, results: list[dict]) -> None:
+    table = [{k: v for k, v in r.items() if k != "profiles"} for r in results]
+    workdir.write_json(out_dir / "results.json", table)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    workdir.write_atomic(out_dir / "results.csv", buffer.getvalue())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["cell", "seq_len", "train_step", "t", "grad_norm"])
+    for r in results:
+        for step, norms in sorted(r["profiles"].items()):
+            writer.writerows([r["cell"], r["seq_len"], step, t, float(v)] for t, v in enumerate(norms))
+    workdir.write_atomic(out_dir / "gradient_profiles.csv", buffer.getvalue())
+    curves = [
+        plots.Curve(
+            f"{r['cell']}",
+            np.array(config.seq_lens),
+            np.array([x["value"] for x in results if x["cell"] == r["cell"]]),
+            r["cell"],
+            "-o",
+        )
+        for r in results
+        if r["seq_len"] == config.seq_lens[0]
+    ]
+    plots.metric_vs_length_figure(curves, results[0]["metric"], results[0]["baseline"], out_dir / "success.png")
+    longest = [r for r in results if r["seq_len"] == max(config.seq_lens)]
+    plots.heatmap_figure(
+        [
+            (
+                f"{r['cell']}, T={r['seq_len']}",
+                sorted(r["profiles"]),
+                np.log10(np.maximum(np.stack([r["profiles"][s] for s in sorted(r["profiles"])]), 1e-38)),
+            )
+            for r in longest
+        ],
+        out_dir / "gradient_heatmap.png",
+    )
+    learning = []
+    for r in results:
+        lines = (out_dir / "runs" / f"{r['cell'].replace(':', '_')}_T{r['seq_len']}" / "metrics.jsonl").read_text()
+        steps_losses = [(m["step"], m["loss"]) for m in map(json.loads, lines.splitlines())]
+        if steps_losses:
+            s, losses = zip(*steps_losses, strict=True)
+            learning.append(
+                plots.Curve(
+                    f"{r['cell']} T={r['seq_len']}", np.array(s), np.array(losses), f"{r['cell']} T={r['seq_len']}"
+                )
+            )
+    plots.gradient_flow_figure(
+        [],
+        out_dir / "learning_curves.png",
+        learning_curves=learning,
+        baseline=results[0]["baseline"] if "MSE" in results[0]["metric"] else None,
+        title=f"task={config.task}",
+    )

@@ -22,7 +22,8 @@ from pathlib import Path
 from absl import app, flags
 
 from seqjax import initializers, workdir
-from seqjax.cells import BUILTIN_CELLS, cell_by_name
+from seqjax.cells import BUILTIN_CELLS
+from seqjax.experiments.flag_checks import known_cells
 from seqjax.experiments.gradient_flow import TASKS, Config, run, settings
 
 CELLS = flags.DEFINE_list(
@@ -66,22 +67,11 @@ def _floats(values: Sequence[str], positive: bool) -> bool:
     return bool(numbers) and all(math.isfinite(x) and (x > 0 or not positive) for x in numbers)
 
 
-def _known_cells(names: Sequence[str]) -> bool:
-    if not names:
-        raise flags.ValidationError("--cells must name at least one cell")
-    for name in names:
-        try:
-            cell_by_name(name)
-        except ValueError as e:
-            raise flags.ValidationError(str(e)) from e
-    return True
-
-
 flags.register_validator(
     "recurrent_scale", lambda v: _floats(v, positive=True), "--recurrent_scale must be a list of positive numbers"
 )
 flags.register_validator("forget_bias", lambda v: _floats(v, positive=False), "--forget_bias must be a list of numbers")
-flags.register_validator("cells", _known_cells, "--cells must name at least one cell")
+flags.register_validator("cells", known_cells, "--cells must name at least one cell")
 
 
 def config_from_flags() -> Config:

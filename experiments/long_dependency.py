@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from seqjax import initializers, train, workdir
-from seqjax.cells import BUILTIN_CELLS, cell_by_name
+from seqjax.cells import BUILTIN_CELLS
 from seqjax.checkpoints import CheckpointMismatch
+from seqjax.experiments.flag_checks import known_cells
 from seqjax.experiments.long_dependency import TASKS, Config, run
 
 CELLS = flags.DEFINE_list(
@@ -42,20 +43,11 @@ SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
-def _known_cells(names: Sequence[str]) -> bool:
-    for name in names:
-        try:
-            cell_by_name(name)
-        except ValueError as e:
-            raise flags.ValidationError(str(e)) from e
-    return bool(names)
-
-
 def _lengths(values: Sequence[str]) -> bool:
     return bool(values) and all(v.strip().isdigit() and int(v) >= 1 for v in values)
 
 
-flags.register_validator("cells", _known_cells, "--cells must name at least one cell")
+flags.register_validator("cells", known_cells, "--cells must name at least one cell")
 flags.register_validator("seq_lens", _lengths, "--seq_lens must be a list of positive integers")
 
 

@@ -12,8 +12,6 @@ run failed.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import shlex
@@ -73,12 +71,8 @@ def collect(runs, axes, outcomes) -> list[dict]:
 
 
 def write_tables(root: Path, rows: list[dict]) -> None:
+    workdir.write_csv(root / "sweep.csv", rows)
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    workdir.write_atomic(root / "sweep.csv", buffer.getvalue())
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
     workdir.write_atomic(root / "sweep.md", "\n".join(lines) + "\n")

@@ -49,6 +49,7 @@ def gradient_flow_figure(
     *,
     ylabel: str = "||dL/dh_t|| / ||dL/dh_T||",
     learning_curves: Sequence[Curve] = (),
+    loss_label: str = "loss (MSE)",
     baseline: float | None = None,
     title: str = "",
 ) -> None:
@@ -59,6 +60,7 @@ def gradient_flow_figure(
       path: the PNG to write (atomically).
       ylabel: label of the gradient panels' y axis.
       learning_curves: loss against training step, drawn in an extra panel.
+      loss_label: the y label of that panel.
       baseline: a horizontal reference line for the learning-curve panel (e.g. the predict-the-mean MSE).
       title: the figure's title.
     """
@@ -82,16 +84,12 @@ def gradient_flow_figure(
         ax.set_yscale("log")
         ax.set_title("training loss")
         ax.set_xlabel("training step")
-        ax.set_ylabel("loss (MSE)")
+        ax.set_ylabel(loss_label)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(textwrap.fill(title, width=60 * count), fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    workdir.write_atomic(path, buffer.getvalue())
+    _save(fig, path)
 
 
 def _save(fig, path) -> None:

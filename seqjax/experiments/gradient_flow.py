@@ -13,9 +13,7 @@ gradient_flow.png. The command-line entry point is ``experiments/gradient_flow.p
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import time
 from pathlib import Path
 
@@ -274,11 +272,7 @@ def _headline(snapshot: dict) -> str:
 
 
 def _write_outputs(config: Config, out_dir: Path, rows, summary, learning_curves, snapshots) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    workdir.write_atomic(out_dir / "gradient_norms.csv", buffer.getvalue())
+    workdir.write_csv(out_dir / "gradient_norms.csv", rows)
     if config.linear:
         summary["closed_form_max_rel_error"] = _closed_form_error(config, rows)
     workdir.write_json(out_dir / "summary.json", summary)

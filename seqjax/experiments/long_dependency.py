@@ -15,9 +15,7 @@ Tasks, losses, metrics and the criterion for "solved":
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import time
 from collections.abc import Callable
@@ -184,7 +182,6 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         if step % config.profile_every == 0 or step == config.train_steps:
             profiles[step] = np.asarray(profile(state.params))
 
-    run_dir = out_dir / "runs" / f"{name.replace(':', '_')}_T{seq_len}"
     started = time.perf_counter()
     profiles[0] = np.asarray(profile(params))
     state = loop.fit(
@@ -192,7 +189,7 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         training.init(params, train_key),
         lambda k: task.batch(jax.random.fold_in(train_key, k)),
         config.train_steps,
-        run_dir,
+        run_dir(out_dir, name, seq_len),
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
         callback=callback,
@@ -216,6 +213,11 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
     }
 
 
+def run_dir(out_dir: Path, cell: str, seq_len: int) -> Path:
+    """Where one cell at one length trains: ``<workdir>/runs/<cell>_T<seq_len>``."""
+    return out_dir / "runs" / f"{cell.replace(':', '_')}_T{seq_len}"
+
+
 def run(config: Config, out_dir: str | Path, progress: bool = True) -> list[dict]:
     """Every cell at every length; writes results.csv/json, gradient_profiles.csv and the figures."""
     out_dir = workdir.prepare(out_dir)
@@ -237,57 +239,49 @@ def run(config: Config, out_dir: str | Path, progress: bool = True) -> list[dict
 def _write(config: Config, out_dir: Path, results: list[dict]) -> None:
     table = [{k: v for k, v in r.items() if k != "profiles"} for r in results]
     workdir.write_json(out_dir / "results.json", table)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
-    workdir.write_atomic(out_dir / "results.csv", buffer.getvalue())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["cell", "seq_len", "train_step", "t", "grad_norm"])
-    for r in results:
-        for step, norms in sorted(r["profiles"].items()):
-            writer.writerows([r["cell"], r["seq_len"], step, t, float(v)] for t, v in enumerate(norms))
-    workdir.write_atomic(out_dir / "gradient_profiles.csv", buffer.getvalue())
+    workdir.write_csv(out_dir / "results.csv", table)
+    workdir.write_csv(
+        out_dir / "gradient_profiles.csv",
+        [
+            {"cell": r["cell"], "seq_len": r["seq_len"], "train_step": step, "t": t, "grad_norm": float(v)}
+            for r in results
+            for step, norms in sorted(r["profiles"].items())
+            for t, v in enumerate(norms)
+        ],
+    )
+    metric, baseline = results[0]["metric"], results[0]["baseline"]
+    cells = dict.fromkeys(r["cell"] for r in results)
     curves = [
         plots.Curve(
-            f"{r['cell']}",
-            np.array(config.seq_lens),
-            np.array([x["value"] for x in results if x["cell"] == r["cell"]]),
-            r["cell"],
+            cell,
+            np.array([r["seq_len"] for r in results if r["cell"] == cell]),
+            np.array([r["value"] for r in results if r["cell"] == cell]),
+            cell,
             "-o",
         )
-        for r in results
-        if r["seq_len"] == config.seq_lens[0]
+        for cell in cells
     ]
-    plots.metric_vs_length_figure(curves, results[0]["metric"], results[0]["baseline"], out_dir / "success.png")
-    longest = [r for r in results if r["seq_len"] == max(config.seq_lens)]
-    plots.heatmap_figure(
-        [
-            (
-                f"{r['cell']}, T={r['seq_len']}",
-                sorted(r["profiles"]),
-                np.log10(np.maximum(np.stack([r["profiles"][s] for s in sorted(r["profiles"])]), 1e-38)),
-            )
-            for r in longest
-        ],
-        out_dir / "gradient_heatmap.png",
-    )
+    plots.metric_vs_length_figure(curves, metric, baseline, out_dir / "success.png")
+    panels = []
+    for r in results:
+        if r["seq_len"] == max(config.seq_lens):
+            steps = sorted(r["profiles"])
+            norms = np.stack([r["profiles"][s] for s in steps])
+            panels.append((f"{r['cell']}, T={r['seq_len']}", steps, np.log10(np.maximum(norms, 1e-38))))
+    plots.heatmap_figure(panels, out_dir / "gradient_heatmap.png")
     learning = []
     for r in results:
-        lines = (out_dir / "runs" / f"{r['cell'].replace(':', '_')}_T{r['seq_len']}" / "metrics.jsonl").read_text()
-        steps_losses = [(m["step"], m["loss"]) for m in map(json.loads, lines.splitlines())]
-        if steps_losses:
-            s, losses = zip(*steps_losses, strict=True)
-            learning.append(
-                plots.Curve(
-                    f"{r['cell']} T={r['seq_len']}", np.array(s), np.array(losses), f"{r['cell']} T={r['seq_len']}"
-                )
-            )
+        text = (run_dir(out_dir, r["cell"], r["seq_len"]) / "metrics.jsonl").read_text()
+        logged = [json.loads(line) for line in text.splitlines()]
+        steps, losses = np.array([m["step"] for m in logged]), np.array([m["loss"] for m in logged])
+        label = f"{r['cell']} T={r['seq_len']}"
+        learning.append(plots.Curve(label, steps, losses, label))
+    is_mse = "MSE" in metric
     plots.gradient_flow_figure(
         [],
         out_dir / "learning_curves.png",
         learning_curves=learning,
-        baseline=results[0]["baseline"] if "MSE" in results[0]["metric"] else None,
+        loss_label="training loss (MSE)" if is_mse else "training loss (cross-entropy, nats)",
+        baseline=baseline if is_mse else None,
         title=f"task={config.task}",
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from seqjax import workdir
 from seqjax.experiments.benchmark import (
     KNOWN_CELLS,
     KNOWN_IMPLS,
@@ -80,6 +81,10 @@ _REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:  # before minutes of measuring: a foreign --workdir is refused now
+        workdir.claim(WORKDIR.value, "benchmark", {f.name: f.value for f in _REPORTED_FLAGS})
+    except workdir.WorkdirError as e:
+        raise app.UsageError(str(e)) from e
     start = time.perf_counter()
     specs = build_specs(
         CELLS.value,

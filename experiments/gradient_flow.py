@@ -108,10 +108,9 @@ def main(argv):
         flush=True,
     )
     try:
-        workdir.prepare(WORKDIR.value)
-    except (ValueError, OSError) as e:
+        summary = run(config, WORKDIR.value)
+    except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
-    summary = run(config, WORKDIR.value)
     out = Path(WORKDIR.value)
     print(
         f"wrote {out / 'gradient_flow.png'}, {out / 'gradient_norms.csv'}, {out / 'summary.json'} "

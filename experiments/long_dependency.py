@@ -78,7 +78,6 @@ def main(argv):
         seed=SEED.value,
     )
     try:
-        workdir.prepare(WORKDIR.value)
         run(config, WORKDIR.value)
     except (workdir.WorkdirError, CheckpointMismatch) as e:  # bad input the flags could not see
         raise app.UsageError(str(e)) from e

@@ -126,3 +126,45 @@ def heatmap_figure(panels: Sequence[tuple[str, Sequence[int], np.ndarray]], path
         ax.set_ylabel("training step")
         fig.colorbar(image, ax=ax, label="log10 ||dL/dh_t||")
     _save(fig, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """A line with a band: ``mean`` over repeats (e.g. seeds) at each x, shaded from ``low`` to ``high``."""
+
+    label: str
+    x: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def spread_figure(
+    lines: Sequence[Spread],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    baseline: float | None = None,
+    log_y: bool = False,
+    xticks: Sequence[str] | None = None,
+) -> None:
+    """One line per group with its min-max band over repeats; an optional horizontal baseline."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, line in enumerate(lines):
+        color = cycle[i % len(cycle)]
+        ax.plot(line.x, line.mean, "-o", color=color, label=line.label, linewidth=1.6, markersize=4)
+        if np.any(line.high > line.low):
+            ax.fill_between(line.x, line.low, line.high, color=color, alpha=0.2, linewidth=0)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", linestyle=":", label=f"baseline ({baseline:.3g})")
+    if log_y:
+        ax.set_yscale("log")
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), xticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

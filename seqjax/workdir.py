@@ -1,4 +1,10 @@
-"""Writing into an experiment's ``--workdir`` without ever leaving a half-written file behind."""
+"""An experiment's ``--workdir``: who owns it, and writing into it without leaving half-written files.
+
+``claim`` makes a directory an experiment's own by writing ``flags.json`` (the experiment's name and
+its flags) before anything else, and refuses, without writing anything, a directory that holds other
+files, another experiment's run, or a run whose checkpoints were made with flags that differ from
+this run's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Collection, Mapping
 from pathlib import Path
+
+MARKER = "flags.json"
 
 
 class WorkdirError(ValueError):
@@ -22,6 +31,66 @@ def prepare(workdir: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if not os.access(path, os.W_OK):
         raise WorkdirError(f"--workdir {path} is not writable")
+    return path
+
+
+def claim(workdir: str | os.PathLike, experiment: str, flags: Mapping, fixed: Collection[str] = ()) -> Path:
+    """Makes ``workdir`` the directory of a run of ``experiment``, or checks that it already is one.
+
+    A missing or empty directory is created and gets ``flags.json`` = ``{"experiment": experiment,
+    "flags": flags}``. A directory whose ``flags.json`` names the same experiment is accepted when
+    every flag in ``fixed`` (those a checkpoint there depends on) has the value it had, and its
+    ``flags.json`` is then rewritten with this run's flags. Anything else raises ``WorkdirError`` with
+    one line naming the directory and what was expected, before anything is written.
+
+    Args:
+      workdir: the directory (``--workdir``).
+      experiment: the experiment's name, e.g. ``"long_dependency"``.
+      flags: the run's flags, JSON-serialisable.
+      fixed: names in ``flags`` that must not change between runs in the same directory.
+
+    Returns:
+      The directory as a ``Path``.
+    """
+    path = Path(workdir)
+    flags = json.loads(json.dumps(dict(flags)))  # tuples become lists, as they will be when read back
+    if path.exists():
+        if not path.is_dir():
+            raise WorkdirError(f"--workdir {path} exists and is not a directory")
+        entries = sorted(p.name for p in path.iterdir())
+        if entries:
+            _check_owner(path, entries, experiment, flags, fixed)
+    return _write_marker(prepare(path), experiment, flags)
+
+
+def _check_owner(path: Path, entries: list[str], experiment: str, flags: dict, fixed: Collection[str]) -> None:
+    marker = path / MARKER
+    if MARKER not in entries:
+        raise WorkdirError(
+            f"--workdir {path} is not empty and holds no {MARKER} of a seqjax run (found {entries[0]!r}); "
+            "give an empty or new directory"
+        )
+    try:
+        recorded = json.loads(marker.read_text())
+        owner, old_flags = recorded["experiment"], recorded["flags"]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise WorkdirError(f"--workdir {path}: {marker} is not a seqjax run record ({type(e).__name__})") from e
+    if owner != experiment:
+        raise WorkdirError(f"--workdir {path} holds a run of {owner}, not {experiment}; give a new --workdir")
+    for name in fixed:
+        if old_flags.get(name) != flags.get(name):
+            raise WorkdirError(
+                f"--workdir {path} holds a run made with --{name}={_spell(old_flags.get(name))}, this run has "
+                f"--{name}={_spell(flags.get(name))}; rerun with the same value or give a new --workdir"
+            )
+
+
+def _spell(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _write_marker(path: Path, experiment: str, flags: dict) -> Path:
+    write_json(path / MARKER, {"experiment": experiment, "flags": flags})
     return path
 
 

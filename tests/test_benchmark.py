@@ -103,7 +103,7 @@ def test_end_to_end(tmp_path):
         assert len(r["step_times_s"]) == 2 * 2 and len(r["round_medians_s"]) == 2  # steps x rounds
     assert max(r["vs_best_flax"] for r in rows) >= 1.0
     assert results["metadata"]["flags"]["cells"] == ["lstm"]
-    assert sorted(p.name for p in workdir.iterdir()) == ["results.json", "results.md"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["flags.json", "results.json", "results.md"]
     report = (workdir / "results.md").read_text()
     assert "vs best flax" in report and "seqjax(unroll=1)" in report
     assert "vs best flax" in proc.stdout

@@ -51,7 +51,7 @@ def test_run_writes_every_curve_including_a_user_cell(tmp_path):
     hidden_last = [r for r in rows if r["carry"] == "hidden" and r["steps_back"] == "0" and r["measure"] == "grad_norm"]
     assert all(float(r["ratio"]) == pytest.approx(1.0) for r in hidden_last)
     assert all(np.isfinite(float(r["value"])) and float(r["value"]) >= 0 for r in rows)
-    flags = json.loads((tmp_path / "flags.json").read_text())
+    flags = json.loads((tmp_path / "flags.json").read_text())["flags"]
     assert flags["cells"] == list(config.cells)
     assert (tmp_path / "gradient_flow.png").stat().st_size > 10_000
     assert [s["label"] for s in summary["settings"]] == ["rnn", "lstm b_f=0", "lstm b_f=2", "my_cells:indrnn"]

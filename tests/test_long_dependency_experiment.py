@@ -1,6 +1,7 @@
 """experiments/long_dependency.py end to end, with tiny settings, into a temporary workdir."""
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -87,3 +88,61 @@ def test_cli_rejects_bad_input(tmp_path):
     not_a_dir = cli(f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
     assert not_a_dir.returncode != 0 and "exists and is not a directory" in not_a_dir.stderr
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_longer_rerun_continues_and_equals_a_straight_run(tmp_path):
+    short = long_dependency.Config(cells=("lstm",), seq_lens=(6,), **{**TINY, "train_steps": 2})
+    long_dependency.run(short, tmp_path / "extended", progress=False)
+    (extended,) = long_dependency.run(dataclasses.replace(short, train_steps=4), tmp_path / "extended", progress=False)
+    (straight,) = long_dependency.run(dataclasses.replace(short, train_steps=4), tmp_path / "straight", progress=False)
+    assert extended["value"] == straight["value"]
+    assert sorted(extended["profiles"]) == [0, 2, 4]  # the profiles before the rerun were kept on disk
+    for step in (0, 2, 4):
+        np.testing.assert_array_equal(extended["profiles"][step], straight["profiles"][step])
+    metrics = [(tmp_path / d / "runs" / "lstm_T6" / "metrics.jsonl").read_text() for d in ("extended", "straight")]
+    assert [json.loads(line)["loss"] for line in metrics[0].splitlines()] == [
+        json.loads(line)["loss"] for line in metrics[1].splitlines()
+    ]
+    result = json.loads((tmp_path / "extended" / "runs" / "lstm_T6" / "result.json").read_text())
+    assert result["train_steps"] == 4 and result["train_s"] > 0
+
+
+def test_cli_refuses_foreign_or_contradicting_workdirs_and_touches_nothing(tmp_path):
+    def cli(workdir, *args):
+        return subprocess.run(
+            [sys.executable, str(EXPERIMENTS / "long_dependency.py"), f"--workdir={workdir}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    def snapshot(path):
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()}
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused = cli(foreign, "--seq_lens=5", "--train_steps=1")
+    assert refused.returncode != 0
+    assert f"--workdir {foreign} is not empty and holds no flags.json of a seqjax run (found 'notes.txt')" in (
+        refused.stderr
+    )
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+    tiny = ["--cells=rnn", "--seq_lens=5", "--hidden=4", "--batch=2", "--train_steps=2", "--test_batches=1"]
+    assert cli(tmp_path / "run", *tiny).returncode == 0
+    before = snapshot(tmp_path / "run")
+    contradicting = cli(tmp_path / "run", *tiny, "--hidden=8")
+    assert contradicting.returncode != 0
+    assert "holds a run made with --hidden=4, this run has --hidden=8" in contradicting.stderr
+    assert snapshot(tmp_path / "run") == before
+    other = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "gradient_flow.py"), f"--workdir={tmp_path / 'run'}", "--train_steps=0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert other.returncode != 0 and "holds a run of long_dependency, not gradient_flow" in other.stderr
+    assert snapshot(tmp_path / "run") == before

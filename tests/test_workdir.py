@@ -1,6 +1,8 @@
 """seqjax.workdir: atomic writes never leave a half-written or temporary file behind."""
 
+import json
 import os
+import re
 import stat
 
 import pytest
@@ -35,3 +37,40 @@ def test_prepare_rejects_a_file(tmp_path):
     with pytest.raises(ValueError, match="exists and is not a directory"):
         workdir.prepare(tmp_path / "f")
     assert workdir.prepare(tmp_path / "new" / "dir").is_dir()
+
+
+def test_claim_marks_a_new_or_empty_directory(tmp_path):
+    path = workdir.claim(tmp_path / "new", "exp", {"lens": (1, 2), "lr": 0.1})
+    assert json.loads((path / "flags.json").read_text()) == {"experiment": "exp", "flags": {"lens": [1, 2], "lr": 0.1}}
+    (tmp_path / "empty").mkdir()
+    assert (workdir.claim(tmp_path / "empty", "exp", {}) / "flags.json").exists()
+
+
+def test_claim_accepts_its_own_run_when_the_fixed_flags_agree(tmp_path):
+    workdir.claim(tmp_path, "exp", {"hidden": 8, "steps": 10}, fixed=("hidden",))
+    (tmp_path / "checkpoints").mkdir()
+    workdir.claim(tmp_path, "exp", {"hidden": 8, "steps": 20}, fixed=("hidden",))
+    assert json.loads((tmp_path / "flags.json").read_text())["flags"] == {"hidden": 8, "steps": 20}
+
+
+@pytest.mark.parametrize(
+    ("setup", "flags", "message"),
+    [
+        (lambda p: (p / "notes.txt").write_text("x"), {}, "is not empty and holds no flags.json of a seqjax run"),
+        (lambda p: (p / "flags.json").write_text("{not json"), {}, "flags.json is not a seqjax run record"),
+        (lambda p: (p / "flags.json").write_text('{"hidden": 8}'), {}, "flags.json is not a seqjax run record"),
+        (lambda p: workdir.claim(p, "other", {}), {}, "holds a run of other, not exp; give a new --workdir"),
+        (
+            lambda p: workdir.claim(p, "exp", {"lens": [1, 2]}),
+            {"lens": [1, 3]},
+            "made with --lens=1,2, this run has --lens=1,3",
+        ),
+    ],
+)
+def test_claim_refuses_without_writing(tmp_path, setup, flags, message):
+    setup(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(workdir.WorkdirError, match=re.escape(message)) as error:
+        workdir.claim(tmp_path, "exp", flags, fixed=("lens",))
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

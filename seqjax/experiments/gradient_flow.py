@@ -177,8 +177,8 @@ def spectral_radii(params) -> list[float] | None:
 
 def run(config: Config, out_dir: str | Path) -> dict:
     """Measures (and trains) every setting; writes the CSV, summary and figure; returns the summary."""
-    out_dir = workdir.prepare(out_dir)
-    workdir.write_json(out_dir / "flags.json", dataclasses.asdict(config))
+    # Nothing here resumes (each run recomputes everything), so no flag is fixed: a rerun overwrites.
+    out_dir = workdir.claim(out_dir, "gradient_flow", dataclasses.asdict(config))
     key = jax.random.key(config.seed)
     init_key, eval_key, train_key = (jax.random.fold_in(key, i) for i in range(3))
     eval_xs, eval_targets = task_batch(config, eval_key)

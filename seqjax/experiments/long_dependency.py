@@ -100,7 +100,7 @@ def make_task(config: Config, seq_len: int) -> Task:
 
         def recall_error(logits, targets):
             recalled = jnp.argmax(logits[:, -synthetic.COPY_LENGTH :], axis=-1)
-            return 1.0 - jnp.mean((recalled == targets[:, -synthetic.COPY_LENGTH :]).astype(jnp.float32))
+            return jnp.mean((recalled != targets[:, -synthetic.COPY_LENGTH :]).astype(jnp.float32))
 
         return Task(
             vocab,
@@ -123,7 +123,7 @@ def make_task(config: Config, seq_len: int) -> Task:
             return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), labels[:, None], axis=-1))
 
         def error(logits, labels):
-            return 1.0 - jnp.mean((jnp.argmax(logits[:, -1], axis=-1) == labels).astype(jnp.float32))
+            return jnp.mean((jnp.argmax(logits[:, -1], axis=-1) != labels).astype(jnp.float32))
 
         return Task(
             vocab,
@@ -143,8 +143,40 @@ def build_cell(config: Config, name: str) -> Cell:
     return cell_by_name(name, init, forget_bias=config.forget_bias)
 
 
+# Flags a checkpoint depends on: a rerun in the same --workdir must keep them (train_steps too, unless
+# the learning rate is constant, where more steps simply continue the run).
+FIXED_FLAGS = (
+    "task",
+    "hidden",
+    "batch",
+    "optimizer",
+    "learning_rate",
+    "schedule",
+    "clip",
+    "clip_threshold",
+    "recurrent_init",
+    "recurrent_scale",
+    "forget_bias",
+    "seed",
+)
+
+
+def fixed_flags(config: Config) -> tuple[str, ...]:
+    return FIXED_FLAGS + (() if config.schedule == "constant" else ("train_steps",))
+
+
 def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bool = True) -> dict:
-    """Trains (or resumes) one cell at one length; returns its result row and gradient profiles."""
+    """Trains (or resumes, or reloads) one cell at one length; returns its result row and gradient profiles.
+
+    The run's directory keeps, besides the checkpoints and metrics, ``progress.json`` (the gradient
+    profiles so far and the training wall time up to the last checkpoint) and, once finished,
+    ``result.json``; a finished run with the same ``train_steps`` and ``test_batches`` is not redone.
+    """
+    path = run_dir(out_dir, name, seq_len)
+    done = _read_json(path / "result.json")
+    if done and (done["train_steps"], done["test_batches"]) == (config.train_steps, config.test_batches):
+        return {**done, "profiles": _profiles_of(_read_json(path / "progress.json"))}
+
     task, cell = make_task(config, seq_len), build_cell(config, name)
     key = jax.random.key(config.seed)
     init_key, train_key, probe_key, test_key = (jax.random.fold_in(key, i) for i in range(4))
@@ -176,31 +208,43 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         # The first carry leaf: h for every built-in cell (LSTMCarry(hidden, cell) flattens hidden first).
         return jax.tree.leaves(gradflow.mean_over_batch(gradflow.step_norms(grads)))[0]
 
-    profiles = {}
+    path.mkdir(parents=True, exist_ok=True)
+    record = _read_json(path / "progress.json") or {"profiles": {}, "train_s": 0.0}
+    profiles = _profiles_of(record)
+    # Wall time counts the work that reached a checkpoint: what a killed run did after it is redone.
+    started, train_s = time.perf_counter(), record["train_s"]
+
+    def save_progress(step):
+        record["profiles"] = {str(k): v.tolist() for k, v in sorted(profiles.items())}
+        record["train_s"] = round(train_s + time.perf_counter() - started, 2)
+        workdir.write_json(path / "progress.json", record)
 
     def callback(step, state):
         if step % config.profile_every == 0 or step == config.train_steps:
             profiles[step] = np.asarray(profile(state.params))
+        if step % config.checkpoint_every == 0 or step == config.train_steps:
+            save_progress(step)
 
-    started = time.perf_counter()
-    profiles[0] = np.asarray(profile(params))
+    if 0 not in profiles:
+        profiles[0] = np.asarray(profile(params))
     state = loop.fit(
         training,
         training.init(params, train_key),
         lambda k: task.batch(jax.random.fold_in(train_key, k)),
         config.train_steps,
-        run_dir(out_dir, name, seq_len),
+        path,
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
         callback=callback,
         progress=progress,
     )
+    save_progress(config.train_steps)
     evaluate = jax.jit(lambda p, xs, y: task.metric(outputs_of(p, xs), y))
     values = [
         float(evaluate(state.params, *task.batch(jax.random.fold_in(test_key, i)))) for i in range(config.test_batches)
     ]
     metric = float(np.mean(values))
-    return {
+    result = {
         "cell": name,
         "seq_len": seq_len,
         "metric": task.metric_name,
@@ -208,9 +252,19 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         "baseline": task.baseline,
         "solved": bool(task.solved(metric)),
         "train_steps": config.train_steps,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "profiles": profiles,
+        "test_batches": config.test_batches,
+        "train_s": record["train_s"],
     }
+    workdir.write_json(path / "result.json", result)
+    return {**result, "profiles": profiles}
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _profiles_of(record: dict | None) -> dict[int, np.ndarray]:
+    return {int(k): np.asarray(v) for k, v in (record or {}).get("profiles", {}).items()}
 
 
 def run_dir(out_dir: Path, cell: str, seq_len: int) -> Path:
@@ -219,16 +273,20 @@ def run_dir(out_dir: Path, cell: str, seq_len: int) -> Path:
 
 
 def run(config: Config, out_dir: str | Path, progress: bool = True) -> list[dict]:
-    """Every cell at every length; writes results.csv/json, gradient_profiles.csv and the figures."""
-    out_dir = workdir.prepare(out_dir)
-    workdir.write_json(out_dir / "flags.json", dataclasses.asdict(config))
+    """Every cell at every length; writes results.csv/json, gradient_profiles.csv and the figures.
+
+    Raises:
+      workdir.WorkdirError: ``out_dir`` holds foreign files, another experiment's run, or a run made
+        with different ``fixed_flags`` (nothing is written then).
+    """
+    out_dir = workdir.claim(out_dir, "long_dependency", dataclasses.asdict(config), fixed_flags(config))
     results = []
     for name in config.cells:
         for seq_len in config.seq_lens:
             row = run_one(config, name, seq_len, out_dir, progress)
             print(
                 f"{name} T={seq_len}: {row['metric']} {row['value']:.4g} (baseline {row['baseline']:.4g}) "
-                f"{'solved' if row['solved'] else 'not solved'} in {row['wall_s']} s",
+                f"{'solved' if row['solved'] else 'not solved'} after {row['train_s']} s of training",
                 flush=True,
             )
             results.append(row)

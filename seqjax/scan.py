@@ -81,6 +81,7 @@ def unroll(
     probe: Carry | None = None,
     time_major: bool = False,
     hoist: bool | None = None,
+    fused: bool | None = None,
 ) -> Unrolled:
     """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
 
@@ -113,6 +114,11 @@ def unroll(
       hoist: for a cell with ``project``: apply it to the whole sequence before the scan (True) or
         inside each step (False). ``None`` chooses by batch, hidden size and platform
         (``hoist_by_default``). The results are the same either way.
+      fused: run the cell's ``fused`` sequence function (e.g. one custom-VJP scan after one input
+        matrix product) instead of scanning ``step``. ``None`` uses it whenever it applies: the cell has one and
+        neither ``probe`` nor ``return_carries`` is asked for (``hoist`` and ``unroll`` then do not
+        apply). ``True`` raises ``ValueError`` where it does not apply; ``False`` never uses it.
+        The results are the same either way, to float rounding.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -122,13 +128,19 @@ def unroll(
     xs_t = xs if time_major else _to_time_major(xs)
     num_steps, batch = xs_t.shape[:2]
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
+    reason = fused_unavailable(cell, probe, return_carries)
+    if fused and reason:
+        raise ValueError(f"unroll(fused=True): {reason}")
+    if fused is not False and not reason:
+        carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, remat)
+        return Unrolled(carry, ys if time_major else _to_time_major(ys), None)
     if hoist is None:
         hidden = jax.tree.leaves(carry0)[0].shape[-1]
         hoist = hoist_by_default(batch, hidden, jax.default_backend())
     project_in_step = cell.project is not None and not hoist
     us = cell.project(params, xs_t) if cell.project is not None and hoist else xs_t
     probe_t = probe if probe is None or time_major else _to_time_major(probe)
-    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
 
     def cell_step(carry, u, probe_step):
         if project_in_step:
@@ -155,6 +167,25 @@ def unroll(
         ys = _to_time_major(ys)
         carries = None if carries is None else _to_time_major(carries)
     return Unrolled(carry, ys, carries)
+
+
+def fused_unavailable(cell: Cell, probe: Carry | None, return_carries: bool) -> str:
+    """Why ``unroll`` cannot take ``cell.fused`` here ("" when it can)."""
+    if cell.fused is None:
+        return f"cell {cell.name!r} has no fused recurrence"
+    if probe is not None:
+        return "probes need the per-step scan"
+    if return_carries:
+        return "return_carries needs the per-step scan"
+    return ""
+
+
+def _run_fused(cell: Cell, params: Params, xs_t, carry0, valid, reverse: bool, remat: bool):
+    """``cell.fused`` on time-major inputs; reading in reverse is the forward recurrence on flipped time."""
+    if reverse:
+        xs_t, valid = xs_t[::-1], None if valid is None else valid[::-1]
+    carry, ys = cell.fused(params, xs_t, carry0, valid, remat)
+    return carry, ys[::-1] if reverse else ys
 
 
 # truncated_unroll's ``unroll`` argument (the scan unroll factor) shadows the function inside it.

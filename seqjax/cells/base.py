@@ -13,7 +13,8 @@ A cell is::
 input matrix product ``x @ W_ih + b`` for all gates). When ``project`` is present, ``step``
 receives ``project(params, x_t)`` instead of ``x_t``; the unroller hoists ``project`` out of the
 time loop, turning T small matrix products into one large one. ``step_input`` does the same for a
-single step.
+single step. A cell may also offer ``fused``, the whole sequence at once with a hand-written
+backward pass; ``unroll`` takes it where it applies (see ``seqjax.scan.unroll``).
 
 A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
 one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
@@ -46,6 +47,10 @@ class Cell:
       project: optional ``(params, xs [..., d]) -> us [..., k]``, applied to all positions at once.
       name: a short name used in tables, legends and error messages.
       unroll: the ``jax.lax.scan`` unroll factor ``unroll`` uses for this cell unless told otherwise.
+      fused: optional ``(params, xs [t, b, d], carry, valid [t, b] | None, remat) -> (carry, ys [t, b, h])``:
+        the same results as scanning ``step`` (after ``project``) over the time-major inputs in time
+        order, steps where ``valid`` is False leaving the carry unchanged and outputting 0; typically
+        with a faster custom VJP. ``remat`` asks it to save less for the backward pass.
     """
 
     init_params: Callable[..., Params]
@@ -54,6 +59,7 @@ class Cell:
     project: Callable[[Params, jax.Array], jax.Array] | None = None
     name: str = "cell"
     unroll: int = 1
+    fused: Callable[..., tuple[Carry, jax.Array]] | None = None
 
     def __post_init__(self):
         if self.init_carry is None:

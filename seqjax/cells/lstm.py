@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.cells.base import Cell
+from seqjax.cells.fused_lstm import fused_lstm
 
 
 class LSTMCarry(NamedTuple):
@@ -83,4 +84,6 @@ def lstm(
         h = jax.nn.sigmoid(z_o) * jnp.tanh(c)
         return LSTMCarry(h, c), h
 
-    return Cell(init_params, step, init_carry, project, name="lstm_peephole" if peephole else "lstm")
+    if peephole:
+        return Cell(init_params, step, init_carry, project, name="lstm_peephole")
+    return Cell(init_params, step, init_carry, project, name="lstm", fused=fused_lstm)

@@ -21,7 +21,7 @@ LENGTHS = jnp.array([T, 3, 0])  # full, partial and empty sequences
 
 
 def test_the_builtin_cells_offer_fused_paths():
-    assert FUSED_CELLS == ["lstm"]
+    assert FUSED_CELLS == ["rnn", "rnn_relu", "lstm", "gru"]
 
 
 def _loss_and_grads(cell, params, xs, carry0, weights, **kwargs):
@@ -78,6 +78,6 @@ def test_the_fused_path_is_taken_when_it_applies_and_only_then():
     assert not _uses_custom_vjp(lambda p, x: unroll(cell, p, x, probe=probe).outputs, params, xs)
     with pytest.raises(ValueError, match="probes need the per-step scan"):
         unroll(cell, params, xs, probe=probe, fused=True)
-    gru = CELLS["gru"]
-    with pytest.raises(ValueError, match="cell 'gru' has no fused recurrence"):
-        unroll(gru, make_params(gru), xs, fused=True)
+    gru_cho = CELLS["gru_cho"]
+    with pytest.raises(ValueError, match="cell 'gru_cho' has no fused recurrence"):
+        unroll(gru_cho, make_params(gru_cho), xs, fused=True)

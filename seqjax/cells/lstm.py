@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.cells.base import Cell
-from seqjax.cells.fused_lstm import fused_lstm
+from seqjax.cells.fused import Steps, fused_sequence
 
 
 class LSTMCarry(NamedTuple):
@@ -86,4 +86,43 @@ def lstm(
 
     if peephole:
         return Cell(init_params, step, init_carry, project, name="lstm_peephole")
-    return Cell(init_params, step, init_carry, project, name="lstm", fused=fused_lstm)
+    return Cell(init_params, step, init_carry, project, name="lstm", fused=FUSED)
+
+
+def _forward(small, carry: LSTMCarry, u, a):
+    z = u + a
+    i, f, g, o = _gates(z + jnp.broadcast_to(small["b"], z.shape))
+    c = f * carry.cell + i * g
+    return LSTMCarry(o * jnp.tanh(c), c), jnp.concatenate([i, f, g, o], axis=-1)
+
+
+def _gates(z):
+    z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
+    return jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
+
+
+def _backward(small, saved, carry: LSTMCarry, new: LSTMCarry, d_new: LSTMCarry):
+    """With z = u + a + b: dz for the gate activations (i, f, g, o) saved by ``_forward``::
+
+    dc = dc_t + dh_t o (1 - tanh(c_t)^2)
+    dz = [dc g i (1-i),  dc c_{t-1} f (1-f),  dc i (1-g^2),  dh_t tanh(c_t) o (1-o)],   dc_{t-1} = dc f
+    """
+    del small
+    i, f, g, o = jnp.split(saved, 4, axis=-1)
+    dh = d_new.hidden
+    tanh_c = jnp.tanh(new.cell)
+    dc = d_new.cell + dh * o * (1 - tanh_c * tanh_c)
+    dz = jnp.concatenate(
+        [dc * g * i * (1 - i), dc * carry.cell * f * (1 - f), dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)],
+        axis=-1,
+    )
+    return LSTMCarry(jnp.zeros_like(dh), dc * f), dz, None
+
+
+def _bias_grads(small, dus, das):
+    del small, das
+    return {"b": jnp.sum(dus, axis=(0, 1))}
+
+
+# The whole sequence with a hand-written VJP (seqjax.cells.fused); peepholes take the scanned step.
+FUSED = fused_sequence(Steps(_forward, _backward, _bias_grads))

@@ -13,8 +13,15 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.cells.base import Cell
+from seqjax.cells.fused import Steps, fused_sequence
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda z: z}
+# phi'(z) written through h = phi(z), so the backward pass needs nothing but the carries.
+DERIVATIVES = {
+    "tanh": lambda h: 1.0 - h * h,
+    "relu": lambda h: (h > 0).astype(h.dtype),
+    "identity": jnp.ones_like,
+}
 
 
 def rnn(
@@ -55,4 +62,23 @@ def rnn(
     name = "rnn" if activation == "tanh" else f"rnn_{activation}"
     # Scan unroll 4: measured 1.2x faster training steps at (B, T, H) = (32, 128, 256) on XLA:CPU and
     # equal at (16, 100, 128) and (64, 64, 512); gated cells are 15-25% slower unrolled, so they keep 1.
-    return Cell(init_params, step, init_carry, project, name=name, unroll=4)
+    return Cell(init_params, step, init_carry, project, name=name, unroll=4, fused=_fused(phi, DERIVATIVES[activation]))
+
+
+def _fused(phi, derivative):
+    """The Elman RNN over a whole sequence with a hand-written VJP (seqjax.cells.fused):
+    h_t = phi(z_t), z_t = u_t + a_t + b, dz_t = dh_t phi'(z_t)."""
+
+    def forward(small, h, u, a):
+        z = u + a
+        return phi(z + jnp.broadcast_to(small["b"], z.shape)), None
+
+    def backward(small, saved, h, new, dh):
+        del small, saved, h
+        return jnp.zeros_like(dh), dh * derivative(new), None
+
+    def bias_grads(small, dus, das):
+        del small, das
+        return {"b": jnp.sum(dus, axis=(0, 1))}
+
+    return fused_sequence(Steps(forward, backward, bias_grads))

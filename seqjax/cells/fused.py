@@ -1,0 +1,128 @@
+"""Fused sequences: a cell over all steps at once, with a hand-written backward pass (the cuDNN/oneDNN layout).
+
+Autodiff of a scanned step computes every weight gradient inside the time loop: per step the skinny
+products ``x_t^T dz_t`` and ``h_{t-1}^T dz_t`` of a [b]-row batch, plus two additions of a full
+weight-sized matrix. A fused sequence keeps only the unavoidable small products in the loop:
+
+    forward:   U = X W_ih                                  one [t*b, d] x [d, k] product
+               for t:  a_t = h_{t-1} W_hh;  carry_t = cell arithmetic(u_t, a_t, carry_{t-1})
+    backward:  for t (reversed): the hand-written derivative of the cell arithmetic gives du_t,
+               da_t and the carry's cotangent, to which da_t W_hh^T is added
+               dW_hh = H_prev^T dA                         one [h, t*b] x [t*b, k] product
+               dW_ih = X^T dU, dX = dU W_ih^T              two more (autodiff of U = X W_ih)
+
+A cell describes its arithmetic with ``Steps`` (a forward step that also returns what its derivative
+needs, and that derivative); ``fused_sequence(steps)`` turns it into the ``fused`` function a
+``Cell`` offers (see ``seqjax.cells.base``). Padded steps (``valid`` False) leave the carry
+unchanged and output 0, exactly as ``seqjax.scan.unroll`` with ``lengths``: their cotangents pass
+straight through. With ``remat`` nothing per step is saved but the carries; the backward loop
+recomputes each step's forward arithmetic (and ``a_t``, one more small product per step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """One step's arithmetic after the two matrix products, and its derivative.
+
+    ``small`` is the cell's params without ``w_ih`` and ``w_hh``: biases, each added to ``u`` or to
+    ``a``, so that their gradients are sums of ``du`` or ``da``. ``u = x_t W_ih`` and
+    ``a = h_{t-1} W_hh`` come without biases. The carry's first leaf is the hidden state ``h``,
+    which is also the step's output ``y``.
+
+    Attributes:
+      forward: ``(small, carry, u, a) -> (new_carry, saved)``; ``saved`` is what ``backward`` needs.
+      backward: ``(small, saved, carry, new_carry, d_new_carry) -> (d_carry, du, da)``: the
+        cotangents of the step's inputs given that of its output carry (``d_carry`` without the
+        ``da W_hh^T`` term, which ``fused_sequence`` adds). ``da`` may be ``None`` when it equals
+        ``du`` (cells whose pre-activation is ``u + a + b``), saving a [t, b, k] stack.
+      bias_grads: ``(small, dus [t, b, k], das [t, b, k]) -> d_small``.
+    """
+
+    forward: Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any]]
+    backward: Callable[[Any, Any, Any, Any, Any], tuple[Any, jax.Array, jax.Array]]
+    bias_grads: Callable[[Any, jax.Array, jax.Array], Any]
+
+
+def _hidden(carry) -> jax.Array:
+    return jax.tree.leaves(carry)[0]
+
+
+def _with_hidden(carry, hidden: jax.Array):
+    leaves, treedef = jax.tree.flatten(carry)
+    return jax.tree.unflatten(treedef, [hidden, *leaves[1:]])
+
+
+def _select(m, new, old):
+    return jax.tree.map(lambda n, o: jnp.where(m, n, o), new, old)
+
+
+def fused_sequence(steps: Steps) -> Callable:
+    """``fused(params, xs [t, b, d], carry, valid [t, b] | None, remat) -> (carry, ys [t, b, h])``."""
+
+    def forward(small, w_hh, us, carry0, valid, remat):
+        def body(carry, inputs):
+            u, m = inputs
+            new_carry, saved = steps.forward(small, carry, u, _hidden(carry) @ w_hh)
+            if m is not None:
+                new_carry = _select(m, new_carry, carry)
+            return new_carry, (new_carry, None if remat else saved)
+
+        carry, (carries, saved) = jax.lax.scan(body, carry0, (us, valid))
+        ys = _hidden(carries)
+        if valid is not None:
+            ys = jnp.where(valid, ys, jnp.zeros_like(ys))
+        residuals = (small, w_hh, us if remat else None, carry0, carries, saved, valid)
+        return (carry, ys), residuals
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+    def sequence(small, w_hh, us, carry0, valid, remat):
+        return forward(small, w_hh, us, carry0, valid, remat)[0]
+
+    def sequence_fwd(small, w_hh, us, carry0, valid, remat):
+        return forward(small, w_hh, us, carry0, valid, remat)
+
+    def sequence_bwd(remat, residuals, cotangents):
+        small, w_hh, us, carry0, carries, saved, valid = residuals
+        d_last, dys = cotangents
+        prev = jax.tree.map(lambda c0, cs: jnp.concatenate([c0[None], cs[:-1]], axis=0), carry0, carries)
+        w_hh_t = w_hh.T
+
+        def body(d_carry, inputs):
+            dy, carry_prev, carry, saved_t, u, m = inputs
+            if remat:
+                _, saved_t = steps.forward(small, carry_prev, u, _hidden(carry_prev) @ w_hh)
+            d_new = _with_hidden(d_carry, _hidden(d_carry) + dy)
+            if m is not None:
+                d_new = _select(m, d_new, jax.tree.map(jnp.zeros_like, d_new))
+            d_prev, du, da = steps.backward(small, saved_t, carry_prev, carry, d_new)
+            d_prev = _with_hidden(d_prev, _hidden(d_prev) + (du if da is None else da) @ w_hh_t)
+            if m is not None:
+                d_prev = jax.tree.map(lambda d, skip: d + jnp.where(m, 0, skip), d_prev, d_carry)
+            return d_prev, (du, da)
+
+        d_carry0, (dus, das) = jax.lax.scan(body, d_last, (dys, prev, carries, saved, us, valid), reverse=True)
+        das = dus if das is None else das
+        rows = das.shape[0] * das.shape[1]
+        dw_hh = _hidden(prev).reshape(rows, -1).T @ das.reshape(rows, -1)
+        d_valid = None if valid is None else np.zeros(valid.shape, jax.dtypes.float0)
+        return steps.bias_grads(small, dus, das), dw_hh, dus, d_carry0, d_valid
+
+    sequence.defvjp(sequence_fwd, sequence_bwd)
+
+    def fused(params, xs: jax.Array, carry, valid: jax.Array | None = None, remat: bool = False):
+        small = {name: value for name, value in params.items() if name not in ("w_ih", "w_hh")}
+        mask = None if valid is None else jnp.asarray(valid, bool)[..., None]
+        return sequence(small, params["w_hh"], xs @ params["w_ih"], carry, mask, remat)
+
+    return fused

@@ -16,9 +16,11 @@ from seqjax import workdir
 from seqjax.experiments.benchmark import (
     KNOWN_CELLS,
     KNOWN_IMPLS,
+    add_peak_fraction,
     build_specs,
     format_report,
     format_table,
+    matmul_peak,
     metadata,
     parse_shape,
     parse_unrolls,
@@ -59,7 +61,9 @@ WORKDIR = flags.DEFINE_string(
 )
 CELLS = flags.DEFINE_list("cells", list(KNOWN_CELLS), f"Cells to measure: any of {', '.join(KNOWN_CELLS)}.")
 SHAPES = flags.DEFINE_list(
-    "shapes", ["32x128x256", "64x64x512", "16x100x128"], "Shapes BxTxH (batch x time x hidden; input size D = H)."
+    "shapes",
+    ["32x128x256", "64x64x512", "16x100x128", "128x256x1024"],
+    "Shapes BxTxH (batch x time x hidden; input size D = H).",
 )
 IMPLS = flags.DEFINE_list("impls", list(KNOWN_IMPLS), f"Implementations: any of {', '.join(KNOWN_IMPLS)}.")
 STEPS = flags.DEFINE_integer(
@@ -69,13 +73,19 @@ WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first (compi
 ROUNDS = flags.DEFINE_integer(
     "rounds", 3, "Interleaved rounds: every measurement is repeated this many times in fresh processes.", lower_bound=1
 )
-SEQJAX_UNROLLS = flags.DEFINE_list("seqjax_unrolls", ["1", "4"], "lax.scan unroll factors: one seqjax row each.")
+SEQJAX_UNROLLS = flags.DEFINE_list(
+    "seqjax_unrolls", ["1", "4"], "lax.scan unroll factors: one 'seqjax scan' row each (besides 'seqjax fused')."
+)
+BUDGET_S = flags.DEFINE_float(
+    "budget_s", 60.0, "Seconds per measurement after compiling; then at least 3 steps are timed.", lower_bound=0.0
+)
+PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
 
 flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell"))
 flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, _check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
-_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS)
+_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS, BUDGET_S, PEAK)
 
 
 def main(argv):
@@ -93,9 +103,12 @@ def main(argv):
         parse_unrolls(SEQJAX_UNROLLS.value),
         STEPS.value,
         WARMUP.value,
+        BUDGET_S.value,
     )
-    rows = run_benchmark(specs, rounds=ROUNDS.value)
+    peak = matmul_peak([f for f in ("jax", "torch") if f == "jax" or "torch" in IMPLS.value]) if PEAK.value else {}
+    rows = add_peak_fraction(run_benchmark(specs, rounds=ROUNDS.value), peak.get("peak"))
     meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)
+    meta["matmul_peak_gflops"] = peak
     meta["wall_time_s"] = time.perf_counter() - start
     table = format_table(rows)
     json_path, md_path = write_results(WORKDIR.value, meta, rows, format_report(meta, table))

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,13 @@ def test_ratios_and_table(benchmark):
 
     skipped = {"cell": "gru", "shape": "2x3x4", "label": "torch", "impl": "torch", "status": "skipped"}
     skipped["reason"] = benchmark.TORCH_MISSING
-    rows = benchmark.add_ratios([row("seqjax(unroll=1)", "seqjax", 300.0), row("flax GRUCell", "flax", 200.0), skipped])
+    rows = benchmark.add_ratios([row("seqjax fused", "seqjax", 300.0), row("flax GRUCell", "flax", 200.0), skipped])
     assert rows[0]["vs_best_flax"] == pytest.approx(1.5)
     assert rows[0]["vs_torch"] is None
     table = benchmark.format_table(rows)
-    assert "| gru | 2x3x4 | seqjax(unroll=1) | 300 |" in table
+    assert "| gru | 2x3x4 | seqjax fused | 300 |" in table
+    with_peak = benchmark.format_table(benchmark.add_peak_fraction(rows, peak=4.0))
+    assert "| gru | 2x3x4 | seqjax fused | 300 | 1.00 | 25% |" in with_peak
     assert "vs best flax" in table and "vs torch" not in table
     assert benchmark.TORCH_MISSING in table
 
@@ -87,25 +90,29 @@ def test_end_to_end(tmp_path):
         "--warmup=1",
         "--seqjax_unrolls=1",
         "--rounds=2",
+        "--budget_s=0",
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((workdir / "results.json").read_text())
     rows = results["results"]
     assert [(r["label"], r["cell"], r["shape"]) for r in rows] == [
-        ("seqjax(unroll=1)", "lstm", "2x3x4"),
+        ("seqjax fused", "lstm", "2x3x4"),
+        ("seqjax scan(unroll=1)", "lstm", "2x3x4"),
         ("flax LSTMCell", "lstm", "2x3x4"),
         ("flax OptimizedLSTMCell", "lstm", "2x3x4"),
     ]
     for r in rows:
         assert r["status"] == "ok"
         assert r["tokens_per_s"] > 0 and r["gflops_per_s"] > 0 and r["peak_mib"] > 0
-        assert len(r["step_times_s"]) == 2 * 2 and len(r["round_medians_s"]) == 2  # steps x rounds
+        assert len(r["step_times_s"]) == 2 * 2 and len(r["round_medians_s"]) == 2  # 2 steps x 2 rounds
+        assert 0 < r["peak_fraction"] < 2
     assert max(r["vs_best_flax"] for r in rows) >= 1.0
     assert results["metadata"]["flags"]["cells"] == ["lstm"]
     assert sorted(p.name for p in workdir.iterdir()) == ["flags.json", "results.json", "results.md"]
     report = (workdir / "results.md").read_text()
-    assert "vs best flax" in report and "seqjax(unroll=1)" in report
+    assert "vs best flax" in report and "seqjax fused" in report and "matmul peak:" in report
+    assert results["metadata"]["matmul_peak_gflops"]["jax"] > 0
     assert "vs best flax" in proc.stdout
 
 
@@ -130,3 +137,12 @@ def test_rounds_are_interleaved_and_pooled(benchmark):
     assert by_label["a"]["tokens_per_s"] == 10 / 2.0
     assert by_label["b"]["median_step_s"] == 4.0 and by_label["b"]["peak_mib"] == 6.0
     assert by_label["a"]["vs_best_flax"] == (10 / 2.0) / (10 / 4.0)
+
+
+def test_time_steps_stops_at_the_budget_after_three_timed_steps(benchmark):
+    calls = []
+    first, times = benchmark.time_steps(lambda: calls.append(time.sleep(0.01)), lambda x: x, 10, 5, budget_s=0.02)
+    assert first > 0 and len(times) == benchmark.MIN_TIMED_STEPS
+    assert len(calls) < 1 + 5 + 10
+    _, unlimited = benchmark.time_steps(lambda: None, lambda x: x, 7, 2)
+    assert len(unlimited) == 7

@@ -2,14 +2,20 @@ r"""Throughput of one training step (forward + backward over the whole sequence,
 
 For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) and implementation:
 
-    seqjax(unroll=k)         seqjax.unroll over seqjax.rnn() / lstm(forget_bias=0) / gru(), lax.scan unroll=k
+    seqjax fused             seqjax.unroll over seqjax.rnn() / lstm(forget_bias=0) / gru(): the cells' fused
+                             sequences (hand-written VJP, seqjax.cells.fused), what unroll takes by default
+    seqjax scan(unroll=k)    the same cells with fused=False: lax.scan over the step, unroll=k, autodiff
     flax <Cell>              flax.linen.RNN over SimpleCell, LSTMCell, OptimizedLSTMCell (lstm), GRUCell
     torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed
 
 the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
 N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
 Each measurement runs in its own subprocess (``python -m seqjax.experiments.benchmark SPEC``), so allocator state and
-compilation caches do not leak from one implementation into the next.
+compilation caches do not leak from one implementation into the next. A measurement times ``steps`` steps, or
+fewer (at least 3) once it has spent ``budget_s`` seconds, so that large shapes stay affordable.
+
+The machine's matmul peak is measured the same way: the best GFLOP/s of a float32 N x N x N product
+(N = 2048) in JAX and in torch, each in its own subprocess; every row reports its fraction of it.
 
 The command-line entry point is ``experiments/benchmark.py``; run as a module with one JSON spec,
 this file measures that spec and prints one JSON line (the worker).
@@ -111,14 +117,19 @@ def build_specs(
     unrolls: Sequence[int],
     steps: int,
     warmup: int,
+    budget_s: float = 60.0,
 ) -> list[dict[str, Any]]:
     """One JSON-able spec per (impl, cell, shape), grouped by cell, then shape, then implementation."""
     specs = []
     for cell in cells:
         for shape in shapes:
-            base = {"cell": cell, "shape": str(shape), "steps": steps, "warmup": warmup}
+            base = {"cell": cell, "shape": str(shape), "steps": steps, "warmup": warmup, "budget_s": budget_s}
             if "seqjax" in impls:
-                specs += [{**base, "impl": "seqjax", "label": f"seqjax(unroll={k})", "unroll": k} for k in unrolls]
+                specs.append({**base, "impl": "seqjax", "label": "seqjax fused", "fused": True, "unroll": 1})
+                specs += [
+                    {**base, "impl": "seqjax", "label": f"seqjax scan(unroll={k})", "fused": False, "unroll": k}
+                    for k in unrolls
+                ]
             if "flax" in impls:
                 specs += [{**base, "impl": "flax", "label": f"flax {v}", "variant": v} for v in FLAX_VARIANTS[cell]]
             if "torch" in impls:
@@ -141,20 +152,31 @@ def _max_rss_mib() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+MIN_TIMED_STEPS = 3
+
+
 def time_steps(
-    step: Callable[[], Any], sync: Callable[[Any], Any], steps: int, warmup: int
+    step: Callable[[], Any], sync: Callable[[Any], Any], steps: int, warmup: int, budget_s: float = float("inf")
 ) -> tuple[float, list[float]]:
     """Times ``sync(step())``: the first call (compilation), ``warmup`` untimed calls, then ``steps`` timed ones.
 
-    Returns ``(first_call_s, [step_s] * steps)``.
+    Once ``budget_s`` seconds have passed after the first call, warm-up stops (after at least one
+    call) and timing stops after ``MIN_TIMED_STEPS`` steps.
+
+    Returns ``(first_call_s, [step_s] * n)``, n <= steps.
     """
     start = time.perf_counter()
     sync(step())
     first = time.perf_counter() - start
-    for _ in range(warmup):
+    begun = time.perf_counter()
+    for k in range(warmup):
+        if k >= 1 and time.perf_counter() - begun > budget_s:
+            break
         sync(step())
     times = []
     for _ in range(steps):
+        if len(times) >= MIN_TIMED_STEPS and time.perf_counter() - begun > budget_s:
+            break
         start = time.perf_counter()
         sync(step())
         times.append(time.perf_counter() - start)
@@ -183,7 +205,7 @@ def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
         params = cell.init_params(key, shape.input_size, shape.hidden)
 
         def loss(params, xs):
-            outputs = seqjax.unroll(cell, params, xs, unroll=spec["unroll"]).outputs  # [b, t, h]
+            outputs = seqjax.unroll(cell, params, xs, unroll=spec["unroll"], fused=spec["fused"]).outputs  # [b, t, h]
             return jnp.mean(jnp.square(outputs))
 
         return loss, params
@@ -208,7 +230,9 @@ def measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
     loss, params = _jax_loss(spec, shape, xs)
     train_step = jax.jit(jax.value_and_grad(loss))
     rss_before = _max_rss_mib()
-    first, times = time_steps(lambda: train_step(params, xs), jax.block_until_ready, spec["steps"], spec["warmup"])
+    first, times = time_steps(
+        lambda: train_step(params, xs), jax.block_until_ready, spec["steps"], spec["warmup"], spec["budget_s"]
+    )
     value, _ = train_step(params, xs)
     if device.platform == "cpu":
         peak_mib, memory = _max_rss_mib(), "max RSS"
@@ -254,7 +278,7 @@ def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
         return loss
 
     rss_before = _max_rss_mib()
-    first, times = time_steps(step, sync, spec["steps"], spec["warmup"])
+    first, times = time_steps(step, sync, spec["steps"], spec["warmup"], spec["budget_s"])
     if device.type == "cuda":
         peak_mib, memory = torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
         name = f"cuda:{torch.cuda.get_device_name()}"
@@ -274,8 +298,58 @@ def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+PEAK_SIZE = 2048
+
+
+def measure_matmul_peak(spec: dict[str, Any]) -> dict[str, Any]:
+    """GFLOP/s of a float32 N x N x N product, the best of ``steps`` calls, in JAX or torch."""
+    n = spec["size"]
+    if spec["framework"] == "torch":
+        if importlib.util.find_spec("torch") is None:
+            return {"status": "skipped", "reason": TORCH_MISSING}
+        import torch
+
+        torch.set_num_threads(cpu_count())
+        a = torch.randn(n, n, device="cuda" if torch.cuda.is_available() else "cpu")
+
+        def sync(c):
+            if a.is_cuda:
+                torch.cuda.synchronize()
+            return c
+
+        _, times = time_steps(lambda: a @ a, sync, spec["steps"], 2)
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.normal(jax.random.key(SEED), (n, n), jnp.float32)
+        matmul = jax.jit(lambda a: a @ a)
+        _, times = time_steps(lambda: matmul(a), jax.block_until_ready, spec["steps"], 2)
+    return {"status": "ok", "gflops_per_s": 2 * n**3 / min(times) / 1e9}
+
+
+def matmul_peak(frameworks: Sequence[str], run: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict:
+    """``{"jax": GFLOP/s, "torch": GFLOP/s or None, "peak": the larger}`` measured in subprocesses."""
+    run = run or run_in_subprocess
+    found = {}
+    for framework in frameworks:
+        row = run({"impl": "matmul", "framework": framework, "size": PEAK_SIZE, "steps": 10, "label": "peak"})
+        found[framework] = row["gflops_per_s"] if row.get("status") == "ok" else None
+    measured = [v for v in found.values() if v]
+    return {**found, "size": PEAK_SIZE, "peak": max(measured) if measured else None}
+
+
+def add_peak_fraction(rows: list[dict[str, Any]], peak: float | None) -> list[dict[str, Any]]:
+    """Adds ``peak_fraction`` = GFLOP/s / ``peak`` to every measured row (nothing if no peak)."""
+    if not peak:
+        return rows
+    return [{**row, "peak_fraction": row["gflops_per_s"] / peak} if row["status"] == "ok" else row for row in rows]
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one spec (in this process) and returns its result row: the spec plus timings and derived rates."""
+    if spec["impl"] == "matmul":
+        return measure_matmul_peak(spec)
     result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
     row = {**spec, "status": "ok", **result, "jax_version": importlib.metadata.version("jax")}
     return with_rates(row) if row["status"] == "ok" else row
@@ -385,7 +459,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of ratio-annotated rows (see ``add_ratios``), in the rows' order, plus notes."""
     measured = [row for row in rows if row["status"] == "ok"]
     with_torch = any(row["impl"] == "torch" for row in measured)
-    header = ["cell", "B x T x H", "impl", "tokens/s", "GFLOP/s", "compile s", "peak MiB", "vs best flax"]
+    with_peak = any("peak_fraction" in row for row in measured)
+    header = ["cell", "B x T x H", "impl", "tokens/s", "GFLOP/s"] + (["% matmul peak"] if with_peak else [])
+    header += ["compile s", "peak MiB", "vs best flax"]
     header += ["vs torch"] if with_torch else []
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for row in measured:
@@ -395,6 +471,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             row["label"],
             f"{row['tokens_per_s']:,.0f}",
             f"{row['gflops_per_s']:.2f}",
+            *([f"{100 * row['peak_fraction']:.0f}%" if "peak_fraction" in row else "-"] if with_peak else []),
             f"{row['first_call_s']:.2f}",
             f"{row['peak_mib']:.0f}",
             _ratio(row["vs_best_flax"]),
@@ -404,8 +481,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
-        "rnn, lstm, gru); compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is "
-        "faster than the fastest Flax variant (or torch) at the same cell and shape."
+        "rnn, lstm, gru); % matmul peak = GFLOP/s / the best measured float32 2048^3 product (JAX or torch); "
+        "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
+        "fastest Flax variant (or torch) at the same cell and shape."
     )
     lines += [f"- {note}" for note in notes_for(rows)]
     return "\n".join(lines) + "\n"
@@ -450,9 +528,20 @@ def format_report(meta: dict[str, Any], table: str) -> str:
         f"- command: `{meta['command']}`\n"
         f"- host: {meta['hostname']}, {meta['cpu_count']} CPUs ({meta['cpu_model']}), {meta['platform']}\n"
         f"- devices: {', '.join(meta['devices']) or 'none'}; {versions}; {meta['date']}\n"
-        f"- float32, loss = mean(y**2) over all steps, gradient w.r.t. all parameters; D = H; median of "
-        f"{meta['flags']['steps']} steps after {meta['flags']['warmup']} warm-up steps\n\n" + table
+        f"- float32, loss = mean(y**2) over all steps, gradient w.r.t. all parameters; D = H; median of up to "
+        f"{meta['flags']['steps']} steps after up to {meta['flags']['warmup']} warm-up steps (fewer, but at least "
+        f"{MIN_TIMED_STEPS} timed, once a measurement has run {meta['flags'].get('budget_s', 'inf')} s)\n"
+        + _peak_line(meta.get("matmul_peak_gflops") or {})
+        + "\n"
+        + table
     )
+
+
+def _peak_line(peak: dict[str, Any]) -> str:
+    if not peak.get("peak"):
+        return ""
+    found = ", ".join(f"{k} {v:.1f}" for k, v in peak.items() if k in ("jax", "torch") and v)
+    return f"- matmul peak: {peak['peak']:.1f} GFLOP/s (float32 {peak['size']}^3 product, best of 10; {found})\n"
 
 
 def run_benchmark(

@@ -82,6 +82,7 @@ def unroll(
     time_major: bool = False,
     hoist: bool | None = None,
     fused: bool | None = None,
+    segment_len: int | None = None,
 ) -> Unrolled:
     """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
 
@@ -119,6 +120,11 @@ def unroll(
         neither ``probe`` nor ``return_carries`` is asked for (``hoist`` and ``unroll`` then do not
         apply). ``True`` raises ``ValueError`` where it does not apply; ``False`` never uses it.
         The results are the same either way, to float rounding.
+      segment_len: checkpoint the sequence in segments of this many steps (the last may be
+        shorter): the backward pass keeps only the carry entering each segment and recomputes the
+        segment's forward pass, so the stored state grows as T / segment_len carries plus one
+        segment's residuals (segment_len ~ sqrt(T) minimises it) instead of T steps' residuals.
+        Combines with ``remat`` (inside the segment) but not with ``probe`` or ``return_carries``.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -129,18 +135,46 @@ def unroll(
     num_steps, batch = xs_t.shape[:2]
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
     valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
-    reason = fused_unavailable(cell, probe, return_carries)
-    if fused and reason:
+    probe_t = probe if probe is None or time_major else _to_time_major(probe)
+    options = _Options(unroll, remat, hoist, fused)
+    if segment_len is not None:
+        if segment_len < 1:
+            raise ValueError(f"segment_len must be >= 1, got {segment_len}")
+        if probe is not None or return_carries:
+            raise ValueError("segment_len stores no per-step state: it cannot be combined with probe or return_carries")
+        carry, ys = _segmented(cell, params, xs_t, carry0, valid, reverse, segment_len, options)
+        carries = None
+    else:
+        carry, ys, carries = _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options)
+    if not time_major:
+        ys = _to_time_major(ys)
+        carries = None if carries is None else _to_time_major(carries)
+    return Unrolled(carry, ys, carries)
+
+
+class _Options(NamedTuple):
+    """``unroll``'s choices of how (not what) to compute."""
+
+    unroll: int | None
+    remat: bool
+    hoist: bool | None
+    fused: bool | None
+
+
+def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options: _Options):
+    """The time-major core of ``unroll``: ``(carry, ys [t, b, h], carries or None)``."""
+    reason = fused_unavailable(cell, probe_t, return_carries)
+    if options.fused and reason:
         raise ValueError(f"unroll(fused=True): {reason}")
-    if fused is not False and not reason:
-        carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, remat)
-        return Unrolled(carry, ys if time_major else _to_time_major(ys), None)
+    if options.fused is not False and not reason:
+        carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, options.remat)
+        return carry, ys, None
+    hoist = options.hoist
     if hoist is None:
         hidden = jax.tree.leaves(carry0)[0].shape[-1]
-        hoist = hoist_by_default(batch, hidden, jax.default_backend())
+        hoist = hoist_by_default(xs_t.shape[1], hidden, jax.default_backend())
     project_in_step = cell.project is not None and not hoist
     us = cell.project(params, xs_t) if cell.project is not None and hoist else xs_t
-    probe_t = probe if probe is None or time_major else _to_time_major(probe)
 
     def cell_step(carry, u, probe_step):
         if project_in_step:
@@ -150,7 +184,7 @@ def unroll(
             new_carry, y = _add_probe(new_carry, y, probe_step)
         return new_carry, y
 
-    if remat:
+    if options.remat:
         cell_step = jax.checkpoint(cell_step)
 
     def body(carry, inputs):
@@ -161,12 +195,41 @@ def unroll(
             y = jnp.where(valid_t[:, None], y, jnp.zeros_like(y))
         return new_carry, (y, new_carry if return_carries else None)
 
-    unroll = cell.unroll if unroll is None else unroll
-    carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=unroll)
-    if not time_major:
-        ys = _to_time_major(ys)
-        carries = None if carries is None else _to_time_major(carries)
-    return Unrolled(carry, ys, carries)
+    factor = cell.unroll if options.unroll is None else options.unroll
+    carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=factor)
+    return carry, ys, carries
+
+
+def _segmented(cell, params, xs_t, carry0, valid, reverse, segment_len: int, options: _Options):
+    """``_run`` over segments of ``segment_len`` steps, each under ``jax.checkpoint``.
+
+    The backward pass keeps only the carry entering each segment (T / segment_len of them) and
+    recomputes one segment's forward pass at a time, so its memory holds one segment's residuals.
+    Reading in reverse is the forward recurrence over flipped time.
+    """
+    if reverse:
+        xs_t, valid = xs_t[::-1], None if valid is None else valid[::-1]
+    num_steps = xs_t.shape[0]
+    num_full = num_steps // segment_len
+
+    @jax.checkpoint
+    def run_segment(params, carry, xs_seg, valid_seg):
+        carry, ys, _ = _run(cell, params, xs_seg, carry, valid_seg, False, False, None, options)
+        return carry, ys
+
+    def split(a):
+        return None if a is None else a[: num_full * segment_len].reshape(num_full, segment_len, *a.shape[1:])
+
+    outputs, carry = [], carry0
+    if num_full:
+        carry, ys = jax.lax.scan(lambda c, inputs: run_segment(params, c, *inputs), carry, (split(xs_t), split(valid)))
+        outputs.append(ys.reshape(num_full * segment_len, *ys.shape[2:]))
+    if num_steps % segment_len:
+        tail = slice(num_full * segment_len, None)
+        carry, ys = run_segment(params, carry, xs_t[tail], None if valid is None else valid[tail])
+        outputs.append(ys)
+    ys = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=0)
+    return carry, ys[::-1] if reverse else ys
 
 
 def fused_unavailable(cell: Cell, probe: Carry | None, return_carries: bool) -> str:

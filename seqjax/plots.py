@@ -168,3 +168,16 @@ def spread_figure(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def memory_figure(curves: Sequence[Curve], path: str | os.PathLike) -> None:
+    """XLA temporary memory of a training step against sequence length, log-log, one curve per mode."""
+    fig, ax = plt.subplots(figsize=(5.8, 4.2))
+    _draw(ax, curves, _colors([curves]))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("temporary memory of the step (MiB)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -1,0 +1,34 @@
+"""experiments/remat_memory.py end to end with tiny shapes: every mode compiles, runs and is reported."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "remat_memory.py"
+
+
+def test_every_mode_is_measured_and_segments_store_less(tmp_path):
+    command = [sys.executable, str(SCRIPT), f"--workdir={tmp_path}", "--seq_lens=400", "--hidden=4", "--batch=2"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    assert sorted(rows) == ["both", "none", "remat", "segments"]
+    assert rows["segments"]["segment_len"] == 20 and rows["none"]["segment_len"] is None
+    for row in rows.values():
+        assert row["temp_mib"] > 0 and row["step_s"] > 0 and row["peak_rss_mib"] > 0
+    assert rows["segments"]["temp_mib"] < rows["none"]["temp_mib"] / 4
+    assert "| 400 | segments | 20 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "memory.png").stat().st_size > 10_000
+
+
+def test_bad_lengths_are_refused_before_anything_is_written(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), f"--workdir={tmp_path / 'w'}", "--seq_lens=10,x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0 and "--seq_lens must be a list of positive integers" in proc.stderr
+    assert not (tmp_path / "w").exists()

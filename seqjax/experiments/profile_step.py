@@ -1,0 +1,107 @@
+"""Where a training step's time goes: per-HLO-operation times from a JAX profiler trace.
+
+``profile(spec)`` jits the gradient of ``mean(y**2)`` over ``unroll``'s outputs (the benchmark's
+step), runs it under ``jax.profiler.trace(create_perfetto_trace=True)`` and sums the duration of
+every XLA operation (fusions, dots, copies; on CPU these appear only when the process started with
+``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true``, which ``experiments/profile_step.py`` sets) per
+step. Operations inside the time loop appear once per time step; ``count`` says how often.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Runtime bookkeeping in the trace, not XLA operations.
+_RUNTIME_PREFIXES = (
+    "Allocate",
+    "Thunk",
+    "Threadpool",
+    "Pjit",
+    "PjRt",
+    "CommonPjRt",
+    "Slinky",
+    "$",
+    "end:",
+    "Python",
+    "Parse",
+)
+
+
+def _train_step(spec: dict[str, Any]):
+    import jax
+    import jax.numpy as jnp
+
+    from seqjax.cells import cell_by_name
+    from seqjax.scan import unroll
+
+    batch, time_steps, hidden = (int(v) for v in spec["shape"].split("x"))
+    cell = cell_by_name(spec["cell"])
+    params = cell.init_params(jax.random.key(0), hidden, hidden)
+    xs = jax.random.normal(jax.random.key(1), (batch, time_steps, hidden), jnp.float32)
+
+    def loss(params):
+        return jnp.mean(jnp.square(unroll(cell, params, xs, fused=spec["fused"]).outputs))
+
+    return jax.jit(jax.grad(loss)), params
+
+
+def is_operation(name: str) -> bool:
+    return not name.startswith(_RUNTIME_PREFIXES) and "::" not in name and " " not in name
+
+
+def operation_times(events: list[dict], steps: int) -> list[dict[str, Any]]:
+    """Complete trace events (``ph == "X"``, durations in us) summed per operation name, per step."""
+    total: collections.Counter = collections.Counter()
+    count: collections.Counter = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and is_operation(event["name"]):
+            total[event["name"]] += event.get("dur", 0)
+            count[event["name"]] += 1
+    return [
+        {"op": name, "ms_per_step": us / steps / 1e3, "count_per_step": count[name] // steps}
+        for name, us in total.most_common()
+    ]
+
+
+def profile(spec: dict[str, Any]) -> dict[str, Any]:
+    """Profiles ``spec["steps"]`` steps after two warm-up calls; returns the step time and operation table."""
+    import jax
+
+    step, params = _train_step(spec)
+    for _ in range(2):
+        jax.block_until_ready(step(params))
+    started = time.perf_counter()
+    for _ in range(spec["steps"]):
+        jax.block_until_ready(step(params))
+    step_s = (time.perf_counter() - started) / spec["steps"]
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(spec["steps"]):
+                jax.block_until_ready(step(params))
+        (path,) = Path(trace_dir).rglob("perfetto_trace.json.gz")
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    operations = operation_times(events, spec["steps"])
+    return {**spec, "step_ms": step_s * 1e3, "operations": operations}
+
+
+def format_table(result: dict[str, Any], top: int = 25) -> str:
+    ops = result["operations"]
+    traced = sum(op["ms_per_step"] for op in ops)
+    lines = [
+        f"{result['cell']} {result['shape']} fused={result['fused']}: step {result['step_ms']:.1f} ms untraced, "
+        f"{traced:.1f} ms in XLA operations while traced",
+        "",
+        "| operation | ms / step | share | calls / step |",
+        "|---|---:|---:|---:|",
+    ]
+    for op in ops[:top]:
+        share = op["ms_per_step"] / traced if traced else 0.0
+        lines.append(f"| {op['op']} | {op['ms_per_step']:.2f} | {100 * share:.1f}% | {op['count_per_step']} |")
+    return "\n".join(lines) + "\n"

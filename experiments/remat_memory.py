@@ -22,6 +22,7 @@ CELL = flags.DEFINE_enum("cell", "lstm", list(BUILTIN_CELLS), "The cell.")
 SEQ_LENS = flags.DEFINE_list("seq_lens", ["1000", "10000", "100000"], "Sequence lengths T.")
 HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size H (= input size D).", lower_bound=1)
 BATCH = flags.DEFINE_integer("batch", 16, "Batch size.", lower_bound=1)
+MODES_FLAG = flags.DEFINE_multi_enum("modes", list(MODES), list(MODES), "What the backward pass may store.")
 RUN_BELOW_GIB = flags.DEFINE_float(
     "run_below_gib", 4.0, "Also run the steps whose XLA temporaries are below this many GiB.", lower_bound=0.0
 )
@@ -41,6 +42,7 @@ def main(argv):
         seq_lens=tuple(int(v) for v in SEQ_LENS.value),
         hidden=HIDDEN.value,
         batch=BATCH.value,
+        modes=tuple(MODES_FLAG.value),
         run_below_gib=RUN_BELOW_GIB.value,
     )
     try:
@@ -57,7 +59,7 @@ def main(argv):
         f"- command: `{' '.join(sys.argv)}`\n- wall time {time.perf_counter() - started:.0f} s\n\n" + table,
     )
     curves = []
-    for mode in MODES:
+    for mode in config.modes:
         measured = [r for r in rows if r["mode"] == mode and "temp_mib" in r]
         x = np.array([r["seq_len"] for r in measured])
         curves.append(plots.Curve(mode, x, np.array([r["temp_mib"] for r in measured]), mode, "-o"))

@@ -35,6 +35,7 @@ class Config:
     seq_lens: tuple[int, ...] = (1_000, 10_000, 100_000)
     hidden: int = 256
     batch: int = 16
+    modes: tuple[str, ...] = MODES
     run_below_gib: float = 4.0
 
 
@@ -104,7 +105,7 @@ def measure(config: Config, progress: bool = True) -> list[dict[str, Any]]:
     """One row per (length, mode): compiled memory always; the run when its temporaries fit."""
     rows = []
     for seq_len in config.seq_lens:
-        for mode in MODES:
+        for mode in config.modes:
             spec = {"cell": config.cell, "seq_len": seq_len, "mode": mode, "hidden": config.hidden}
             spec["batch"] = config.batch
             row = {**spec, "segment_len": segment_len(mode, seq_len), **_in_subprocess("compile", spec)}

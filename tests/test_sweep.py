@@ -8,6 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def sweep(*args: str) -> subprocess.CompletedProcess:
+    """Runs launch/sweep.py with ``args`` in a subprocess, capturing its output."""
+    command = [sys.executable, str(ROOT / "launch" / "sweep.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
 def test_sweep_runs_every_combination(tmp_path):
     script = tmp_path / "echo_flags.py"
     script.write_text(
@@ -18,22 +24,14 @@ def test_sweep_runs_every_combination(tmp_path):
         "import json; pathlib.Path(args['workdir'], 'summary.json').write_text("
         "json.dumps({'score': float(args['lr']) * 10, 'name': 'x', 'nested': {'a': 1}}))\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "sweep.py"),
-            f"--script={script}",
-            f"--workdir={tmp_path / 'runs'}",
-            "--grid=seed=0,1",
-            "--grid=lr=0.1,0.2,0.3",
-            "--parallel=2",
-            "--",
-            "--extra=yes",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    result = sweep(
+        f"--script={script}",
+        f"--workdir={tmp_path / 'runs'}",
+        "--grid=seed=0,1",
+        "--grid=lr=0.1,0.2,0.3",
+        "--parallel=2",
+        "--",
+        "--extra=yes",
     )
     assert result.returncode == 0, result.stderr
     dirs = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
@@ -48,21 +46,13 @@ def test_sweep_runs_every_combination(tmp_path):
 
 
 def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "sweep.py"),
-            "--script=experiments/gradient_flow.py",
-            f"--workdir={tmp_path / 'runs'}",
-            "--grid=seed=0,1",
-            "--dry_run",
-            "--",
-            "--train_steps=0",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    result = sweep(
+        "--script=experiments/gradient_flow.py",
+        f"--workdir={tmp_path / 'runs'}",
+        "--grid=seed=0,1",
+        "--dry_run",
+        "--",
+        "--train_steps=0",
     )
     assert result.returncode == 0, result.stderr
     commands = result.stdout.strip().splitlines()
@@ -74,19 +64,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
 def test_sweep_reports_failures(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text("import sys\nsys.exit(3)\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "sweep.py"),
-            f"--script={script}",
-            f"--workdir={tmp_path}",
-            "--grid=seed=0",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = sweep(f"--script={script}", f"--workdir={tmp_path}", "--grid=seed=0")
     assert result.returncode == 1
     assert "FAILED" in result.stdout and "0 of 1 runs succeeded" in result.stdout
 
@@ -102,20 +80,7 @@ def test_sweep_collects_result_lists_and_draws_them_averaged_over_seeds(tmp_path
         " 'value': lr * t * (1 + seed) * (2 if c == 'gru' else 1)} for c in ('lstm', 'gru') for t in (10, 20)]\n"
         "(out / 'results.json').write_text(json.dumps(rows))\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "sweep.py"),
-            f"--script={script}",
-            f"--workdir={tmp_path / 'runs'}",
-            "--grid=seed=0,1",
-            "--grid=lr=1,3",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = sweep(f"--script={script}", f"--workdir={tmp_path / 'runs'}", "--grid=seed=0,1", "--grid=lr=1,3")
     assert result.returncode == 0, result.stderr
     assert "figure in" in result.stdout and (tmp_path / "runs" / "sweep.png").stat().st_size > 10_000
     assert (tmp_path / "runs" / "seed=0,lr=1.log").exists()  # logs beside, not inside, each run's workdir

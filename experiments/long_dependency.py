@@ -9,14 +9,13 @@ See seqjax.experiments.long_dependency for the tasks, losses and criteria.
 """
 
 import sys
-from collections.abc import Sequence
 
 from absl import app, flags, logging
 
 from seqjax import initializers, train, workdir
 from seqjax.cells import BUILTIN_CELLS
 from seqjax.checkpoints import CheckpointMismatch
-from seqjax.experiments.flag_checks import known_cells
+from seqjax.experiments.flag_checks import known_cells, positive_ints
 from seqjax.experiments.long_dependency import TASKS, Config, run
 
 CELLS = flags.DEFINE_list(
@@ -43,12 +42,8 @@ SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
-def _lengths(values: Sequence[str]) -> bool:
-    return bool(values) and all(v.strip().isdigit() and int(v) >= 1 for v in values)
-
-
 flags.register_validator("cells", known_cells, "--cells must name at least one cell")
-flags.register_validator("seq_lens", _lengths, "--seq_lens must be a list of positive integers")
+flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
 
 
 def main(argv):

@@ -16,6 +16,7 @@ from absl import app, flags
 
 from seqjax import workdir
 from seqjax.cells import BUILTIN_CELLS
+from seqjax.experiments import flag_checks
 from seqjax.experiments.profile_step import format_table, profile
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -25,11 +26,7 @@ FUSED = flags.DEFINE_bool("fused", True, "The fused sequence (hand-written VJP) 
 STEPS = flags.DEFINE_integer("steps", 3, "Profiled steps (after two warm-up calls).", lower_bound=1)
 TOP = flags.DEFINE_integer("top", 25, "Operations listed in profile.md.", lower_bound=1)
 
-flags.register_validator(
-    "shape",
-    lambda v: len(v.split("x")) == 3 and all(p.isdigit() and int(p) > 0 for p in v.split("x")),
-    "--shape must be BxTxH with positive integers, e.g. 32x128x256",
-)
+flags.register_validator("shape", flag_checks.shape, "--shape must be BxTxH with positive integers, e.g. 32x128x256")
 
 
 def main(argv):

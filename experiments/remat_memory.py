@@ -15,6 +15,7 @@ from absl import app, flags
 
 from seqjax import plots, workdir
 from seqjax.cells import BUILTIN_CELLS
+from seqjax.experiments.flag_checks import positive_ints
 from seqjax.experiments.remat_memory import MODES, Config, format_table, measure
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -27,11 +28,7 @@ RUN_BELOW_GIB = flags.DEFINE_float(
     "run_below_gib", 4.0, "Also run the steps whose XLA temporaries are below this many GiB.", lower_bound=0.0
 )
 
-flags.register_validator(
-    "seq_lens",
-    lambda v: bool(v) and all(s.strip().isdigit() and int(s) >= 1 for s in v),
-    "--seq_lens must be a list of positive integers",
-)
+flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
 
 
 def main(argv):

@@ -208,7 +208,7 @@ def _segmented(cell, params, xs_t, carry0, valid, reverse, segment_len: int, opt
     Reading in reverse is the forward recurrence over flipped time.
     """
     if reverse:
-        xs_t, valid = xs_t[::-1], None if valid is None else valid[::-1]
+        xs_t, valid = _flip_time(xs_t, valid)
     num_steps = xs_t.shape[0]
     num_full = num_steps // segment_len
 
@@ -243,10 +243,14 @@ def fused_unavailable(cell: Cell, probe: Carry | None, return_carries: bool) -> 
     return ""
 
 
+def _flip_time(xs_t, valid):
+    return xs_t[::-1], None if valid is None else valid[::-1]
+
+
 def _run_fused(cell: Cell, params: Params, xs_t, carry0, valid, reverse: bool, remat: bool):
     """``cell.fused`` on time-major inputs; reading in reverse is the forward recurrence on flipped time."""
     if reverse:
-        xs_t, valid = xs_t[::-1], None if valid is None else valid[::-1]
+        xs_t, valid = _flip_time(xs_t, valid)
     carry, ys = cell.fused(params, xs_t, carry0, valid, remat)
     return carry, ys[::-1] if reverse else ys
 

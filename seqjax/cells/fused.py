@@ -46,12 +46,13 @@ class Steps:
         cotangents of the step's inputs given that of its output carry (``d_carry`` without the
         ``da W_hh^T`` term, which ``fused_sequence`` adds). ``da`` may be ``None`` when it equals
         ``du`` (cells whose pre-activation is ``u + a + b``), saving a [t, b, k] stack.
-      bias_grads: ``(small, dus [t, b, k], das [t, b, k]) -> d_small``.
+      bias_grads: ``(small, dus [t, b, k], das [t, b, k]) -> d_small``; the default serves cells
+        whose one bias ``b`` is added to ``u``: its gradient is the sum of ``dus`` over steps and batch.
     """
 
     forward: Callable[[Any, Any, jax.Array, jax.Array], tuple[Any, Any]]
     backward: Callable[[Any, Any, Any, Any, Any], tuple[Any, jax.Array, jax.Array]]
-    bias_grads: Callable[[Any, jax.Array, jax.Array], Any]
+    bias_grads: Callable[[Any, jax.Array, jax.Array], Any] = lambda small, dus, das: {"b": jnp.sum(dus, axis=(0, 1))}
 
 
 def _hidden(carry) -> jax.Array:

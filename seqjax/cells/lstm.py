@@ -119,10 +119,5 @@ def _backward(small, saved, carry: LSTMCarry, new: LSTMCarry, d_new: LSTMCarry):
     return LSTMCarry(jnp.zeros_like(dh), dc * f), dz, None
 
 
-def _bias_grads(small, dus, das):
-    del small, das
-    return {"b": jnp.sum(dus, axis=(0, 1))}
-
-
 # The whole sequence with a hand-written VJP (seqjax.cells.fused); peepholes take the scanned step.
-FUSED = fused_sequence(Steps(_forward, _backward, _bias_grads))
+FUSED = fused_sequence(Steps(_forward, _backward))

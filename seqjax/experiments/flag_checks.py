@@ -9,6 +9,16 @@ from absl import flags
 from seqjax.cells import cell_by_name
 
 
+def positive_ints(values: Sequence[str]) -> bool:
+    """A non-empty list of integers >= 1 (as absl's list flags give them, strings)."""
+    return bool(values) and all(v.strip().isdigit() and int(v) >= 1 for v in values)
+
+
+def shape(text: str) -> bool:
+    """``BxTxH`` with positive integers, e.g. ``32x128x256``."""
+    return positive_ints(text.split("x")) and len(text.split("x")) == 3
+
+
 def known_cells(names: Sequence[str]) -> bool:
     """Every name builds a cell; otherwise a ValidationError listing the known cells."""
     if not names:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from seqjax.experiments.benchmark import inputs, parse_shape
+
 # Runtime bookkeeping in the trace, not XLA operations.
 _RUNTIME_PREFIXES = (
     "Allocate",
@@ -40,15 +42,15 @@ def _train_step(spec: dict[str, Any]):
     from seqjax.cells import cell_by_name
     from seqjax.scan import unroll
 
-    batch, time_steps, hidden = (int(v) for v in spec["shape"].split("x"))
+    shape = parse_shape(spec["shape"])
     cell = cell_by_name(spec["cell"])
-    params = cell.init_params(jax.random.key(0), hidden, hidden)
-    xs = jax.random.normal(jax.random.key(1), (batch, time_steps, hidden), jnp.float32)
+    params = cell.init_params(jax.random.key(0), shape.input_size, shape.hidden)
+    xs = jnp.asarray(inputs(shape))  # the benchmark's inputs, passed as an argument (not a compiled constant)
 
-    def loss(params):
+    def loss(params, xs):
         return jnp.mean(jnp.square(unroll(cell, params, xs, fused=spec["fused"]).outputs))
 
-    return jax.jit(jax.grad(loss)), params
+    return jax.jit(jax.grad(loss)), params, xs
 
 
 def is_operation(name: str) -> bool:
@@ -73,17 +75,17 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
     """Profiles ``spec["steps"]`` steps after two warm-up calls; returns the step time and operation table."""
     import jax
 
-    step, params = _train_step(spec)
+    step, params, xs = _train_step(spec)
     for _ in range(2):
-        jax.block_until_ready(step(params))
+        jax.block_until_ready(step(params, xs))
     started = time.perf_counter()
     for _ in range(spec["steps"]):
-        jax.block_until_ready(step(params))
+        jax.block_until_ready(step(params, xs))
     step_s = (time.perf_counter() - started) / spec["steps"]
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
             for _ in range(spec["steps"]):
-                jax.block_until_ready(step(params))
+                jax.block_until_ready(step(params, xs))
         (path,) = Path(trace_dir).rglob("perfetto_trace.json.gz")
         data = json.loads(gzip.decompress(path.read_bytes()))
     events = data["traceEvents"] if isinstance(data, dict) else data

@@ -81,8 +81,8 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    step, params, shape = _train_step(spec)
-    xs = jax.random.normal(jax.random.key(1), shape.shape, jnp.float32)
+    step, params, xs_spec = _train_step(spec)
+    xs = jax.random.normal(jax.random.key(1), xs_spec.shape, jnp.float32)
     jax.block_until_ready(step(params, xs))
     started = time.perf_counter()
     jax.block_until_ready(step(params, xs))

@@ -214,7 +214,7 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
     # Wall time counts the work that reached a checkpoint: what a killed run did after it is redone.
     started, train_s = time.perf_counter(), record["train_s"]
 
-    def save_progress(step):
+    def save_progress():
         record["profiles"] = {str(k): v.tolist() for k, v in sorted(profiles.items())}
         record["train_s"] = round(train_s + time.perf_counter() - started, 2)
         workdir.write_json(path / "progress.json", record)
@@ -223,7 +223,7 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         if step % config.profile_every == 0 or step == config.train_steps:
             profiles[step] = np.asarray(profile(state.params))
         if step % config.checkpoint_every == 0 or step == config.train_steps:
-            save_progress(step)
+            save_progress()
 
     if 0 not in profiles:
         profiles[0] = np.asarray(profile(params))
@@ -238,7 +238,7 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         callback=callback,
         progress=progress,
     )
-    save_progress(config.train_steps)
+    save_progress()  # also when the run was already complete: fit then takes no step
     evaluate = jax.jit(lambda p, xs, y: task.metric(outputs_of(p, xs), y))
     values = [
         float(evaluate(state.params, *task.batch(jax.random.fold_in(test_key, i)))) for i in range(config.test_batches)

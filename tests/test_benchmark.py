@@ -108,10 +108,11 @@ def test_end_to_end(tmp_path):
         assert len(r["step_times_s"]) == 2 * 2 and len(r["round_medians_s"]) == 2  # 2 steps x 2 rounds
         assert 0 < r["peak_fraction"] < 2
     assert max(r["vs_best_flax"] for r in rows) >= 1.0
+    assert [r["is_default"] for r in rows] == [True, False, False, False]  # B*H = 8: unroll fuses
     assert results["metadata"]["flags"]["cells"] == ["lstm"]
     assert sorted(p.name for p in workdir.iterdir()) == ["flags.json", "results.json", "results.md"]
     report = (workdir / "results.md").read_text()
-    assert "vs best flax" in report and "seqjax fused" in report and "matmul peak:" in report
+    assert "vs best flax" in report and "| seqjax fused * |" in report and "matmul peak:" in report
     assert results["metadata"]["matmul_peak_gflops"]["jax"] > 0
     assert "vs best flax" in proc.stdout
 

@@ -15,6 +15,7 @@ from jax.test_util import check_grads
 from reference import CELLS, B, D, H, T, assert_tree_close, make_params, normal, random_like
 
 from seqjax import unroll
+from seqjax.scan import fused_by_default
 
 FUSED_CELLS = [name for name, cell in CELLS.items() if cell.fused is not None]
 LENGTHS = jnp.array([T, 3, 0])  # full, partial and empty sequences
@@ -75,6 +76,7 @@ def _uses_custom_vjp(fn, *args) -> bool:
 
 
 def test_the_fused_path_is_taken_when_it_applies_and_only_then():
+    """At the test shapes (B*H = 12) ``fused=None`` takes it too: small problems are fused on every platform."""
     cell = CELLS["lstm"]
     params, xs = make_params(cell), normal(1, (B, T, D))
     assert _uses_custom_vjp(lambda p, x: unroll(cell, p, x).outputs, params, xs)
@@ -88,3 +90,14 @@ def test_the_fused_path_is_taken_when_it_applies_and_only_then():
     gru_cho = CELLS["gru_cho"]
     with pytest.raises(ValueError, match="cell 'gru_cho' has no fused recurrence"):
         unroll(gru_cho, make_params(gru_cho), xs, fused=True)
+
+
+@pytest.mark.parametrize(("batch", "hidden", "expected"), [(2, 64, True), (64, 64, False), (16, 1024, True)])
+def test_fused_none_follows_the_shape_rule(batch, hidden, expected):
+    """``fused=None`` takes the fused path exactly where ``fused_by_default`` says (CPU: batch small next to hidden)."""
+    cell = CELLS["gru"]
+    params, xs = make_params(cell, d=D, h=hidden), jnp.zeros((batch, T, D))
+    assert fused_by_default(batch, hidden, "cpu") is expected
+    assert fused_by_default(batch, hidden, "gpu") is True
+    taken = _uses_custom_vjp(lambda p, x: unroll(cell, p, x).outputs, params, xs)
+    assert taken is fused_by_default(batch, hidden, jax.default_backend())

@@ -248,7 +248,17 @@ def measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
         "platform": device.platform,
         "device": f"{device.platform}:{device.device_kind}",
         "framework_version": jax.__version__,
+        "is_default": _is_unroll_default(spec, shape, device.platform),
     }
+
+
+def _is_unroll_default(spec: dict[str, Any], shape: Shape, platform: str) -> bool:
+    """Whether a seqjax spec is the path ``unroll`` takes with no options at this shape and platform."""
+    from seqjax.scan import fused_by_default
+
+    if spec["impl"] != "seqjax":
+        return False
+    return spec["fused"] == fused_by_default(shape.batch, shape.hidden, platform) and spec["unroll"] == 1
 
 
 def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -468,7 +478,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = [
             row["cell"],
             row["shape"],
-            row["label"],
+            row["label"] + (" *" if row.get("is_default") else ""),
             f"{row['tokens_per_s']:,.0f}",
             f"{row['gflops_per_s']:.2f}",
             *([f"{100 * row['peak_fraction']:.0f}%" if "peak_fraction" in row else "-"] if with_peak else []),
@@ -483,7 +493,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
         "rnn, lstm, gru); % matmul peak = GFLOP/s / the best measured float32 2048^3 product (JAX or torch); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
-        "fastest Flax variant (or torch) at the same cell and shape."
+        "fastest Flax variant (or torch) at the same cell and shape; * = the path seqjax.unroll takes by default "
+        "here (seqjax.scan.fused_by_default)."
     )
     lines += [f"- {note}" for note in notes_for(rows)]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,33 @@
+"""experiments/fused_vs_scan.py: both paths timed, the default named, bad cells refused."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from seqjax.scan import fused_by_default
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fused_vs_scan.py"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_rows_time_both_paths_and_name_the_default(tmp_path):
+    proc = run(f"--workdir={tmp_path / 'ab'}", "--cells=lstm", "--shapes=2x3x4,16x3x4", "--steps=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "ab" / "results.json").read_text())["results"]
+    assert [(r["cell"], r["shape"]) for r in rows] == [("lstm", "2x3x4"), ("lstm", "16x3x4")]
+    for r, (batch, hidden) in zip(rows, [(2, 4), (16, 4)], strict=True):
+        assert r["fused_s"] > 0 and r["scan_s"] > 0
+        assert r["scan_over_fused"] == r["scan_s"] / r["fused_s"]
+        assert r["default"] == ("fused" if fused_by_default(batch, hidden, r["platform"]) else "scan")
+    assert "| lstm | 16x3x4 |" in (tmp_path / "ab" / "results.md").read_text()
+
+
+def test_a_cell_without_a_fused_sequence_is_refused(tmp_path):
+    proc = run(f"--workdir={tmp_path / 'ab'}", "--cells=gru_cho")
+    assert proc.returncode != 0
+    assert "--cells must name cells with a fused sequence" in proc.stderr
+    assert not (tmp_path / "ab").exists()

@@ -16,12 +16,15 @@ from seqjax.train import TrainState
 
 
 def _to_storable(state: TrainState) -> dict:
-    return {
+    storable = {
         "params": state.params,
         "opt_state": state.opt_state,
         "step": state.step,
         "key": jax.random.key_data(state.key),
     }
+    if state.model_state is not None:
+        storable["model_state"] = state.model_state
+    return storable
 
 
 def _key_name(entry) -> str:
@@ -106,7 +109,7 @@ class Checkpointer:
                 f"checkpoint {self.directory / str(step)} cannot be restored: {_first_line(e)}"
             ) from e
         key = jax.random.wrap_key_data(restored["key"], impl=jax.random.key_impl(template.key))
-        return TrainState(restored["params"], restored["opt_state"], restored["step"], key)
+        return TrainState(restored["params"], restored["opt_state"], restored["step"], key, restored.get("model_state"))
 
     def close(self) -> None:
         self._manager.close()

@@ -38,6 +38,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     step: jax.Array  # int32 scalar: the number of updates applied so far
     key: jax.Array  # the run's root key; step k uses fold_in(key, k)
+    model_state: Any = None  # state a step hands to the next one, not trained (e.g. truncated BPTT's carry)
 
 
 def schedule(name: str, learning_rate: float, total_steps: int = 1, decay_rate: float = 0.1) -> optax.Schedule:
@@ -111,21 +112,23 @@ class Clipping:
 
 
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+StatefulLossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[dict[str, jax.Array], Any]]]
 
 
 class Training(NamedTuple):
-    """``init(params, key) -> TrainState`` and ``step(state, batch) -> (state, metrics)``."""
+    """``init(params, key[, model_state]) -> TrainState`` and ``step(state, batch) -> (state, metrics)``."""
 
-    init: Callable[[Any, jax.Array], TrainState]
+    init: Callable[..., TrainState]
     step: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
 
 
 def make_training(
-    loss_fn: LossFn,
+    loss_fn: LossFn | StatefulLossFn,
     tx: optax.GradientTransformation,
     clipping: Clipping = Clipping(),
     learning_rate: optax.Schedule | None = None,
     skip_nonfinite: bool = False,
+    stateful: bool = False,
 ) -> Training:
     """Builds the ``init`` and ``step`` of one training configuration.
 
@@ -138,18 +141,30 @@ def make_training(
       skip_nonfinite: if the loss or any gradient is NaN or inf, keep the parameters and optimizer
         state, still advance ``step``, and report ``nonfinite = 1``. Otherwise such a step is
         applied and reported, and the caller decides (the loop stops on it).
+      stateful: ``loss_fn`` is ``(params, model_state, batch, key) -> (loss, (aux, model_state))``: it
+        reads ``state.model_state`` and returns the next one (not differentiated), e.g. the
+        recurrent carry that truncated BPTT hands from one window to the next. Pass the initial
+        ``model_state`` to ``init``.
     """
     chained = optax.chain(clipping.transform(), tx)
 
-    def init(params, key: jax.Array) -> TrainState:
+    def init(params, key: jax.Array, model_state: Any = None) -> TrainState:
         # The state is donated to the jitted step: give it its own copy of the key, so the caller's
         # key (often reused, e.g. for batches) survives. ``params`` are taken over, not copied.
         own_key = jax.random.wrap_key_data(jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key))
-        return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), own_key)
+        # model_state gets its own buffers too: donation refuses leaves that share one (LSTM zero carries do).
+        own_model_state = jax.tree.map(jnp.copy, model_state)
+        return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), own_key, own_model_state)
 
     def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
         step_key = jax.random.fold_in(state.key, state.step)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, step_key)
+        if stateful:
+            (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, state.model_state, batch, step_key
+            )
+        else:
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, step_key)
+            model_state = state.model_state
         updates, opt_state = chained.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
@@ -168,6 +183,6 @@ def make_training(
         }
         if learning_rate is not None:
             metrics["learning_rate"] = jnp.asarray(learning_rate(state.step), jnp.float32)
-        return TrainState(params, opt_state, state.step + 1, state.key), metrics
+        return TrainState(params, opt_state, state.step + 1, state.key, model_state), metrics
 
     return Training(init, train_step)

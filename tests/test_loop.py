@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from seqjax import loop, train
+from seqjax.cells import LSTMCarry
 
 SCRIPT = Path(__file__).with_name("loop_run.py")
 
@@ -126,3 +127,25 @@ def test_a_finished_run_rerun_does_nothing(tmp_path):
     )
     np.testing.assert_array_equal(np.asarray(again.params["w"]), w)
     assert [m["step"] for m in _metrics(tmp_path)] == [3, 6]
+
+
+def test_model_state_is_handed_from_step_to_step_and_checkpointed(tmp_path):
+    """A stateful loss reads the previous step's model_state; a resumed run restores it, NamedTuples intact."""
+
+    def loss_fn(params, state, batch, key):
+        del key
+        loss = jnp.sum(jnp.square(params["w"] - batch))
+        new_state = LSTMCarry(state.hidden + 1.0, state.cell + batch)  # counts steps, sums the batches
+        return loss, ({}, new_state)
+
+    training = train.make_training(loss_fn, train.optimizer("sgd", 0.1), stateful=True)
+    zeros = jnp.zeros((2,))
+    start = training.init({"w": jnp.zeros((2,))}, jax.random.key(0), LSTMCarry(zeros, zeros))  # one buffer, twice
+    first = loop.fit(training, start, lambda k: jnp.full((2,), float(k)), 3, tmp_path, checkpoint_every=3)
+    np.testing.assert_array_equal(first.model_state.hidden, [3.0, 3.0])
+    np.testing.assert_array_equal(first.model_state.cell, [3.0, 3.0])  # 0 + 1 + 2
+    template = training.init({"w": jnp.zeros((2,))}, jax.random.key(0), LSTMCarry(zeros, zeros))
+    resumed = loop.fit(training, template, lambda k: jnp.full((2,), float(k)), 5, tmp_path, checkpoint_every=3)
+    assert isinstance(resumed.model_state, LSTMCarry)
+    np.testing.assert_array_equal(resumed.model_state.hidden, [5.0, 5.0])
+    np.testing.assert_array_equal(resumed.model_state.cell, [10.0, 10.0])  # 0 + 1 + 2 + 3 + 4

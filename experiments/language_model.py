@@ -1,0 +1,95 @@
+r"""Recurrent language models with truncated BPTT (see seqjax.experiments.language_model).
+
+    python experiments/language_model.py --preset=zaremba_small --workdir=runs/ptb_small
+    python experiments/language_model.py --preset=char_rnn --workdir=runs/shakespeare
+    python experiments/language_model.py --preset=char_rnn --cell=gru --workdir=runs/shakespeare_gru
+
+A preset sets the published recipe; any flag given explicitly overrides it. Rerunning a command
+resumes from the workdir's last checkpoint. Writes results.json (valid/test perplexity or bits per
+character, training time, tokens/s), eval.jsonl (every epoch), metrics.jsonl, and what
+experiments/sample.py needs.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from seqjax import train, workdir
+from seqjax.checkpoints import CheckpointMismatch
+from seqjax.data.corpus import load_corpus
+from seqjax.data.text import FORMATS, DataError
+from seqjax.experiments.language_model import FIXED_FLAGS, PRESETS, Config, run
+from seqjax.models.lm import CELL_INITS
+
+HELP = {
+    "corpus": f"Corpus format: {', '.join(FORMATS)}.",
+    "data": "PTB directory (ptb_words, ptb_chars) or text file (chars).",
+    "valid_fraction": "chars: the last fraction of the text is the validation split.",
+    "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
+    "num_layers": "Stacked recurrent layers.",
+    "hidden": "Hidden size of every layer.",
+    "embed": "Embedding size; 0 means the hidden size.",
+    "dropout": "Dropout probability on non-recurrent connections (1 - Zaremba's keep-prob).",
+    "tie_weights": "Output weights = embedding transposed.",
+    "init_scale": "Parameters start uniform in [-init_scale, init_scale].",
+    "cell_init": f"Cell parameters: {' or '.join(CELL_INITS)} (the cells' own initialisers).",
+    "bptt": "Truncated-BPTT window (time steps per update).",
+    "batch_size": "Parallel streams.",
+    "optimizer": f"Optimizer: {', '.join(train.OPTIMIZERS)}.",
+    "learning_rate": "Initial learning rate.",
+    "clipping": f"Gradient clipping: {', '.join(train.CLIPPING)}.",
+    "clip": "Clipping threshold.",
+    "epochs": "Training epochs.",
+    "decay_epoch": "The learning rate decays from the end of this epoch on.",
+    "lr_decay": "Learning-rate factor per epoch once decaying.",
+    "max_steps": "Stop after this many updates (0: all epochs).",
+    "eval_batch_size": "Parallel streams when evaluating (1: the whole split as one stream).",
+    "eval_bptt": "Window length when evaluating (the carry flows through, so only speed depends on it).",
+    "log_every": "Metrics every this many steps.",
+    "checkpoint_every": "Checkpoint every this many steps.",
+    "seed": "Random seed.",
+}
+POSITIVE = {"num_layers", "hidden", "bptt", "batch_size", "epochs", "decay_epoch", "eval_batch_size", "eval_bptt",
+            "log_every", "checkpoint_every"}  # fmt: skip
+
+PRESET = flags.DEFINE_enum("preset", None, list(PRESETS), "A published recipe; explicit flags override it.")
+WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+for field in dataclasses.fields(Config):
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+    kind = type(field.default)
+    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
+    define[kind](field.name, field.default, HELP[field.name], **extra)
+flags.register_validator("corpus", lambda v: v in FORMATS, f"--corpus must be one of {', '.join(FORMATS)}")
+flags.register_validator("cell_init", lambda v: v in CELL_INITS, f"--cell_init must be {' or '.join(CELL_INITS)}")
+flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
+flags.register_validator("clipping", lambda v: v in train.CLIPPING, "--clipping must be none, global_norm or value")
+flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
+
+
+def config_from_flags() -> Config:
+    """Config defaults, then the preset, then every flag given on the command line."""
+    values = dict(PRESETS[PRESET.value]) if PRESET.value else {}
+    for field in dataclasses.fields(Config):
+        if flags.FLAGS[field.name].present:
+            values[field.name] = flags.FLAGS[field.name].value
+    return Config(**values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    config = config_from_flags()
+    try:
+        corpus = load_corpus(config.corpus, config.data, config.valid_fraction)  # bad data: nothing written
+        out = workdir.claim(WORKDIR.value, "language_model", dataclasses.asdict(config), fixed=FIXED_FLAGS)
+        run(config, out, corpus)
+    except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
+        raise app.UsageError(str(e)) from e
+    print(f"wrote results.json, eval.jsonl and checkpoints into {WORKDIR.value}")
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

@@ -1,0 +1,1 @@
+"""Non-neural language-model baselines."""

@@ -1,0 +1,258 @@
+"""Train and evaluate a recurrent language model with truncated BPTT (Zaremba et al. 2014's recipe).
+
+The training split is cut into ``batch_size`` parallel streams and read in windows of ``bptt`` steps
+(``seqjax.data.lm_batches``); one epoch is every full window once, in order. The carry is handed from
+window to window and reset to zero at the start of every epoch; the gradient stops at window
+boundaries (``seqjax.models.lm_training``). The learning rate is ``lr * lr_decay ** max(e + 1 -
+decay_epoch, 0)`` in epoch e (0-based), Zaremba's schedule. After every epoch the validation split is
+evaluated from a zero state; at the end the test split too (when the corpus has one).
+
+A run's ``--workdir`` holds ``flags.json`` (the run's Config, from which ``load_trained`` rebuilds the
+model for ``experiments/sample.py``), ``vocab.json``, ``checkpoints/``, ``metrics.jsonl``, ``eval.jsonl`` (one line per
+epoch) and ``results.json``. Rerunning the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from seqjax import loop, train, workdir
+from seqjax.checkpoints import Checkpointer
+from seqjax.data.corpus import Corpus, load_corpus
+from seqjax.data.lm_batches import num_windows, parallel_streams
+from seqjax.data.text import Vocab
+from seqjax.models import lm, lm_metrics, lm_training
+
+VOCAB_JSON = "vocab.json"
+EVAL_JSONL = "eval.jsonl"
+RESULTS_JSON = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run depends on. The model's part becomes ``lm.LMConfig``."""
+
+    corpus: str = "ptb_words"
+    data: str = "../shared/data/ptb"
+    valid_fraction: float = 0.1
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden: int = 200
+    embed: int = 0  # 0: = hidden
+    dropout: float = 0.0
+    tie_weights: bool = False
+    init_scale: float = 0.1
+    cell_init: str = "uniform"
+    bptt: int = 20
+    batch_size: int = 20
+    optimizer: str = "sgd"
+    learning_rate: float = 1.0
+    clipping: str = "global_norm"
+    clip: float = 5.0
+    epochs: int = 13
+    decay_epoch: int = 4
+    lr_decay: float = 0.5
+    max_steps: int = 0  # > 0: stop after this many updates (a quick run); 0: all epochs
+    eval_batch_size: int = 1
+    eval_bptt: int = 100
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Zaremba et al. 2014, "Recurrent neural network regularization", Table 1 (PTB word level).
+    "zaremba_small": dict(
+        corpus="ptb_words", cell="lstm", num_layers=2, hidden=200, dropout=0.0, init_scale=0.1, bptt=20,
+        batch_size=20, optimizer="sgd", learning_rate=1.0, clipping="global_norm", clip=5.0, epochs=13,
+        decay_epoch=4, lr_decay=0.5,
+    ),
+    "zaremba_medium": dict(
+        corpus="ptb_words", cell="lstm", num_layers=2, hidden=650, dropout=0.5, init_scale=0.05, bptt=35,
+        batch_size=20, optimizer="sgd", learning_rate=1.0, clipping="global_norm", clip=5.0, epochs=39,
+        decay_epoch=6, lr_decay=0.8,
+    ),
+    "zaremba_large": dict(
+        corpus="ptb_words", cell="lstm", num_layers=2, hidden=1500, dropout=0.65, init_scale=0.04, bptt=35,
+        batch_size=20, optimizer="sgd", learning_rate=1.0, clipping="global_norm", clip=10.0, epochs=55,
+        decay_epoch=14, lr_decay=1 / 1.15,
+    ),
+    # A char-rnn-like character model (Karpathy 2015), sized for a 2-core CPU.
+    "char_rnn": dict(
+        corpus="chars", data="../shared/data/tinyshakespeare/input.txt", cell="lstm", num_layers=2, hidden=256,
+        dropout=0.1, init_scale=0.08, bptt=64, batch_size=32, optimizer="adam", learning_rate=2e-3,
+        clipping="global_norm", clip=5.0, epochs=10, decay_epoch=6, lr_decay=0.7,
+    ),
+}  # fmt: skip
+
+# Flags that define what a checkpoint in the workdir means: a rerun may change only the others.
+FIXED_FLAGS = (
+    "corpus", "data", "valid_fraction", "cell", "num_layers", "hidden", "embed", "dropout", "tie_weights",
+    "init_scale", "cell_init", "bptt", "batch_size", "optimizer", "learning_rate", "clipping", "clip",
+    "decay_epoch", "lr_decay", "seed",
+)  # fmt: skip
+
+
+def model_config(config: Config, vocab_size: int) -> lm.LMConfig:
+    return lm.LMConfig(
+        vocab_size=vocab_size,
+        cell=config.cell,
+        num_layers=config.num_layers,
+        hidden_size=config.hidden,
+        embed_size=config.embed or None,
+        dropout=config.dropout,
+        tie_weights=config.tie_weights,
+        init_scale=config.init_scale,
+        cell_init=config.cell_init,
+    )
+
+
+def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
+    """Zaremba's: constant for ``decay_epoch`` epochs, then times ``lr_decay`` at every epoch start."""
+
+    def schedule(step):
+        epoch = step // steps_per_epoch
+        return config.learning_rate * config.lr_decay ** jnp.maximum(epoch + 1 - config.decay_epoch, 0)
+
+    return schedule
+
+
+def make_lm_training(config: Config, model: lm.LMConfig, steps_per_epoch: int) -> tuple[train.Training, optax.Schedule]:
+    """The jittable training step of a run (truncated BPTT, the carry in ``TrainState.model_state``)."""
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    training = train.make_training(
+        lm_training.window_loss(model, config.bptt),
+        train.optimizer(config.optimizer, schedule),
+        train.Clipping(config.clipping, config.clip),
+        learning_rate=schedule,
+        stateful=True,
+    )
+    return training, schedule
+
+
+def initial_state(config: Config, model: lm.LMConfig, training: train.Training) -> train.TrainState:
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    params = lm.init_params(model, init_key)
+    return training.init(params, train_key, lm.init_carry(model, params, config.batch_size))
+
+
+def load_trained(run_dir: str | Path) -> tuple[lm.LMConfig, str, Vocab, Any, int]:
+    """``(model, corpus format, vocabulary, params, step)`` from the latest checkpoint of a run's workdir."""
+    run_dir = Path(run_dir)
+    marker = run_dir / workdir.MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {workdir.MARKER} (expected an experiments/language_model.py workdir)")
+    description = json.loads(marker.read_text())
+    if description.get("experiment") != "language_model":
+        raise ValueError(f"{run_dir} holds a {description.get('experiment')!r} run, not a language_model run")
+    config = Config(**description["flags"])
+    vocab = Vocab.load(run_dir / VOCAB_JSON)
+    model = model_config(config, len(vocab))
+    training, _ = make_lm_training(config, model, steps_per_epoch=1)
+    checkpointer = Checkpointer(run_dir, every=1)
+    try:
+        state = checkpointer.restore_latest(initial_state(config, model, training))
+    finally:
+        checkpointer.close()
+    if state is None:
+        raise FileNotFoundError(f"{run_dir / 'checkpoints'}: no checkpoint to sample from")
+    return model, config.corpus, vocab, state.params, int(state.step)
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch evaluations in ``eval.jsonl``, one per step (a step evaluated again after a resume
+    from an earlier checkpoint keeps its last line), in step order. ``train_s`` is cumulative."""
+    if not path.exists():
+        return []
+    by_step = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        by_step[entry["step"]] = entry
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def evaluate_split(model: lm.LMConfig, params, ids, config: Config) -> dict[str, float]:
+    streams = parallel_streams(ids, config.eval_batch_size)
+    nll, count = lm_training.evaluate(model, params, streams, config.eval_bptt)
+    return lm_metrics.summary(nll, count)
+
+
+def _format_eval(name: str, metrics: dict[str, float], fmt: str) -> str:
+    if fmt == "ptb_words":
+        return f"{name} perplexity {metrics['perplexity']:.2f}"
+    return f"{name} {metrics['bits']:.4f} bits/char ({metrics['nats']:.4f} nats)"
+
+
+def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, Any]:
+    """Trains (or resumes) and evaluates; returns and writes ``results.json``."""
+    corpus = corpus or load_corpus(config.corpus, config.data, config.valid_fraction)
+    model = model_config(config, len(corpus.vocab))
+    corpus.vocab.save(out / VOCAB_JSON)
+    streams = parallel_streams(corpus.train, config.batch_size)
+    steps_per_epoch = num_windows(streams, config.bptt)
+    if steps_per_epoch < 1:
+        raise ValueError(f"--bptt={config.bptt} leaves no full window in {streams.shape[1]} tokens per stream")
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+
+    training, _ = make_lm_training(config, model, steps_per_epoch)
+    state = initial_state(config, model, training)
+    device_streams = jnp.asarray(streams)
+
+    def batch(k: int):
+        window_index = k % steps_per_epoch
+        return device_streams, jnp.int32(window_index), jnp.bool_(window_index == 0)
+
+    eval_log = out / EVAL_JSONL
+    earlier = read_history(eval_log)
+    timing = {"train_s": earlier[-1]["train_s"] if earlier else 0.0, "clock": time.perf_counter()}
+
+    def after_step(done: int, state: train.TrainState) -> None:
+        if done % steps_per_epoch == 0 or done == total_steps:
+            now = time.perf_counter()
+            timing["train_s"] += now - timing["clock"]
+            valid = evaluate_split(model, state.params, corpus.valid, config)
+            line = {"step": done, "epoch": done / steps_per_epoch, "valid": valid, "train_s": timing["train_s"]}
+            with eval_log.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            print(f"epoch {done / steps_per_epoch:.2f}: {_format_eval('valid', valid, corpus.fmt)}", flush=True)
+            timing["clock"] = time.perf_counter()
+
+    state = loop.fit(
+        training,
+        state,
+        batch,
+        total_steps,
+        out,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        callback=after_step,
+    )
+    history = read_history(eval_log)
+    results: dict[str, Any] = {
+        "steps": int(state.step),
+        "epochs": int(state.step) / steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "tokens_per_step": config.batch_size * config.bptt,
+        "valid": evaluate_split(model, state.params, corpus.valid, config),
+        "history": history,
+    }
+    if history:
+        results["train_s"] = history[-1]["train_s"]
+        results["train_tokens_per_s"] = results["steps"] * results["tokens_per_step"] / results["train_s"]
+    if corpus.test is not None:
+        results["test"] = evaluate_split(model, state.params, corpus.test, config)
+    workdir.write_json(out / RESULTS_JSON, results)
+    for split in ("valid", "test"):
+        if split in results:
+            print(_format_eval(split, results[split], corpus.fmt), flush=True)
+    return results

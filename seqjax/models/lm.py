@@ -1,0 +1,165 @@
+"""The recurrent language model of the lecture notes and of Zaremba et al. (2014).
+
+For tokens ``w_1 .. w_T`` (ids in ``[0, V)``) and ``L`` layers of any seqjax cell::
+
+    x_t       = E[w_t]                                        E [V, e]   (embedding lookup, not a one-hot product)
+    h^1_t     = cell_1(h^1_{t-1}, drop(x_t))                  each layer a seqjax.unroll over the window
+    h^l_t     = cell_l(h^l_{t-1}, drop(h^{l-1}_t))
+    logits_t  = drop(h^L_t) W_out + b_out                     W_out [h, V], or E^T with tied weights (e = h)
+    p(w_{t+1} | w_1..w_t) = softmax(logits_t)
+
+``drop`` is dropout on the non-recurrent connections only (Zaremba et al.): a fresh mask per element
+and time step, none on the recurrent path ``h^l_{t-1} -> h^l_t``. Training is teacher-forced: the
+inputs are the true tokens, the targets the same stream one step later.
+
+Parameters: ``{"embedding": [V, e], "layers": [cell params per layer], "out_b": [V]}`` plus
+``"out_w": [h, V]`` unless tied. Carries: a tuple with one cell carry ``[B, ...]`` per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.cells import Cell, cell_by_name
+from seqjax.scan import unroll
+
+CELL_INITS = ("uniform", "cell")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """A language model's shape and regularisation.
+
+    Attributes:
+      vocab_size: V.
+      cell: a cell name for ``seqjax.cells.cell_by_name`` (built-in, or ``"module:attr"`` for your own).
+      num_layers: L stacked layers.
+      hidden_size: h of every layer.
+      embed_size: e; ``None`` means ``hidden_size``.
+      dropout: the probability of dropping a non-recurrent activation (Zaremba's keep-prob is 1 - dropout).
+      tie_weights: output weights = embedding^T (Press & Wolf 2017); needs e = h.
+      init_scale: every embedding and output parameter is drawn from U(-s, s); with ``cell_init="uniform"``
+        every cell parameter too (Zaremba et al. initialise everything this way, biases included).
+      cell_init: ``"uniform"`` (above) or ``"cell"``: the cells' own initialisers (orthogonal recurrent
+        weights, forget bias 1 for the LSTM).
+    """
+
+    vocab_size: int
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 200
+    embed_size: int | None = None
+    dropout: float = 0.0
+    tie_weights: bool = False
+    init_scale: float = 0.1
+    cell_init: str = "uniform"
+
+    def __post_init__(self):
+        if self.vocab_size < 1 or self.num_layers < 1 or self.hidden_size < 1:
+            raise ValueError(f"vocab_size, num_layers and hidden_size must be >= 1: {self}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.cell_init not in CELL_INITS:
+            raise ValueError(f"unknown cell_init {self.cell_init!r}; known: {', '.join(CELL_INITS)}")
+        if not self.init_scale > 0:
+            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise ValueError(
+                f"tied weights need embed_size == hidden_size, got {self.embedding_size} and {self.hidden_size}"
+            )
+
+    @property
+    def embedding_size(self) -> int:
+        return self.hidden_size if self.embed_size is None else self.embed_size
+
+
+@functools.cache
+def lm_cell(config: LMConfig) -> Cell:
+    """The recurrent cell every layer of ``config`` uses."""
+    return cell_by_name(config.cell)
+
+
+def init_params(config: LMConfig, key: jax.Array) -> dict:
+    """The model's parameters (see the module docstring), float32."""
+    cell = lm_cell(config)
+    k_embed, k_out, k_bias, *k_layers = jax.random.split(key, 3 + config.num_layers)
+    scale = config.init_scale
+
+    def uniform(k, shape):
+        return jax.random.uniform(k, shape, jnp.float32, -scale, scale)
+
+    layers = []
+    for layer, k in enumerate(k_layers):
+        k_init, k_uniform = jax.random.split(k)
+        input_size = config.embedding_size if layer == 0 else config.hidden_size
+        params = cell.init_params(k_init, input_size, config.hidden_size)
+        if config.cell_init == "uniform":
+            leaves, treedef = jax.tree.flatten(params)
+            keys = jax.random.split(k_uniform, len(leaves))
+            uniform_leaves = [uniform(k_leaf, leaf.shape) for k_leaf, leaf in zip(keys, leaves, strict=True)]
+            params = jax.tree.unflatten(treedef, uniform_leaves)
+        layers.append(params)
+    params = {
+        "embedding": uniform(k_embed, (config.vocab_size, config.embedding_size)),
+        "layers": layers,
+        "out_b": uniform(k_bias, (config.vocab_size,)),
+    }
+    if not config.tie_weights:
+        params["out_w"] = uniform(k_out, (config.hidden_size, config.vocab_size))
+    return params
+
+
+def init_carry(config: LMConfig, params: dict, batch_size: int) -> tuple:
+    """Zero carries, one per layer, for ``batch_size`` parallel streams."""
+    cell = lm_cell(config)
+    return tuple(cell.init_carry(layer, (batch_size,)) for layer in params["layers"])
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def output_weights(config: LMConfig, params: dict) -> jax.Array:
+    """``W_out [h, V]``: its own parameter, or the embedding transposed when tied."""
+    return params["embedding"].T if config.tie_weights else params["out_w"]
+
+
+def apply(
+    config: LMConfig, params: dict, carries: tuple, tokens: jax.Array, key: jax.Array | None = None
+) -> tuple[jax.Array, tuple]:
+    """Logits for the next token at every position, and the carries after the last one.
+
+    Args:
+      config: the model.
+      params: its parameters.
+      carries: one carry per layer, ``[B, ...]`` (``init_carry`` for a fresh start).
+      tokens: ``[B, T]`` int ids.
+      key: dropout key; ``None`` (evaluation, sampling) applies no dropout.
+
+    Returns:
+      ``(logits [B, T, V], carries)``.
+    """
+    cell = lm_cell(config)
+    keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
+    x = _dropout(params["embedding"][tokens], config.dropout, keys[0])  # [B, T, e]
+    new_carries = []
+    for layer, (layer_params, carry) in enumerate(zip(params["layers"], carries, strict=True)):
+        result = unroll(cell, layer_params, x, initial_carry=carry)
+        new_carries.append(result.carry)
+        x = _dropout(result.outputs, config.dropout, keys[layer + 1])  # [B, T, h]
+    logits = x @ output_weights(config, params)
+    logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
+    return logits, tuple(new_carries)
+
+
+def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """``-log softmax(logits)[target]`` per position: ``[..., V], [...] -> [...]``, in nats."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]

@@ -1,0 +1,101 @@
+"""experiments/language_model.py and experiments/sample.py end to end, on generated text and a slice of PTB."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PTB = ROOT.parent / "shared" / "data" / "ptb"
+TINY = ["--corpus=chars", "--cell=gru", "--num_layers=1", "--hidden=16", "--bptt=8", "--batch_size=4",
+        "--optimizer=adam", "--learning_rate=0.01", "--decay_epoch=10", "--eval_bptt=16", "--log_every=10"]  # fmt: skip
+
+
+def cli(script, *args):
+    command = [sys.executable, str(ROOT / "experiments" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def markov_text(path: Path, length: int = 3000) -> Path:
+    """Text from a fixed 5-symbol Markov chain: learnable, but not copyable."""
+    rng = np.random.default_rng(0)
+    symbols, transitions = "abcd\n", rng.dirichlet(np.full(5, 0.3), size=5)
+    state, chars = 0, []
+    for _ in range(length):
+        state = rng.choice(5, p=transitions[state])
+        chars.append(symbols[state])
+    path.write_text("".join(chars))
+    return path
+
+
+def results(workdir: Path) -> dict:
+    return json.loads((workdir / "results.json").read_text())
+
+
+def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
+    text = markov_text(tmp_path / "text.txt")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    proc = cli("language_model.py", f"--workdir={straight}", f"--data={text}", "--epochs=3", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for epochs in (1, 3):
+        proc = cli("language_model.py", f"--workdir={resumed}", f"--data={text}", f"--epochs={epochs}", *TINY)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = results(straight), results(resumed)
+    assert [h["epoch"] for h in first["history"]] == [1.0, 2.0, 3.0]
+    assert first["valid"]["nats"] < 0.9 * math.log(5)  # below the uniform guess over the 5 symbols
+    assert first["history"][-1]["valid"]["nats"] < first["history"][0]["valid"]["nats"]
+    assert second["valid"] == first["valid"] and second["steps"] == first["steps"]  # resumed == straight, bit for bit
+    assert first["train_tokens_per_s"] > 0 and "test" not in first
+
+    samples = [cli("sample.py", f"--run={straight}", "--prime=ab", "--length=40", f"--seed={s}") for s in (1, 1, 2)]
+    assert all(p.returncode == 0 for p in samples), samples[0].stderr[-2000:]
+    texts = [p.stdout[:-1] for p in samples]  # print's newline
+    assert texts[0] == texts[1] != texts[2]
+    assert texts[0].startswith("ab") and len(texts[0]) == 42 and set(texts[0]) <= set("abcd\n")
+
+
+def test_preset_then_explicit_flags(tmp_path):
+    text = markov_text(tmp_path / "text.txt", 600)
+    workdir = tmp_path / "run"
+    proc = cli("language_model.py", "--preset=zaremba_small", f"--workdir={workdir}", f"--data={text}",
+               "--corpus=chars", "--hidden=8", "--max_steps=2", "--eval_bptt=50")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    flags = json.loads((workdir / "flags.json").read_text())["flags"]
+    chosen = (flags["hidden"], flags["bptt"], flags["clip"], flags["optimizer"], flags["corpus"])
+    assert chosen == (8, 20, 5.0, "sgd", "chars")  # explicit flags win, the preset fills the rest
+    assert results(workdir)["steps"] == 2
+
+
+def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    workdir = tmp_path / "run"
+    proc = cli("language_model.py", f"--workdir={workdir}", f"--data={tmp_path / 'nowhere'}", "--corpus=ptb_words")
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'nowhere'}: no such directory" in proc.stderr
+    assert not workdir.exists()
+    proc = cli("sample.py", f"--run={tmp_path}", "--prime=a")
+    assert proc.returncode != 0 and "no flags.json" in proc.stderr
+
+
+@pytest.mark.skipif(not PTB.is_dir(), reason=f"{PTB} not present (the shared PTB data)")
+def test_a_slice_of_ptb_end_to_end(tmp_path):
+    data = tmp_path / "ptb"
+    data.mkdir()
+    for split, lines in (("train", 400), ("valid", 40), ("test", 40)):
+        source = (PTB / "ptb.train.txt").read_text().splitlines(keepends=True)  # every split from train: one vocabulary
+        start = {"train": 0, "valid": 0, "test": 200}[split]
+        (data / f"ptb.{split}.txt").write_text("".join(source[start : start + lines]))
+    workdir = tmp_path / "run"
+    proc = cli("language_model.py", "--preset=zaremba_small", f"--workdir={workdir}", f"--data={data}",
+               "--hidden=16", "--epochs=1", "--eval_batch_size=4")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = results(workdir)
+    vocab = len(json.loads((workdir / "vocab.json").read_text())["tokens"])
+    assert 1 < out["test"]["perplexity"] < vocab and out["valid"]["perplexity"] < vocab
+    assert "test perplexity" in proc.stdout
+    sampled = cli("sample.py", f"--run={workdir}", "--prime=the company", "--length=5", "--top_k=10")
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    assert sampled.stdout.startswith("the company ")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from seqjax import workdir
+from seqjax.experiments import lm_benchmark
 from seqjax.experiments.benchmark import (
     KNOWN_CELLS,
     KNOWN_IMPLS,
@@ -79,13 +80,20 @@ SEQJAX_UNROLLS = flags.DEFINE_list(
 BUDGET_S = flags.DEFINE_float(
     "budget_s", 60.0, "Seconds per measurement after compiling; then at least 3 steps are timed.", lower_bound=0.0
 )
+LM_PRESETS = flags.DEFINE_list(
+    "lm_presets",
+    ["zaremba_small"],
+    "language_model.py presets whose training step is measured too (seqjax and torch); "
+    f"any of {', '.join(lm_benchmark.LM_PRESETS)}, or empty.",
+)
 PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
 
 flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell"))
 flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, _check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
-_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS, BUDGET_S, PEAK)
+flags.register_validator(LM_PRESETS, lambda v: _check_names(v, lm_benchmark.LM_PRESETS, "LM preset") if v else True)
+_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS, BUDGET_S, LM_PRESETS, PEAK)
 
 
 def main(argv):
@@ -105,6 +113,7 @@ def main(argv):
         WARMUP.value,
         BUDGET_S.value,
     )
+    specs += lm_benchmark.build_lm_specs(LM_PRESETS.value, IMPLS.value, STEPS.value, WARMUP.value, BUDGET_S.value)
     peak = matmul_peak([f for f in ("jax", "torch") if f == "jax" or "torch" in IMPLS.value]) if PEAK.value else {}
     rows = add_peak_fraction(run_benchmark(specs, rounds=ROUNDS.value), peak.get("peak"))
     meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)

@@ -1,6 +1,7 @@
 """experiments/benchmark.py: the FLOP count, shape parsing, ratios and an end-to-end run with a tiny config."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -91,6 +92,7 @@ def test_end_to_end(tmp_path):
         "--seqjax_unrolls=1",
         "--rounds=2",
         "--budget_s=0",
+        "--lm_presets=",
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -147,3 +149,15 @@ def test_time_steps_stops_at_the_budget_after_three_timed_steps(benchmark):
     assert len(calls) < 1 + 5 + 10
     _, unlimited = benchmark.time_steps(lambda: None, lambda x: x, 7, 2)
     assert len(unlimited) == 7
+
+
+def test_language_model_rows_count_their_flops_and_time_the_experiments_step(benchmark):
+    """zaremba_small: 400 tokens; per token 2 LSTM layers of 2 (200 + 200) 800 and a 2 * 200 * 10000 softmax, x3."""
+    from seqjax.experiments import lm_benchmark
+
+    assert lm_benchmark.lm_step_flops("zaremba_small") == 3 * 400 * (2 * (2 * 400 * 800) + 2 * 200 * 10_000)
+    specs = lm_benchmark.build_lm_specs(["zaremba_small"], ["seqjax", "flax"], steps=2, warmup=0, budget_s=0.0)
+    assert [(s["impl"], s["shape"]) for s in specs] == [("seqjax_lm", "20x20x200")]
+    row = benchmark.measure(specs[0])
+    assert row["status"] == "ok" and len(row["step_times_s"]) == 2 and row["tokens_per_s"] > 0
+    assert row["loss"] == pytest.approx(20 * math.log(10_000), rel=0.05)  # random tokens, near-uniform model at init

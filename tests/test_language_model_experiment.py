@@ -99,3 +99,12 @@ def test_a_slice_of_ptb_end_to_end(tmp_path):
     sampled = cli("sample.py", f"--run={workdir}", "--prime=the company", "--length=5", "--top_k=10")
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     assert sampled.stdout.startswith("the company ")
+
+
+def test_zaremba_learning_rate_schedule():
+    """lr * decay ** max(e + 1 - decay_epoch, 0) in epoch e: constant for 4 epochs, then halved every epoch."""
+    from seqjax.experiments.language_model import PRESETS, Config, learning_rate_schedule
+
+    schedule = learning_rate_schedule(Config(**PRESETS["zaremba_small"]), steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 39, 40, 49, 50, 129)]
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.5**9]

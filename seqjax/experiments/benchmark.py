@@ -360,16 +360,37 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one spec (in this process) and returns its result row: the spec plus timings and derived rates."""
     if spec["impl"] == "matmul":
         return measure_matmul_peak(spec)
-    result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
+    if spec["impl"] in ("seqjax_lm", "torch_lm"):
+        result = measure_lm(spec)
+    else:
+        result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
     row = {**spec, "status": "ok", **result, "jax_version": importlib.metadata.version("jax")}
     return with_rates(row) if row["status"] == "ok" else row
+
+
+def measure_lm(spec: dict[str, Any]) -> dict[str, Any]:
+    """A language-model training step (``seqjax.experiments.lm_benchmark``), with this worker's peak RSS."""
+    from seqjax.experiments import lm_benchmark
+
+    if spec["impl"] == "torch_lm":
+        if importlib.util.find_spec("torch") is None:
+            return {"status": "skipped", "reason": TORCH_MISSING}
+        result = lm_benchmark.measure_torch_lm(spec, time_steps, cpu_count())
+    else:
+        result = lm_benchmark.measure_seqjax_lm(spec, time_steps)
+    return {**result, "peak_mib": _max_rss_mib(), "memory": "max RSS"}
 
 
 def with_rates(row: dict[str, Any]) -> dict[str, Any]:
     """Adds the median step time over ``row["step_times_s"]``, tokens/s and GFLOP/s."""
     shape = parse_shape(row["shape"])
     median = statistics.median(row["step_times_s"])
-    flops = train_step_flops(row["cell"], shape)
+    if "preset" in row:
+        from seqjax.experiments.lm_benchmark import lm_step_flops
+
+        flops = lm_step_flops(row["preset"])
+    else:
+        flops = train_step_flops(row["cell"], shape)
     return {
         **row,
         "median_step_s": median,
@@ -433,7 +454,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = (row["cell"], row["shape"])
         if row["impl"] == "flax":
             best_flax[group] = max(best_flax.get(group, 0.0), row["tokens_per_s"])
-        if row["impl"] == "torch":
+        if row["impl"] in ("torch", "torch_lm"):
             torch[group] = row["tokens_per_s"]
     out = []
     for row in rows:
@@ -491,7 +512,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
-        "rnn, lstm, gru); % matmul peak = GFLOP/s / the best measured float32 2048^3 product (JAX or torch); "
+        "rnn, lstm, gru; lm rows: seqjax.experiments.lm_benchmark.lm_step_flops); % matmul peak = GFLOP/s / "
+        "the best measured float32 2048^3 product (JAX or torch); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
         "fastest Flax variant (or torch) at the same cell and shape; * = the path seqjax.unroll takes by default "
         "here (seqjax.scan.fused_by_default)."

@@ -119,8 +119,8 @@ def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedu
     """Zaremba's: constant for ``decay_epoch`` epochs, then times ``lr_decay`` at every epoch start."""
 
     def schedule(step):
-        epoch = step // steps_per_epoch
-        return config.learning_rate * config.lr_decay ** jnp.maximum(epoch + 1 - config.decay_epoch, 0)
+        decays = jnp.maximum(step // steps_per_epoch + 1 - config.decay_epoch, 0).astype(jnp.float32)
+        return config.learning_rate * jnp.float32(config.lr_decay) ** decays
 
     return schedule
 

@@ -1,0 +1,135 @@
+"""The language model's training step as benchmark rows: seqjax against PyTorch's word_language_model recipe.
+
+One step of a ``language_model.py`` preset on random tokens (B streams x bptt steps, vocabulary V):
+embedding -> stacked LSTM -> softmax cross-entropy summed over the window and averaged over the batch,
+its gradient, global-norm clipping and the SGD update. seqjax runs the experiment's own jitted step
+(``make_lm_training``, the carry handed on in ``TrainState.model_state``); PyTorch runs ``nn.Embedding``,
+``nn.LSTM`` and ``nn.Linear`` with ``clip_grad_norm_`` and ``torch.optim.SGD``, carrying the detached
+state, as its word_language_model example does. Each runs in its own subprocess (the benchmark's worker).
+
+FLOPs count the matrix products: per token and layer ``2 (e or h + h) 4h`` forward for the LSTM and
+``2 h V`` for the output layer, times 3 for forward plus backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqjax.experiments.language_model import PRESETS, Config
+
+LM_VOCAB = 10_000  # Penn Treebank's
+LM_PRESETS = ("zaremba_small", "zaremba_medium", "zaremba_large")
+
+
+def lm_config(preset: str) -> Config:
+    return Config(**PRESETS[preset])
+
+
+def lm_shape(preset: str) -> str:
+    config = lm_config(preset)
+    return f"{config.batch_size}x{config.bptt}x{config.hidden}"
+
+
+def lm_step_flops(preset: str) -> int:
+    config = lm_config(preset)
+    tokens, h = config.batch_size * config.bptt, config.hidden
+    e = config.embed or h
+    lstm = sum(2 * ((e if layer == 0 else h) + h) * 4 * h for layer in range(config.num_layers))
+    return 3 * tokens * (lstm + 2 * h * LM_VOCAB)
+
+
+def build_lm_specs(presets, impls, steps: int, warmup: int, budget_s: float) -> list[dict[str, Any]]:
+    specs = []
+    for preset in presets:
+        base = {"cell": f"lm {preset}", "shape": lm_shape(preset), "preset": preset, "steps": steps, "warmup": warmup,
+                "budget_s": budget_s}  # fmt: skip
+        if "seqjax" in impls:
+            specs.append({**base, "impl": "seqjax_lm", "label": "seqjax language_model.py step"})
+        if "torch" in impls:
+            specs.append({**base, "impl": "torch_lm", "label": "torch word_language_model step"})
+    return specs
+
+
+def _tokens(config: Config):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.integers(0, LM_VOCAB, size=(config.batch_size, 8 * config.bptt + 1), dtype=np.int32)
+
+
+def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+
+    from seqjax.experiments.language_model import initial_state, make_lm_training, model_config
+
+    config = lm_config(spec["preset"])
+    model = model_config(config, LM_VOCAB)
+    training, _ = make_lm_training(config, model, steps_per_epoch=8)
+    state = {"state": initial_state(config, model, training)}
+    streams = jnp.asarray(_tokens(config))
+    step_fn = jax.jit(training.step, donate_argnums=0)
+    counter = {"k": 0}
+
+    def step():
+        k = counter["k"] % 8
+        counter["k"] += 1
+        state["state"], metrics = step_fn(state["state"], (streams, jnp.int32(k), jnp.bool_(k == 0)))
+        return metrics["loss"]
+
+    first, times = time_steps(step, jax.block_until_ready, spec["steps"], spec["warmup"], spec["budget_s"])
+    device = jax.devices()[0]
+    return {
+        "first_call_s": first,
+        "step_times_s": times,
+        "loss": float(step()),
+        "platform": device.platform,
+        "device": f"{device.platform}:{device.device_kind}",
+        "framework_version": jax.__version__,
+    }
+
+
+def measure_torch_lm(spec: dict[str, Any], time_steps, threads: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = lm_config(spec["preset"])
+    h, e = config.hidden, config.embed or config.hidden
+    embedding = torch.nn.Embedding(LM_VOCAB, e)
+    lstm = torch.nn.LSTM(e, h, num_layers=config.num_layers, batch_first=True, dropout=config.dropout)
+    output = torch.nn.Linear(h, LM_VOCAB)
+    modules = torch.nn.ModuleList([embedding, lstm, output])
+    for p in modules.parameters():
+        torch.nn.init.uniform_(p, -config.init_scale, config.init_scale)
+    optimizer = torch.optim.SGD(modules.parameters(), lr=config.learning_rate)
+    streams = torch.from_numpy(_tokens(config)).long()
+    carry = {"k": 0, "state": None}
+
+    def step():
+        k = carry["k"] % 8
+        carry["k"] += 1
+        window = streams[:, k * config.bptt : (k + 1) * config.bptt + 1]
+        state = None if k == 0 else tuple(s.detach() for s in carry["state"])
+        optimizer.zero_grad(set_to_none=True)
+        outputs, carry["state"] = lstm(torch.nn.functional.dropout(embedding(window[:, :-1]), config.dropout), state)
+        logits = output(torch.nn.functional.dropout(outputs, config.dropout))
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, LM_VOCAB), window[:, 1:].reshape(-1), reduction="sum"
+        )
+        loss = nll / config.batch_size  # summed over the window, averaged over the batch
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(modules.parameters(), config.clip)
+        optimizer.step()
+        return loss
+
+    first, times = time_steps(step, lambda loss: loss, spec["steps"], spec["warmup"], spec["budget_s"])
+    return {
+        "first_call_s": first,
+        "step_times_s": times,
+        "loss": float(step().item()),
+        "platform": "cpu",
+        "device": "cpu",
+        "framework_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -5,11 +5,10 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from seqjax import train
 from seqjax.data.lm_batches import all_windows, num_windows, parallel_streams, window
+from seqjax.experiments.hello import greedy_continuation, train_hello
 from seqjax.models import lm, lm_metrics, lm_training
 from seqjax.models.sampling import sample
 
@@ -132,29 +131,10 @@ def test_truncated_bptt_carries_the_state_and_cuts_the_gradient():
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(truncated), strict=True))
 
 
-def _hello_model(steps=300):
-    """The lecture's toy: characters h, e, l, o; inputs "hell", targets "ello"."""
-    chars = ["h", "e", "l", "o"]
-    ids = np.array([chars.index(c) for c in "hello"], np.int32)
-    config = lm.LMConfig(vocab_size=4, cell="rnn", num_layers=1, hidden_size=8, init_scale=0.5)
-    training = train.make_training(
-        lm_training.window_loss(config, bptt=4), optax.adam(0.05), stateful=True
-    )  # fmt: skip
-    params = lm.init_params(config, jax.random.key(0))
-    state = training.init(params, jax.random.key(1), lm.init_carry(config, params, 1))
-    step = jax.jit(training.step)
-    batch = (jnp.asarray(ids[None]), jnp.int32(0), jnp.bool_(True))
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam computes b ** count with an int32 count
-        for _ in range(steps):
-            state, metrics = step(state, batch)
-    return config, state.params, chars, float(metrics["nll_per_token"])
-
-
 def test_hello_trains_in_seconds_and_greedily_samples_ello():
-    config, params, chars, nll = _hello_model()
+    config, params, nll = train_hello()
     assert nll < 0.05
-    tokens = sample(config, params, jnp.asarray([0]), jax.random.key(0), length=4, greedy=True)
-    assert "".join(chars[int(t)] for t in tokens) == "ello"
+    assert greedy_continuation(config, params, "h", 4) == "ello"
 
 
 def test_sampling_is_reproducible_and_top_1_is_greedy():

@@ -60,7 +60,9 @@ def _check_unrolls(values: Sequence[str]) -> bool:
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory for results.json and results.md (created if missing).", required=True
 )
-CELLS = flags.DEFINE_list("cells", list(KNOWN_CELLS), f"Cells to measure: any of {', '.join(KNOWN_CELLS)}.")
+CELLS = flags.DEFINE_list(
+    "cells", list(KNOWN_CELLS), f"Cells to measure: any of {', '.join(KNOWN_CELLS)}, or empty (only --lm_presets)."
+)
 SHAPES = flags.DEFINE_list(
     "shapes",
     ["32x128x256", "64x64x512", "16x100x128", "128x256x1024"],
@@ -88,7 +90,7 @@ LM_PRESETS = flags.DEFINE_list(
 )
 PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
 
-flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell"))
+flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell") if v else True)
 flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, _check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
@@ -99,6 +101,8 @@ _REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not CELLS.value and not LM_PRESETS.value:
+        raise app.UsageError("nothing to measure: give --cells or --lm_presets (or both)")
     try:  # before minutes of measuring: a foreign --workdir is refused now
         workdir.claim(WORKDIR.value, "benchmark", {f.name: f.value for f in _REPORTED_FLAGS})
     except workdir.WorkdirError as e:

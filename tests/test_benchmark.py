@@ -67,7 +67,12 @@ def test_ratios_and_table(benchmark):
 
 @pytest.mark.parametrize(
     ("arg", "message"),
-    [("--steps=0", "--steps"), ("--shapes=32x128", "--shapes"), ("--cells=lstm,elman", "known: rnn, lstm, gru")],
+    [
+        ("--steps=0", "--steps"),
+        ("--shapes=32x128", "--shapes"),
+        ("--cells=lstm,elman", "known: rnn, lstm, gru"),
+        ("--lm_presets=zaremba_huge", "known: zaremba_small, zaremba_medium, zaremba_large"),
+    ],
 )
 def test_flag_validation(tmp_path, arg, message):
     proc = subprocess.run(

@@ -39,22 +39,23 @@ def results(workdir: Path) -> dict:
 def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
     text = markov_text(tmp_path / "text.txt")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    proc = cli("language_model.py", f"--workdir={straight}", f"--data={text}", "--epochs=3", *TINY)
+    proc = cli("language_model.py", f"--workdir={straight}", f"--data={text}", "--epochs=2", *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for epochs in (1, 3):
+    for epochs in (1, 2):
         proc = cli("language_model.py", f"--workdir={resumed}", f"--data={text}", f"--epochs={epochs}", *TINY)
         assert proc.returncode == 0, proc.stderr[-2000:]
     first, second = results(straight), results(resumed)
-    assert [h["epoch"] for h in first["history"]] == [1.0, 2.0, 3.0]
+    assert [h["epoch"] for h in first["history"]] == [1.0, 2.0]
     assert first["valid"]["nats"] < 0.9 * math.log(5)  # below the uniform guess over the 5 symbols
     assert first["history"][-1]["valid"]["nats"] < first["history"][0]["valid"]["nats"]
     assert second["valid"] == first["valid"] and second["steps"] == first["steps"]  # resumed == straight, bit for bit
     assert first["train_tokens_per_s"] > 0 and "test" not in first
 
-    samples = [cli("sample.py", f"--run={straight}", "--prime=ab", "--length=40", f"--seed={s}") for s in (1, 1, 2)]
+    # Reproducible from --seed through the checkpoint (that seeds differ is tested in-process, tests/test_lm.py).
+    samples = [cli("sample.py", f"--run={straight}", "--prime=ab", "--length=40", "--seed=1") for _ in range(2)]
     assert all(p.returncode == 0 for p in samples), samples[0].stderr[-2000:]
     texts = [p.stdout[:-1] for p in samples]  # print's newline
-    assert texts[0] == texts[1] != texts[2]
+    assert texts[0] == texts[1]
     assert texts[0].startswith("ab") and len(texts[0]) == 42 and set(texts[0]) <= set("abcd\n")
 
 

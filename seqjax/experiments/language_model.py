@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax import loop, train, workdir
+from seqjax import train, workdir
 from seqjax.checkpoints import Checkpointer
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
 from seqjax.data.text import Vocab
+from seqjax.experiments.epoch_training import fit_epochs
 from seqjax.models import lm, lm_metrics, lm_training
 
 VOCAB_JSON = "vocab.json"
-EVAL_JSONL = "eval.jsonl"
 RESULTS_JSON = "results.json"
 
 
@@ -167,28 +166,16 @@ def load_trained(run_dir: str | Path) -> tuple[lm.LMConfig, str, Vocab, Any, int
     return model, config.corpus, vocab, state.params, int(state.step)
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch evaluations in ``eval.jsonl``, one per step (a step evaluated again after a resume
-    from an earlier checkpoint keeps its last line), in step order. ``train_s`` is cumulative."""
-    if not path.exists():
-        return []
-    by_step = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        by_step[entry["step"]] = entry
-    return [by_step[step] for step in sorted(by_step)]
-
-
 def evaluate_split(model: lm.LMConfig, params, ids, config: Config) -> dict[str, float]:
     streams = parallel_streams(ids, config.eval_batch_size)
     nll, count = lm_training.evaluate(model, params, streams, config.eval_bptt)
     return lm_metrics.summary(nll, count)
 
 
-def _format_eval(name: str, metrics: dict[str, float], fmt: str) -> str:
+def _describe(metrics: dict[str, float], fmt: str) -> str:
     if fmt == "ptb_words":
-        return f"{name} perplexity {metrics['perplexity']:.2f}"
-    return f"{name} {metrics['bits']:.4f} bits/char ({metrics['nats']:.4f} nats)"
+        return f"perplexity {metrics['perplexity']:.2f}"
+    return f"{metrics['bits']:.4f} bits/char ({metrics['nats']:.4f} nats)"
 
 
 def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, Any]:
@@ -212,38 +199,24 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
         window_index = k % steps_per_epoch
         return device_streams, jnp.int32(window_index), jnp.bool_(window_index == 0)
 
-    eval_log = out / EVAL_JSONL
-    earlier = read_history(eval_log)
-    timing = {"train_s": earlier[-1]["train_s"] if earlier else 0.0, "clock": time.perf_counter()}
-
-    def after_step(done: int, state: train.TrainState) -> None:
-        if done % steps_per_epoch == 0 or done == total_steps:
-            now = time.perf_counter()
-            timing["train_s"] += now - timing["clock"]
-            valid = evaluate_split(model, state.params, corpus.valid, config)
-            line = {"step": done, "epoch": done / steps_per_epoch, "valid": valid, "train_s": timing["train_s"]}
-            with eval_log.open("a") as f:
-                f.write(json.dumps(line) + "\n")
-            print(f"epoch {done / steps_per_epoch:.2f}: {_format_eval('valid', valid, corpus.fmt)}", flush=True)
-            timing["clock"] = time.perf_counter()
-
-    state = loop.fit(
+    state, history = fit_epochs(
         training,
         state,
         batch,
         total_steps,
+        steps_per_epoch,
         out,
+        lambda params: evaluate_split(model, params, corpus.valid, config),
+        lambda valid: _describe(valid, corpus.fmt),
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
-        callback=after_step,
     )
-    history = read_history(eval_log)
     results: dict[str, Any] = {
         "steps": int(state.step),
         "epochs": int(state.step) / steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
         "tokens_per_step": config.batch_size * config.bptt,
-        "valid": evaluate_split(model, state.params, corpus.valid, config),
+        "valid": history[-1]["valid"],  # fit_epochs evaluates after the last step
         "history": history,
     }
     if history:
@@ -254,5 +227,5 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
     workdir.write_json(out / RESULTS_JSON, results)
     for split in ("valid", "test"):
         if split in results:
-            print(_format_eval(split, results[split], corpus.fmt), flush=True)
+            print(f"{split} {_describe(results[split], corpus.fmt)}", flush=True)
     return results

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import loop, train, workdir
+from seqjax import train, workdir
 from seqjax.baselines import nnlm
 from seqjax.baselines.ngram import KneserNey
 from seqjax.data.corpus import Corpus
 from seqjax.data.text import EOS, DataError, Vocab
+from seqjax.experiments.epoch_training import fit_epochs
 from seqjax.models import lm_metrics
 
 MODELS = ("kn", "nnlm")
 VOCAB_JSON = "vocab.json"
-EVAL_JSONL = "eval.jsonl"
 RESULTS_JSON = "results.json"
 
 
@@ -140,17 +139,6 @@ def make_nnlm_training(config: Config, model: nnlm.NNLMConfig) -> train.Training
     )
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch evaluations in ``eval.jsonl``, the last line of each step, in step order."""
-    if not path.exists():
-        return []
-    by_step = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        by_step[entry["step"]] = entry
-    return [by_step[step] for step in sorted(by_step)]
-
-
 def run_nnlm(config: Config, out: Path, corpus: Corpus) -> dict[str, Any]:
     """Trains (or resumes) the NNLM with ``loop.fit`` and evaluates it; writes ``results.json``."""
     model = model_config(config, len(corpus.vocab))
@@ -176,32 +164,19 @@ def run_nnlm(config: Config, out: Path, corpus: Corpus) -> dict[str, Any]:
     def evaluate(params, ids) -> dict[str, float]:
         return lm_metrics.summary(*nnlm.evaluate(model, params, ids, pad_id, config.eval_batch_size))
 
-    eval_log = out / EVAL_JSONL
-    earlier = read_history(eval_log)
-    timing = {"train_s": earlier[-1]["train_s"] if earlier else 0.0, "clock": time.perf_counter()}
-
-    def after_step(done: int, state: train.TrainState) -> None:
-        if done % steps_per_epoch == 0 or done == total_steps:
-            timing["train_s"] += time.perf_counter() - timing["clock"]
-            valid = evaluate(state.params, corpus.valid)
-            line = {"step": done, "epoch": done / steps_per_epoch, "valid": valid, "train_s": timing["train_s"]}
-            with eval_log.open("a") as f:
-                f.write(json.dumps(line) + "\n")
-            print(f"epoch {done / steps_per_epoch:.2f}: valid perplexity {valid['perplexity']:.2f}", flush=True)
-            timing["clock"] = time.perf_counter()
-
-    state = loop.fit(
+    state, history = fit_epochs(
         training,
         state,
         batch,
         total_steps,
+        steps_per_epoch,
         out,
+        lambda params: evaluate(params, corpus.valid),
+        lambda valid: f"perplexity {valid['perplexity']:.2f}",
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
-        callback=after_step,
     )
     steps = int(state.step)
-    history = read_history(eval_log)
     results: dict[str, Any] = {
         "model": "nnlm",
         "parameters": sum(int(leaf.size) for leaf in jax.tree.leaves(state.params)),

@@ -181,3 +181,19 @@ def memory_figure(curves: Sequence[Curve], path: str | os.PathLike) -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def epoch_curve_figure(
+    curves: Sequence[Curve], metric_name: str, references: dict[str, float], path: str | os.PathLike
+) -> None:
+    """A validation metric (lower is better) after each epoch, with horizontal reference values."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    _draw(ax, curves, _colors([curves]))
+    for (label, value), style in zip(references.items(), (":", "--", "-."), strict=False):
+        ax.axhline(value, color="gray", linestyle=style, label=f"{label} ({value:.4g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric_name)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -50,6 +50,7 @@ def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
     assert first["history"][-1]["valid"]["nats"] < first["history"][0]["valid"]["nats"]
     assert second["valid"] == first["valid"] and second["steps"] == first["steps"]  # resumed == straight, bit for bit
     assert first["train_tokens_per_s"] > 0 and "test" not in first
+    assert (straight / "valid_curve.png").stat().st_size > 0
 
     # Reproducible from --seed through the checkpoint (that seeds differ is tested in-process, tests/test_lm.py).
     samples = [cli("sample.py", f"--run={straight}", "--prime=ab", "--length=40", "--seed=1") for _ in range(2)]

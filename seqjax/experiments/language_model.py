@@ -21,9 +21,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from seqjax import train, workdir
+from seqjax import plots, train, workdir
 from seqjax.checkpoints import Checkpointer
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
@@ -33,6 +34,7 @@ from seqjax.models import lm, lm_metrics, lm_training
 
 VOCAB_JSON = "vocab.json"
 RESULTS_JSON = "results.json"
+CURVE_PNG = "valid_curve.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +180,14 @@ def _describe(metrics: dict[str, float], fmt: str) -> str:
     return f"{metrics['bits']:.4f} bits/char ({metrics['nats']:.4f} nats)"
 
 
+def draw_valid_curve(path: Path, history: list[dict[str, Any]], fmt: str, label: str) -> None:
+    """Validation perplexity (words) or bits per character after each epoch."""
+    key, name = ("perplexity", "validation perplexity") if fmt == "ptb_words" else ("bits", "validation bits/char")
+    epochs = np.array([h["epoch"] for h in history])
+    values = np.array([h["valid"][key] for h in history])
+    plots.epoch_curve_figure([plots.Curve(label, epochs, values, label, "-o")], name, {}, path)
+
+
 def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, Any]:
     """Trains (or resumes) and evaluates; returns and writes ``results.json``."""
     corpus = corpus or load_corpus(config.corpus, config.data, config.valid_fraction)
@@ -225,6 +235,7 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
     if corpus.test is not None:
         results["test"] = evaluate_split(model, state.params, corpus.test, config)
     workdir.write_json(out / RESULTS_JSON, results)
+    draw_valid_curve(out / CURVE_PNG, history, corpus.fmt, config.cell)
     for split in ("valid", "test"):
         if split in results:
             print(f"{split} {_describe(results[split], corpus.fmt)}", flush=True)

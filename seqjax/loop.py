@@ -129,5 +129,7 @@ def _run(
         if at_checkpoint:
             checkpointer.save(state, force=True)
         if callback is not None:
+            before = time.perf_counter()
             callback(done, state)
+            clock += time.perf_counter() - before  # steps/s counts training steps only, not e.g. evaluations
     return state

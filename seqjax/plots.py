@@ -192,6 +192,8 @@ def epoch_curve_figure(
     for (label, value), style in zip(references.items(), (":", "--", "-."), strict=False):
         ax.axhline(value, color="gray", linestyle=style, label=f"{label} ({value:.4g})")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 120, not 1.2 x 10^2
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric_name)
     ax.grid(True, which="both", alpha=0.3)

@@ -63,6 +63,8 @@ def test_ratios_and_table(benchmark):
     assert "| gru | 2x3x4 | seqjax fused | 300 | 1.00 | 25% |" in with_peak
     assert "vs best flax" in table and "vs torch" not in table
     assert benchmark.TORCH_MISSING in table
+    lm_rows = benchmark.add_ratios([row("seqjax lm", "seqjax_lm", 100.0), row("torch lm", "torch_lm", 400.0)])
+    assert "| gru | 2x3x4 | seqjax lm | 100 | 1.00 | 0.50 | 100 | - | 0.25x |" in benchmark.format_table(lm_rows)
 
 
 @pytest.mark.parametrize(

@@ -489,7 +489,7 @@ def _ratio(value: float | None) -> str:
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of ratio-annotated rows (see ``add_ratios``), in the rows' order, plus notes."""
     measured = [row for row in rows if row["status"] == "ok"]
-    with_torch = any(row["impl"] == "torch" for row in measured)
+    with_torch = any(row["impl"] in ("torch", "torch_lm") for row in measured)
     with_peak = any("peak_fraction" in row for row in measured)
     header = ["cell", "B x T x H", "impl", "tokens/s", "GFLOP/s"] + (["% matmul peak"] if with_peak else [])
     header += ["compile s", "peak MiB", "vs best flax"]

@@ -10,6 +10,8 @@ shorter last window so that every one of the ``B * (L - 1)`` targets is scored.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -32,14 +34,8 @@ def num_windows(streams: np.ndarray, bptt: int) -> int:
 
 
 def window(streams, index, bptt: int):
-    """``(inputs [B, bptt], targets [B, bptt])`` of window ``index``; works on NumPy and (traced) JAX arrays."""
-    start = index * bptt
-    if isinstance(streams, np.ndarray):
-        chunk = streams[:, start : start + bptt + 1]
-    else:
-        import jax
-
-        chunk = jax.lax.dynamic_slice_in_dim(streams, start, bptt + 1, axis=1)
+    """``(inputs [B, bptt], targets [B, bptt])`` of window ``index`` (a Python or traced integer), as JAX arrays."""
+    chunk = jax.lax.dynamic_slice_in_dim(jnp.asarray(streams), index * bptt, bptt + 1, axis=1)
     return chunk[:, :-1], chunk[:, 1:]
 
 

@@ -19,6 +19,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
+from seqjax.experiments import flag_checks
 from seqjax.experiments.language_model import FIXED_FLAGS, PRESETS, Config, run
 from seqjax.models.lm import CELL_INITS
 
@@ -65,6 +66,7 @@ flags.register_validator("cell_init", lambda v: v in CELL_INITS, f"--cell_init m
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("clipping", lambda v: v in train.CLIPPING, "--clipping must be none, global_norm or value")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
+flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
 
 
 def config_from_flags() -> Config:

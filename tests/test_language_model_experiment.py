@@ -78,6 +78,8 @@ def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
     assert proc.returncode != 0
     assert f"{tmp_path / 'nowhere'}: no such directory" in proc.stderr
     assert not workdir.exists()
+    proc = cli("language_model.py", f"--workdir={workdir}", "--cell=elman")
+    assert proc.returncode != 0 and "unknown cell 'elman'" in proc.stderr and not workdir.exists()
     proc = cli("sample.py", f"--run={tmp_path}", "--prime=a")
     assert proc.returncode != 0 and "no flags.json" in proc.stderr
 

@@ -1,0 +1,184 @@
+"""Training word2vec: epochs of host-built examples, consumed on the device by one jitted loop per chunk.
+
+Each epoch the host subsamples the corpus, draws the reduced windows and lays the examples out in
+corpus order (``seqjax.data.word2vec_data``), cut into batches of ``batch_size`` examples. Chunks of
+``chunk_batches`` batches go to the device; a jitted ``fori_loop`` runs their SGD steps, drawing the
+noise words on the device, so the host is out of the loop except to hand over the next chunk
+(which it builds while the device is busy: dispatch is asynchronous).
+
+The learning rate decays linearly over the whole run, from ``alpha`` to ``min_alpha``, with the
+fraction of the epochs done, measured in batches within an epoch (word2vec.c and gensim measure it
+in words; the two agree up to the uneven number of examples per word).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.data import word2vec_data as data
+from seqjax.models import word2vec
+
+MODELS = ("skipgram", "cbow")
+LOSSES = ("negative", "softmax")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; the defaults are gensim's (``Word2Vec``) where it has one."""
+
+    model: str = "skipgram"
+    loss: str = "negative"
+    window: int = 5
+    negative: int = 5
+    shared_negatives: int = 0  # S > 0: one set of S noise words per batch, weighted K/S
+    ns_exponent: float = 0.75
+    sample: float = 1e-3
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    epochs: int = 5
+    batch_size: int = 1024
+    chunk_batches: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("window", "epochs", "batch_size", "chunk_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss == "negative" and self.negative < 1:
+            raise ValueError(f"negative must be >= 1 for the negative-sampling loss, got {self.negative}")
+
+
+@dataclasses.dataclass
+class EpochStats:
+    """What one epoch did: in-vocabulary words, words kept by subsampling, examples, mean loss, seconds."""
+
+    epoch: int
+    vocab_words: int
+    effective_words: int
+    examples: int
+    mean_loss: float
+    seconds: float
+
+
+def epoch_examples(corpus: data.Corpus, keep: np.ndarray, config: TrainConfig, rng: np.random.Generator):
+    """One epoch's examples in corpus order, and the number of words kept by subsampling.
+
+    Returns ``(arrays, effective_words)``: skip-gram ``(inputs [P], targets [P])``; CBOW
+    ``(contexts [P, 2W], context_weights [P, 2W], targets [P])`` with weights 1/|C| on the slots in use.
+    """
+    kept = data.subsample(corpus, keep, rng)
+    windows = data.reduced_windows(rng, len(kept), config.window)
+    if config.model == "skipgram":
+        return data.skipgram_pairs(kept, windows, config.window), len(kept)
+    contexts, mask, centers = data.cbow_examples(kept, windows, config.window)
+    weights = mask / mask.sum(axis=1, keepdims=True)
+    return (contexts, weights.astype(np.float32), centers), len(kept)
+
+
+def chunks(arrays: tuple[np.ndarray, ...], config: TrainConfig) -> Iterator[tuple[word2vec.Batch, int, int]]:
+    """Fixed-shape chunks ``(Batch with leading [chunk_batches, batch_size], valid batches, first example)``.
+
+    The last chunk is padded with zero-weight examples; only its valid batches are run.
+    """
+    size = config.batch_size * config.chunk_batches
+    total = len(arrays[-1])
+    for start in range(0, total, size):
+        stop = min(start + size, total)
+        pad = size - (stop - start)
+        padded = [np.concatenate([a[start:stop], np.zeros((pad, *a.shape[1:]), a.dtype)]) for a in arrays]
+        weights = np.concatenate([np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
+        shape = (config.chunk_batches, config.batch_size)
+        padded = [a.reshape(*shape, *a.shape[1:]) for a in padded]
+        if config.model == "skipgram":
+            inputs, targets = padded
+            batch = word2vec.Batch(inputs, targets, weights.reshape(shape))
+        else:
+            contexts, context_weights, targets = padded
+            batch = word2vec.Batch(contexts, targets, weights.reshape(shape), context_weights)
+        yield batch, -(-(stop - start) // config.batch_size), start
+
+
+def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
+    """The jitted ``(params, key, batch, valid, first_step, lr_start, lr_step) -> (params, loss_sum)``.
+
+    Runs ``valid`` SGD steps over the chunk's batches; batch i uses learning rate
+    ``lr_start - i * lr_step`` and noise drawn with ``fold_in(key, first_step + i)``.
+    """
+    cumulative = jnp.asarray(np.cumsum(noise), jnp.float32)
+    if config.loss == "softmax":
+        shape = None
+    elif config.shared_negatives > 0:
+        shape = (config.shared_negatives,)
+    else:
+        shape = (config.batch_size, config.negative)
+
+    def chunk_step(params, key, batch, valid, first_step, lr_start, lr_step):
+        def body(i, state):
+            params, loss_sum = state
+            one = jax.tree.map(lambda a: a[i], batch)
+            noise_ids = None
+            if shape is not None:
+                noise_ids = word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), cumulative, shape)
+            lr = jnp.maximum(lr_start - i.astype(jnp.float32) * lr_step, config.min_alpha)
+            params, loss = word2vec.sgd_step(params, one, noise_ids, lr, config.negative)
+            return params, loss_sum + loss
+
+        return jax.lax.fori_loop(0, valid, body, (params, jnp.zeros((), jnp.float32)))
+
+    return jax.jit(chunk_step, donate_argnums=0)
+
+
+def train(
+    params: word2vec.Word2VecParams,
+    corpus: data.Corpus,
+    vocab: data.Vocabulary,
+    config: TrainConfig,
+    key: jax.Array,
+    start_epoch: int = 0,
+    on_epoch: Callable[[EpochStats, word2vec.Word2VecParams], None] | None = None,
+) -> tuple[word2vec.Word2VecParams, list[EpochStats]]:
+    """Epochs ``start_epoch .. config.epochs - 1`` of sparse SGD over ``corpus``; the params and per-epoch stats.
+
+    Epoch e draws its subsampling and windows from ``SeedSequence(config.seed)``'s e-th child and its
+    noise words from ``fold_in(key, step)``, so a run resumed at an epoch boundary continues exactly.
+    Batch i of the n_e batches of epoch e has learning rate
+    ``alpha - (alpha - min_alpha) * (e + i / n_e) / epochs``, gensim's linear decay with progress.
+    ``on_epoch(stats, params)`` is called after every epoch (to log, evaluate or checkpoint).
+    """
+    if len(corpus) == 0:
+        raise ValueError("the corpus has no in-vocabulary words")
+    keep = data.keep_probability(vocab.counts, config.sample)
+    noise = data.noise_distribution(vocab.counts, config.ns_exponent)
+    chunk_step = make_chunk_step(config, noise)
+    seeds = np.random.SeedSequence(config.seed).spawn(config.epochs)
+    span = config.alpha - config.min_alpha
+    stats = []
+    for epoch in range(start_epoch, config.epochs):
+        start = time.perf_counter()
+        arrays, effective = epoch_examples(corpus, keep, config, np.random.default_rng(seeds[epoch]))
+        examples = len(arrays[-1])
+        num_batches = max(-(-examples // config.batch_size), 1)
+        lr_step = span / (config.epochs * num_batches)
+        first_step = epoch * (1 << 20)  # each epoch's noise keys apart from every other's
+        loss_sum = jnp.zeros((), jnp.float32)
+        for i, (batch, valid, first) in enumerate(chunks(arrays, config)):
+            done = first // config.batch_size
+            lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
+            step = first_step + i * config.chunk_batches
+            params, loss = chunk_step(params, key, batch, valid, step, np.float32(lr_start), np.float32(lr_step))
+            loss_sum = loss_sum + loss
+        mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch
+        stats.append(EpochStats(epoch + 1, len(corpus), effective, examples, mean_loss, time.perf_counter() - start))
+        if on_epoch is not None:
+            on_epoch(stats[-1], params)
+    return params, stats

@@ -13,6 +13,7 @@ in words; the two agree up to the uneven number of examples per word).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -163,22 +164,29 @@ def train(
     seeds = np.random.SeedSequence(config.seed).spawn(config.epochs)
     span = config.alpha - config.min_alpha
     stats = []
-    for epoch in range(start_epoch, config.epochs):
-        start = time.perf_counter()
-        arrays, effective = epoch_examples(corpus, keep, config, np.random.default_rng(seeds[epoch]))
-        examples = len(arrays[-1])
-        num_batches = max(-(-examples // config.batch_size), 1)
-        lr_step = span / (config.epochs * num_batches)
-        first_step = epoch * (1 << 20)  # each epoch's noise keys apart from every other's
-        loss_sum = jnp.zeros((), jnp.float32)
-        for i, (batch, valid, first) in enumerate(chunks(arrays, config)):
-            done = first // config.batch_size
-            lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
-            step = first_step + i * config.chunk_batches
-            params, loss = chunk_step(params, key, batch, valid, step, np.float32(lr_start), np.float32(lr_step))
-            loss_sum = loss_sum + loss
-        mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch
-        stats.append(EpochStats(epoch + 1, len(corpus), effective, examples, mean_loss, time.perf_counter() - start))
-        if on_epoch is not None:
-            on_epoch(stats[-1], params)
+    build = lambda epoch: epoch_examples(corpus, keep, config, np.random.default_rng(seeds[epoch]))
+    # The host builds epoch e + 1's examples (NumPy, mostly without the GIL) while the device trains on epoch e's.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as host:
+        upcoming = host.submit(build, start_epoch) if start_epoch < config.epochs else None
+        for epoch in range(start_epoch, config.epochs):
+            start = time.perf_counter()
+            arrays, effective = upcoming.result()
+            if epoch + 1 < config.epochs:
+                upcoming = host.submit(build, epoch + 1)
+            examples = len(arrays[-1])
+            num_batches = max(-(-examples // config.batch_size), 1)
+            lr_step = span / (config.epochs * num_batches)
+            first_step = epoch * (1 << 20)  # each epoch's noise keys apart from every other's
+            loss_sum = jnp.zeros((), jnp.float32)
+            for i, (batch, valid, first) in enumerate(chunks(arrays, config)):
+                done = first // config.batch_size
+                lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
+                step = first_step + i * config.chunk_batches
+                params, loss = chunk_step(params, key, batch, valid, step, np.float32(lr_start), np.float32(lr_step))
+                loss_sum = loss_sum + loss
+            mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch
+            seconds = time.perf_counter() - start
+            stats.append(EpochStats(epoch + 1, len(corpus), effective, examples, mean_loss, seconds))
+            if on_epoch is not None:
+                on_epoch(stats[-1], params)
     return params, stats

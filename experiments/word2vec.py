@@ -19,7 +19,7 @@ from seqjax import workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
 from seqjax.experiments.word2vec import FIXED_FLAGS, Config, load_vectors, prepare, query, run
-from seqjax.models.word2vec_training import LOSSES, MODELS
+from seqjax.models.word2vec_training import LOSSES, MODELS, OPTIMIZERS
 
 HELP = {
     "corpus": "Text file, one sentence per line, words separated by whitespace.",
@@ -37,6 +37,8 @@ HELP = {
     "alpha": "Initial learning rate.",
     "min_alpha": "Final learning rate (linear decay).",
     "epochs": "Passes over the corpus.",
+    "optimizer": "sparse_sgd: word2vec.c's update of the rows a batch touches; sgd, momentum, adam, rmsprop,"
+    " adagrad: optax on the dense gradient of the whole tables (small vocabularies); all decay alpha linearly.",
     "batch_size": "Examples per SGD step.",
     "seed": "Random seed (initialisation, subsampling, windows, noise words).",
     "eval_dir": "Folder with questions-words.txt, wordsim353.tsv, simlex999.txt (missing files are skipped).",
@@ -54,6 +56,7 @@ for field in dataclasses.fields(Config):
     define[kind](field.name, field.default, HELP[field.name], **extra)
 flags.register_validator("model", lambda v: v in MODELS, f"--model must be one of {', '.join(MODELS)}")
 flags.register_validator("loss", lambda v: v in LOSSES, f"--loss must be one of {', '.join(LOSSES)}")
+flags.register_validator("optimizer", lambda v: v in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
 flags.register_validator("alpha", lambda v: v > 0, "--alpha must be positive")
 flags.register_validator("negative", lambda v: v >= 1, "--negative must be >= 1")
 flags.register_validator("sample", lambda v: v < 1, "--sample must be in [0, 1)")

@@ -1,5 +1,7 @@
 """word2vec's losses and sparse SGD against the one-hot formulation and word2vec.c's updates in NumPy."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,7 +165,7 @@ def test_training_separates_topics_and_resumes_exactly(model):
 
     snapshots = {}
 
-    def keep(stats, params):  # params are donated to the next step: copy them out
+    def keep(stats, params, opt_state):  # params are donated to the next step: copy them out
         snapshots[stats.epoch] = jax.tree.map(np.array, params)
 
     params = word2vec.init_params(jax.random.key(0), len(vocab), 16)
@@ -180,3 +182,22 @@ def test_training_separates_topics_and_resumes_exactly(model):
     resumed, _ = training.train(resumed, corpus, vocab, config, jax.random.key(1), start_epoch=2)
     np.testing.assert_array_equal(params.input, resumed.input)
     np.testing.assert_array_equal(params.output, resumed.output)
+
+
+def test_optax_sgd_on_the_dense_gradient_equals_the_sparse_update_and_adam_learns():
+    sentences = clustered_corpus(sentences=100)
+    vocab = data.build_vocab(sentences, min_count=1)
+    corpus = data.encode(sentences, vocab)
+    base = training.TrainConfig(epochs=1, batch_size=32, chunk_batches=4, sample=0)
+    start = word2vec.init_params(jax.random.key(0), len(vocab), 8)
+    start = start._replace(output=start.input[::-1] * 2)  # nonzero output vectors: every term moves
+    runs = {}
+    for optimizer in ("sparse_sgd", "sgd"):
+        config = dataclasses.replace(base, optimizer=optimizer)
+        runs[optimizer], _ = training.train(jax.tree.map(jnp.copy, start), corpus, vocab, config, jax.random.key(1))
+    np.testing.assert_allclose(runs["sgd"].input, runs["sparse_sgd"].input, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(runs["sgd"].output, runs["sparse_sgd"].output, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(runs["sgd"].input, start.input)
+    adam = dataclasses.replace(base, optimizer="adam", alpha=0.01, epochs=2)
+    _, stats = training.train(jax.tree.map(jnp.copy, start), corpus, vocab, adam, jax.random.key(1))
+    assert stats[1].mean_loss < stats[0].mean_loss

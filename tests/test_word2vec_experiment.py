@@ -54,7 +54,7 @@ def config(corpus, eval_dir, **overrides):
 def test_run_writes_vectors_evaluates_and_resumes(corpus, eval_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    first = config(corpus, eval_dir, epochs=1)
+    first = config(corpus, eval_dir, epochs=1, optimizer="adam", alpha=0.02)  # adam: the optimizer state resumes too
     prepared = experiment.prepare(first)
     assert len(prepared.vocab) == 12 and prepared.raw_words == 3500
     results = experiment.run(first, out, prepared, log=lambda _: None)

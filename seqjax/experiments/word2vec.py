@@ -56,7 +56,8 @@ class Config:
     alpha: float = 0.025
     min_alpha: float = 0.0001
     epochs: int = 5
-    batch_size: int = 1024
+    optimizer: str = "sparse_sgd"
+    batch_size: int = 4096
     seed: int = 0
     eval_dir: str = "../shared/data/word2vec_eval"
     restrict_vocab: int = 30000
@@ -65,14 +66,15 @@ class Config:
         return training.TrainConfig(
             model=self.model, loss=self.loss, window=self.window, negative=self.negative,
             shared_negatives=self.shared_negatives, ns_exponent=self.ns_exponent, sample=self.sample,
-            alpha=self.alpha, min_alpha=self.min_alpha, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+            alpha=self.alpha, min_alpha=self.min_alpha, epochs=self.epochs, optimizer=self.optimizer,
+            batch_size=self.batch_size, seed=self.seed,
         )  # fmt: skip
 
 
 # Flags a checkpoint in the workdir depends on: a rerun may change only the others (epochs, evaluation).
 FIXED_FLAGS = (
     "corpus", "encoding", "model", "loss", "dim", "window", "negative", "shared_negatives", "ns_exponent", "sample",
-    "min_count", "max_vocab", "alpha", "min_alpha", "batch_size", "seed",
+    "min_count", "max_vocab", "alpha", "min_alpha", "optimizer", "batch_size", "seed",
 )  # fmt: skip
 
 
@@ -136,18 +138,19 @@ def run(config: Config, out: Path, prepared: Prepared, log=print) -> dict:
     init_key, noise_key = jax.random.split(key)
     params = word2vec.init_params(init_key, len(vocab), config.dim)
     checkpointer = Checkpointer(out, every=1, keep=2)
-    template = TrainState(params, (), jnp.zeros((), jnp.int32), noise_key)
+    opt_state = training.init_opt_state(config.training(), params)
+    template = TrainState(params, opt_state, jnp.zeros((), jnp.int32), noise_key)
     restored = checkpointer.restore_latest(template)
     start_epoch = 0 if restored is None else int(restored.step)
     if restored is not None:
-        params = restored.params
+        params, opt_state = restored.params, restored.opt_state
         log(f"resuming after epoch {start_epoch}")
     workdir.write_atomic(
         out / "vocab.tsv", "".join(f"{w}\t{c}\n" for w, c in zip(vocab.words, vocab.counts, strict=True))
     )
 
-    def on_epoch(stats: training.EpochStats, params):
-        state = TrainState(params, (), jnp.asarray(stats.epoch, jnp.int32), noise_key)
+    def on_epoch(stats: training.EpochStats, params, opt_state):
+        state = TrainState(params, opt_state, jnp.asarray(stats.epoch, jnp.int32), noise_key)
         checkpointer.save(state, force=True)
         log(
             f"epoch {stats.epoch}: loss {stats.mean_loss:.4f}  {stats.effective_words} words kept of "
@@ -155,7 +158,9 @@ def run(config: Config, out: Path, prepared: Prepared, log=print) -> dict:
         )
 
     start = time.perf_counter()
-    params, history = training.train(params, corpus, vocab, config.training(), noise_key, start_epoch, on_epoch)
+    params, history = training.train(
+        params, corpus, vocab, config.training(), noise_key, start_epoch, on_epoch, opt_state
+    )
     train_seconds = time.perf_counter() - start
     checkpointer.close()
     vectors = WordVectors(vocab.words, np.asarray(params.input))

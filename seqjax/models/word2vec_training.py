@@ -17,16 +17,21 @@ import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from seqjax import train as train_lib
 from seqjax.data import word2vec_data as data
 from seqjax.models import word2vec
 
 MODELS = ("skipgram", "cbow")
 LOSSES = ("negative", "softmax")
+# "sparse_sgd" is word2vec.c's rule (``word2vec.sgd_step``); the others are optax's on the dense gradient.
+OPTIMIZERS = ("sparse_sgd", *train_lib.OPTIMIZERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +48,16 @@ class TrainConfig:
     alpha: float = 0.025
     min_alpha: float = 0.0001
     epochs: int = 5
-    batch_size: int = 1024
+    optimizer: str = "sparse_sgd"
+    batch_size: int = 4096
     chunk_batches: int = 64
     seed: int = 0
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("window", "epochs", "batch_size", "chunk_batches"):
@@ -109,13 +117,42 @@ def chunks(arrays: tuple[np.ndarray, ...], config: TrainConfig) -> Iterator[tupl
         yield batch, -(-(stop - start) // config.batch_size), start
 
 
-def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
-    """The jitted ``(params, key, batch, valid, first_step, lr_start, lr_step) -> (params, loss_sum)``.
+def dense_optimizer(config: TrainConfig) -> optax.GradientTransformation | None:
+    """The optax transformation of ``config.optimizer`` at unit learning rate (None for ``sparse_sgd``).
 
-    Runs ``valid`` SGD steps over the chunk's batches; batch i uses learning rate
-    ``lr_start - i * lr_step`` and noise drawn with ``fold_in(key, first_step + i)``.
+    The step multiplies its updates by the scheduled learning rate, so every optimizer follows the
+    same linear decay from ``alpha`` to ``min_alpha``.
+    """
+    return None if config.optimizer == "sparse_sgd" else train_lib.optimizer(config.optimizer, 1.0)
+
+
+def init_opt_state(config: TrainConfig, params: word2vec.Word2VecParams):
+    """``()`` for ``sparse_sgd``, else the optax optimizer's state for ``params``."""
+    tx = dense_optimizer(config)
+    return () if tx is None else tx.init(params)
+
+
+def dense_step(tx, params, opt_state, batch, noise, learning_rate, negatives):
+    """An optax step on the gradient of the summed loss with respect to the whole tables ([V, D] each)."""
+    if noise is None:
+        loss, grads = jax.value_and_grad(word2vec.softmax_loss)(params, batch)
+    else:
+        loss, grads = jax.value_and_grad(word2vec.negative_loss)(params, batch, noise, negatives)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes Python scalars with int32 step counts
+        updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p + learning_rate * u, params, updates)
+    return params, opt_state, loss
+
+
+def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
+    """The jitted ``(params, opt_state, key, batch, valid, first_step, lr_start, lr_step)``
+    ``-> (params, opt_state, loss_sum)``.
+
+    Runs ``valid`` steps over the chunk's batches; batch i uses learning rate
+    ``max(lr_start - i * lr_step, min_alpha)`` and noise drawn with ``fold_in(key, first_step + i)``.
     """
     cumulative = jnp.asarray(np.cumsum(noise), jnp.float32)
+    tx = dense_optimizer(config)
     if config.loss == "softmax":
         shape = None
     elif config.shared_negatives > 0:
@@ -123,20 +160,23 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
     else:
         shape = (config.batch_size, config.negative)
 
-    def chunk_step(params, key, batch, valid, first_step, lr_start, lr_step):
+    def chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step):
         def body(i, state):
-            params, loss_sum = state
+            params, opt_state, loss_sum = state
             one = jax.tree.map(lambda a: a[i], batch)
             noise_ids = None
             if shape is not None:
                 noise_ids = word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), cumulative, shape)
             lr = jnp.maximum(lr_start - i.astype(jnp.float32) * lr_step, config.min_alpha)
-            params, loss = word2vec.sgd_step(params, one, noise_ids, lr, config.negative)
-            return params, loss_sum + loss
+            if tx is None:
+                params, loss = word2vec.sgd_step(params, one, noise_ids, lr, config.negative)
+            else:
+                params, opt_state, loss = dense_step(tx, params, opt_state, one, noise_ids, lr, config.negative)
+            return params, opt_state, loss_sum + loss
 
-        return jax.lax.fori_loop(0, valid, body, (params, jnp.zeros((), jnp.float32)))
+        return jax.lax.fori_loop(0, valid, body, (params, opt_state, jnp.zeros((), jnp.float32)))
 
-    return jax.jit(chunk_step, donate_argnums=0)
+    return jax.jit(chunk_step, donate_argnums=(0, 1))
 
 
 def train(
@@ -146,7 +186,8 @@ def train(
     config: TrainConfig,
     key: jax.Array,
     start_epoch: int = 0,
-    on_epoch: Callable[[EpochStats, word2vec.Word2VecParams], None] | None = None,
+    on_epoch: Callable[[EpochStats, word2vec.Word2VecParams, Any], None] | None = None,
+    opt_state: Any = None,
 ) -> tuple[word2vec.Word2VecParams, list[EpochStats]]:
     """Epochs ``start_epoch .. config.epochs - 1`` of sparse SGD over ``corpus``; the params and per-epoch stats.
 
@@ -154,13 +195,16 @@ def train(
     noise words from ``fold_in(key, step)``, so a run resumed at an epoch boundary continues exactly.
     Batch i of the n_e batches of epoch e has learning rate
     ``alpha - (alpha - min_alpha) * (e + i / n_e) / epochs``, gensim's linear decay with progress.
-    ``on_epoch(stats, params)`` is called after every epoch (to log, evaluate or checkpoint).
+    ``on_epoch(stats, params, opt_state)`` is called after every epoch (to log, evaluate or checkpoint);
+    ``opt_state`` (the optax optimizer's, ``()`` for ``sparse_sgd``) starts from ``init_opt_state`` if None.
     """
     if len(corpus) == 0:
         raise ValueError("the corpus has no in-vocabulary words")
     keep = data.keep_probability(vocab.counts, config.sample)
     noise = data.noise_distribution(vocab.counts, config.ns_exponent)
     chunk_step = make_chunk_step(config, noise)
+    if opt_state is None:
+        opt_state = init_opt_state(config, params)
     seeds = np.random.SeedSequence(config.seed).spawn(config.epochs)
     span = config.alpha - config.min_alpha
     stats = []
@@ -182,11 +226,12 @@ def train(
                 done = first // config.batch_size
                 lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
                 step = first_step + i * config.chunk_batches
-                params, loss = chunk_step(params, key, batch, valid, step, np.float32(lr_start), np.float32(lr_step))
+                lrs = np.float32(lr_start), np.float32(lr_step)
+                params, opt_state, loss = chunk_step(params, opt_state, key, batch, valid, step, *lrs)
                 loss_sum = loss_sum + loss
             mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch
             seconds = time.perf_counter() - start
             stats.append(EpochStats(epoch + 1, len(corpus), effective, examples, mean_loss, seconds))
             if on_epoch is not None:
-                on_epoch(stats[-1], params)
+                on_epoch(stats[-1], params, opt_state)
     return params, stats

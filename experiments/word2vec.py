@@ -27,6 +27,7 @@ HELP = {
     "model": f"{' or '.join(MODELS)}.",
     "loss": "negative: negative sampling; softmax: full softmax (small vocabularies only).",
     "dim": "Vector size.",
+    "init_scale": "Input vectors start uniform in [-s/dim, s/dim]: 1 is gensim's range, 0.5 word2vec.c's.",
     "window": "Maximum distance between the center and a context word (each position draws 1..window).",
     "negative": "Noise words per example (the negative loss).",
     "shared_negatives": "If > 0, one set of this many noise words per batch, weighted negative/S (faster).",

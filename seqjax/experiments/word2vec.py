@@ -46,6 +46,7 @@ class Config:
     model: str = "skipgram"
     loss: str = "negative"
     dim: int = 100
+    init_scale: float = 1.0  # input vectors ~ U(-s/dim, s/dim): 1 is gensim's, 0.5 word2vec.c's
     window: int = 5
     negative: int = 5
     shared_negatives: int = 0
@@ -73,8 +74,8 @@ class Config:
 
 # Flags a checkpoint in the workdir depends on: a rerun may change only the others (epochs, evaluation).
 FIXED_FLAGS = (
-    "corpus", "encoding", "model", "loss", "dim", "window", "negative", "shared_negatives", "ns_exponent", "sample",
-    "min_count", "max_vocab", "alpha", "min_alpha", "optimizer", "batch_size", "seed",
+    "corpus", "encoding", "model", "loss", "dim", "init_scale", "window", "negative", "shared_negatives",
+    "ns_exponent", "sample", "min_count", "max_vocab", "alpha", "min_alpha", "optimizer", "batch_size", "seed",
 )  # fmt: skip
 
 
@@ -136,7 +137,7 @@ def run(config: Config, out: Path, prepared: Prepared, log=print) -> dict:
     vocab, corpus = prepared.vocab, prepared.corpus
     key = jax.random.key(config.seed)
     init_key, noise_key = jax.random.split(key)
-    params = word2vec.init_params(init_key, len(vocab), config.dim)
+    params = word2vec.init_params(init_key, len(vocab), config.dim, config.init_scale)
     checkpointer = Checkpointer(out, every=1, keep=2)
     opt_state = training.init_opt_state(config.training(), params)
     template = TrainState(params, opt_state, jnp.zeros((), jnp.int32), noise_key)

@@ -53,9 +53,9 @@ class Batch(NamedTuple):
     context_weights: Array | None = None
 
 
-def init_params(key: Array, vocab_size: int, dim: int) -> Word2VecParams:
-    """word2vec.c's start: v ~ U(-0.5/D, 0.5/D), u = 0."""
-    bound = 0.5 / dim
+def init_params(key: Array, vocab_size: int, dim: int, scale: float = 1.0) -> Word2VecParams:
+    """v ~ U(-scale/D, scale/D), u = 0: gensim's start with ``scale=1``, word2vec.c's with ``scale=0.5``."""
+    bound = scale / dim
     return Word2VecParams(
         input=jax.random.uniform(key, (vocab_size, dim), jnp.float32, -bound, bound),
         output=jnp.zeros((vocab_size, dim), jnp.float32),

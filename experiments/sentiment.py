@@ -1,0 +1,86 @@
+r"""Sentiment classification on SST-2 with a recurrent encoder (see seqjax.experiments.sentiment).
+
+    python experiments/sentiment.py --workdir=runs/sst2_lstm
+    python experiments/sentiment.py --bidirectional --pooling=max --workdir=runs/sst2_bilstm_max
+    python experiments/sentiment.py --cell=gru --workdir=runs/sst2_gru
+
+Dev and test accuracy after every epoch (eval/metrics.jsonl, TensorBoard), the best-dev model in best/,
+results.json with the per-epoch accuracies and the test accuracy of the best-dev epoch. Rerunning a
+command resumes from the workdir's last checkpoint.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from seqjax import train, workdir
+from seqjax.checkpoints import CheckpointMismatch
+from seqjax.data.text import DataError
+from seqjax.experiments import flag_checks
+from seqjax.experiments.sentiment import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+from seqjax.models.classifier import POOLINGS
+
+HELP = {
+    "data": "Directory of SST-2's train.tsv, dev.tsv, test.tsv (label<TAB>text, one header line).",
+    "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
+    "num_layers": "Stacked recurrent layers.",
+    "embed": "Embedding size.",
+    "hidden": "Hidden size of every layer (per direction).",
+    "bidirectional": "Read each layer's input in both directions.",
+    "pooling": f"Sentence vector: {', '.join(POOLINGS)} (last: final state at each sentence's end).",
+    "dropout": "Dropout between layers and on the sentence vector.",
+    "embed_dropout": "Dropout on the word embeddings.",
+    "embed_scale": "Embeddings start N(0, embed_scale^2).",
+    "min_count": "Training tokens seen fewer times become <unk>.",
+    "max_len": "Sentences keep their first max_len tokens.",
+    "batch_size": "Sentences per update.",
+    "bucket": "Batch sentences of similar length together (less padding); the batches are still shuffled.",
+    "bucket_pool": "With --bucket: sort pools of this many batches by length.",
+    "pad_multiple": "Pad each batch to a multiple of this many steps (bounds the compiled shapes).",
+    "optimizer": f"Optimizer: {', '.join(train.OPTIMIZERS)}.",
+    "learning_rate": "The (constant) learning rate.",
+    "clip": "Global-norm gradient clipping threshold (0: none).",
+    "epochs": "Training epochs.",
+    "max_steps": "Stop after this many updates (0: all epochs).",
+    "eval_batch_size": "Sentences per batch when evaluating (speed only).",
+    "log_every": "Metrics every this many steps.",
+    "checkpoint_every": "Checkpoint every this many steps.",
+    "seed": "Random seed (initialisation, batch order, dropout).",
+}
+POSITIVE = {"num_layers", "embed", "hidden", "min_count", "max_len", "batch_size", "bucket_pool", "pad_multiple",
+            "epochs", "eval_batch_size", "log_every", "checkpoint_every"}  # fmt: skip
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+for field in dataclasses.fields(Config):
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+    kind = type(field.default)
+    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
+    define[kind](field.name, field.default, HELP[field.name], **extra)
+flags.register_validator("pooling", lambda v: v in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}")
+flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
+flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
+flags.register_validator("embed_dropout", lambda v: 0 <= v < 1, "--embed_dropout must be in [0, 1)")
+flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
+flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
+flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    try:
+        data = load_data(config)  # bad data: nothing written
+        check(config, data)
+        out = workdir.claim(WORKDIR.value, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS)
+        run(config, out, data)
+    except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
+        raise app.UsageError(str(e)) from e
+    print(f"wrote results.json, eval/metrics.jsonl and checkpoints into {WORKDIR.value}")
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

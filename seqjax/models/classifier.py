@@ -1,0 +1,221 @@
+"""A recurrent sentence classifier (many-to-one): embedding, recurrent encoder, pooling, linear layer.
+
+For a right-padded batch ``tokens [b, t]`` with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
+
+    x_s      = E[w_s]                                    E [V, e]  (s < n; the padding is never read)
+    h^1_s    = cell(h^1_{s-1}, drop_e(x_s))              one seqjax.unroll per layer and direction, with lengths
+    h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))          bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s], [2h]
+    v        = pool(h^L)                                 [k h], k = 2 if bidirectional else 1
+    logits   = drop(v) W + c                             W [k h, C], c [C]
+
+Pooling:
+
+- ``last``: the top layer's final state at each sentence's true end, read from ``unroll``'s final carry
+  (its ``hidden`` field, e.g. ``LSTMCarry.hidden``, or the carry itself when it is one array); for a
+  bidirectional encoder, the forward state after ``w_{n-1}`` and the backward state after ``w_0``,
+  concatenated.
+- ``mean``: ``sum_{s < n} h^L_s / n`` (``unroll`` zeroes the outputs at padded steps).
+- ``max``: the element-wise maximum over the valid positions ``s < n`` only.
+
+Because the unroller holds the carry at padded steps and zeroes their outputs, a sentence's logits do
+not depend on how much padding follows it or on the other sentences of its batch. ``drop`` is dropout
+on non-recurrent connections (rate ``dropout``: between layers and on ``v``; ``drop_e`` on the
+embeddings at rate ``embed_dropout``); a fresh mask per element and step, none on the recurrent path.
+
+Parameters: ``{"embedding": [V, e], "layers": [per layer: cell params, or (forward, backward) params],
+"out_w": [k h, C], "out_b": [C]}``. Built-in and user cells alike; every layer has ``hidden_size`` units
+and a cell's output y_t is taken to have the size of its hidden state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from seqjax import initializers
+from seqjax.cells import Cell, cell_by_name
+from seqjax.layers import bidirectional as read_both_ways
+from seqjax.scan import unroll
+
+POOLINGS = ("last", "mean", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """A classifier's shape and regularisation.
+
+    Attributes:
+      vocab_size: V.
+      cell: a name for ``seqjax.cells.cell_by_name`` (``"lstm"``, ``"gru"``, ``"module:attr"``) or a ``Cell``.
+      num_layers: L stacked recurrent layers.
+      hidden_size: h, per layer and direction.
+      embed_size: e.
+      bidirectional: read each layer's input in both directions (layer l > 1 reads both, ``[2h]``).
+      pooling: ``last``, ``mean`` or ``max`` (module docstring).
+      dropout: dropout rate between layers and on the sentence vector.
+      embed_dropout: dropout rate on the embeddings.
+      num_classes: C.
+      embed_scale: the embedding starts ``N(0, embed_scale^2)`` (PyTorch's ``nn.Embedding`` uses 1).
+    """
+
+    vocab_size: int
+    cell: str | Cell = "lstm"
+    num_layers: int = 1
+    hidden_size: int = 150
+    embed_size: int = 300
+    bidirectional: bool = False
+    pooling: str = "last"
+    dropout: float = 0.5
+    embed_dropout: float = 0.0
+    num_classes: int = 2
+    embed_scale: float = 1.0
+
+    def __post_init__(self):
+        sizes = (self.vocab_size, self.num_layers, self.hidden_size, self.embed_size, self.num_classes)
+        if min(sizes) < 1:
+            raise ValueError(f"vocab_size, num_layers, hidden_size, embed_size and num_classes must be >= 1: {self}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; known: {', '.join(POOLINGS)}")
+        if not (0 <= self.dropout < 1 and 0 <= self.embed_dropout < 1):
+            raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.embed_dropout}")
+        if not self.embed_scale > 0:
+            raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+@functools.cache
+def classifier_cell(config: ClassifierConfig) -> Cell:
+    """The cell of every layer and direction."""
+    return config.cell if isinstance(config.cell, Cell) else cell_by_name(config.cell)
+
+
+def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
+    """The parameters (module docstring), float32; cells by their own initialisers, W LeCun-normal, c = 0."""
+    cell = classifier_cell(config)
+    k_embed, k_out, *k_layers = jax.random.split(key, 2 + config.num_layers)
+    layers = []
+    for layer, k in enumerate(k_layers):
+        input_size = config.embed_size if layer == 0 else config.directions * config.hidden_size
+        k_forward, k_backward = jax.random.split(k)
+        forward = cell.init_params(k_forward, input_size, config.hidden_size)
+        layers.append(
+            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
+        )
+    features = config.directions * config.hidden_size
+    return {
+        "embedding": config.embed_scale
+        * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
+        "layers": layers,
+        "out_w": initializers.lecun_normal(k_out, (features, config.num_classes)),
+        "out_b": jnp.zeros((config.num_classes,), jnp.float32),
+    }
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def hidden_state(carry) -> jax.Array:
+    """The hidden state ``[b, h]`` in a cell's carry: the carry itself if it is one array, else its ``hidden``."""
+    if isinstance(carry, jax.Array):
+        return carry
+    hidden = getattr(carry, "hidden", None)
+    if not isinstance(hidden, jax.Array):
+        raise ValueError(
+            f"pooling='last' reads the hidden state of the final carry: one array, or a carry with a 'hidden' "
+            f"field; this cell's carry is a {type(carry).__name__} (use pooling 'mean' or 'max')"
+        )
+    return hidden
+
+
+def _pool(pooling: str, outputs: jax.Array, final_carry, bidirectional: bool, lengths: jax.Array) -> jax.Array:
+    """The sentence vectors ``[b, k h]`` from the top layer's ``outputs [b, t, k h]`` and final carry."""
+    if pooling == "last":
+        if bidirectional:
+            forward, backward = final_carry  # backward: the state after reading position 0
+            return jnp.concatenate([hidden_state(forward), hidden_state(backward)], axis=-1)
+        return hidden_state(final_carry)
+    if pooling == "mean":
+        return jnp.sum(outputs, axis=1) / lengths.astype(outputs.dtype)[:, None]
+    valid = jnp.arange(outputs.shape[1])[None, :] < lengths[:, None]  # [b, t]
+    lowest = jnp.finfo(outputs.dtype).min
+    return jnp.max(jnp.where(valid[:, :, None], outputs, lowest), axis=1)
+
+
+def sentence_vectors(
+    config: ClassifierConfig, params: dict, tokens: jax.Array, lengths: jax.Array, key: jax.Array | None = None
+) -> jax.Array:
+    """``v [b, k h]`` (before the last dropout) for ``tokens [b, t]`` int, ``lengths [b]`` int (each in 1..t).
+
+    ``key`` draws the dropout masks of the embeddings and between layers; ``None`` applies none.
+    """
+    cell = classifier_cell(config)
+    lengths = jnp.asarray(lengths)
+    keys = [None] * config.num_layers if key is None else list(jax.random.split(key, config.num_layers))
+    x = params["embedding"][tokens]  # [b, t, e]
+    for layer, (layer_params, k) in enumerate(zip(params["layers"], keys, strict=True)):
+        x = _dropout(x, config.embed_dropout if layer == 0 else config.dropout, k)
+        if config.bidirectional:
+            result = read_both_ways(cell, cell, layer_params, x, lengths=lengths)
+        else:
+            result = unroll(cell, layer_params, x, lengths=lengths)
+        x = result.outputs  # [b, t, k h]
+    return _pool(config.pooling, x, result.carry, config.bidirectional, lengths)
+
+
+def apply(
+    config: ClassifierConfig, params: dict, tokens: jax.Array, lengths: jax.Array, key: jax.Array | None = None
+) -> jax.Array:
+    """Class logits ``[b, C]`` float32 for the right-padded ``tokens [b, t]`` with true ``lengths [b]``.
+
+    Args:
+      config: the model.
+      params: its parameters.
+      tokens: ``[b, t]`` int ids; entries at ``s >= lengths`` are ignored.
+      lengths: ``[b]`` int, each sentence's length, 1 to t.
+      key: dropout key (training); ``None`` (evaluation) applies no dropout.
+    """
+    keys = (None, None) if key is None else jax.random.split(key)
+    v = _dropout(sentence_vectors(config, params, tokens, lengths, keys[0]), config.dropout, keys[1])
+    logits = v @ params["out_w"]
+    return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
+
+
+def loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy in nats of ``logits [b, C]`` against ``labels [b]`` int."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The fraction of ``labels [b]`` that are the arg-max of ``logits [b, C]``: a float32 scalar."""
+    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+
+
+def batch_loss(config: ClassifierConfig):
+    """The ``make_training`` loss ``(params, (tokens [b, t], lengths [b], labels [b]), key) -> (loss, aux)``.
+
+    Dropout draws from the step's key; ``aux`` holds the batch's accuracy (with dropout on).
+    """
+
+    def loss_fn(params, batch, key):
+        tokens, lengths, labels = batch
+        logits = apply(config, params, tokens, lengths, key)
+        return loss(logits, labels), {"accuracy": accuracy(logits, labels)}
+
+    return loss_fn
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict(config: ClassifierConfig, params: dict, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``apply`` without dropout, jitted (one compilation per ``config`` and padded shape)."""
+    return apply(config, params, tokens, lengths)

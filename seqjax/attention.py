@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax.layers import dropout
+
 Params = dict
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -144,17 +146,6 @@ def dense(params: Params, x: jax.Array) -> jax.Array:
     """``x W + b``: ``[..., d_in] -> [..., d_out]``."""
     y = x @ params["kernel"]
     return y + jnp.broadcast_to(params["bias"], y.shape)
-
-
-def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Inverted dropout: each entry kept with probability ``1 - rate`` and scaled by ``1 / (1 - rate)``.
-
-    ``key=None`` (evaluation) or ``rate == 0`` returns ``x`` unchanged.
-    """
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def _keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:

@@ -71,3 +71,14 @@ def bidirectional(
         carries = (forward.carries, backward.carries)
     outputs = jnp.concatenate([forward.outputs, backward.outputs], axis=-1)
     return Unrolled((forward.carry, backward.carry), outputs, carries)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: each entry kept with probability ``1 - rate`` and scaled by ``1 / (1 - rate)``.
+
+    ``key=None`` (evaluation) or ``rate == 0`` returns ``x`` unchanged.
+    """
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)

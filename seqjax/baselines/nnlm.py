@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax.layers import dropout
+
 
 @dataclasses.dataclass(frozen=True)
 class NNLMConfig:
@@ -83,13 +85,6 @@ def init_params(config: NNLMConfig, key: jax.Array) -> dict:
     return params
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def apply(config: NNLMConfig, params: dict, contexts: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """The logits of the next token after each context.
 
@@ -105,10 +100,10 @@ def apply(config: NNLMConfig, params: dict, contexts: jax.Array, key: jax.Array 
     keys = (None, None) if key is None else tuple(jax.random.split(key))
     batch = contexts.shape[0]
     x = params["embedding"][contexts].reshape(batch, config.input_size)  # [B, n-1, m] -> [B, (n-1) m]
-    x = _dropout(x, config.dropout, keys[0])
+    x = dropout(x, config.dropout, keys[0])
     pre = x @ params["hidden_w"]
     a = jnp.tanh(pre + jnp.broadcast_to(params["hidden_b"], pre.shape))  # [B, h]
-    a = _dropout(a, config.dropout, keys[1])
+    a = dropout(a, config.dropout, keys[1])
     logits = a @ params["out_w"]
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
     if config.direct:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,11 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        """token -> id, read-only (for encoders that need ``.get`` with their own fallback)."""
+        return types.MappingProxyType(self._index)
 
     @classmethod
     def build(cls, tokens: Iterable[str]) -> Vocab:

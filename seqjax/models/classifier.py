@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import bidirectional as read_both_ways
+from seqjax.layers import dropout
 from seqjax.scan import unroll
 
 POOLINGS = ("last", "mean", "max")
@@ -117,13 +118,6 @@ def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
     }
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def hidden_state(carry) -> jax.Array:
     """The hidden state ``[b, h]`` in a cell's carry: the carry itself if it is one array, else its ``hidden``."""
     if isinstance(carry, jax.Array):
@@ -163,7 +157,7 @@ def sentence_vectors(
     keys = [None] * config.num_layers if key is None else list(jax.random.split(key, config.num_layers))
     x = params["embedding"][tokens]  # [b, t, e]
     for layer, (layer_params, k) in enumerate(zip(params["layers"], keys, strict=True)):
-        x = _dropout(x, config.embed_dropout if layer == 0 else config.dropout, k)
+        x = dropout(x, config.embed_dropout if layer == 0 else config.dropout, k)
         if config.bidirectional:
             result = read_both_ways(cell, cell, layer_params, x, lengths=lengths)
         else:
@@ -185,7 +179,7 @@ def apply(
       key: dropout key (training); ``None`` (evaluation) applies no dropout.
     """
     keys = (None, None) if key is None else jax.random.split(key)
-    v = _dropout(sentence_vectors(config, params, tokens, lengths, keys[0]), config.dropout, keys[1])
+    v = dropout(sentence_vectors(config, params, tokens, lengths, keys[0]), config.dropout, keys[1])
     logits = v @ params["out_w"]
     return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
 

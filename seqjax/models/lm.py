@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import Cell, cell_by_name
+from seqjax.layers import dropout
 from seqjax.scan import unroll
 
 CELL_INITS = ("uniform", "cell")
@@ -119,13 +120,6 @@ def init_carry(config: LMConfig, params: dict, batch_size: int) -> tuple:
     return tuple(cell.init_carry(layer, (batch_size,)) for layer in params["layers"])
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def output_weights(config: LMConfig, params: dict) -> jax.Array:
     """``W_out [h, V]``: its own parameter, or the embedding transposed when tied."""
     return params["embedding"].T if config.tie_weights else params["out_w"]
@@ -148,12 +142,12 @@ def apply(
     """
     cell = lm_cell(config)
     keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
-    x = _dropout(params["embedding"][tokens], config.dropout, keys[0])  # [B, T, e]
+    x = dropout(params["embedding"][tokens], config.dropout, keys[0])  # [B, T, e]
     new_carries = []
     for layer, (layer_params, carry) in enumerate(zip(params["layers"], carries, strict=True)):
         result = unroll(cell, layer_params, x, initial_carry=carry)
         new_carries.append(result.carry)
-        x = _dropout(result.outputs, config.dropout, keys[layer + 1])  # [B, T, h]
+        x = dropout(result.outputs, config.dropout, keys[layer + 1])  # [B, T, h]
     logits = x @ output_weights(config, params)
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
     return logits, tuple(new_carries)

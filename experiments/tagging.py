@@ -1,0 +1,86 @@
+r"""Part-of-speech tagging on UD English-EWT with a BiLSTM tagger (see seqjax.experiments.tagging).
+
+    python experiments/tagging.py --workdir=runs/ewt_bilstm
+    python experiments/tagging.py --cell=gru --workdir=runs/ewt_bigru
+    python experiments/tagging.py --char_features=0 --workdir=runs/ewt_no_chars
+
+Dev and test UPOS accuracy after every epoch (eval/metrics.jsonl, TensorBoard), the best-dev model in
+best/, results.json with the per-epoch accuracies and the test accuracy of the best-dev epoch. Rerunning
+a command resumes from the workdir's last checkpoint.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from seqjax import train, workdir
+from seqjax.checkpoints import CheckpointMismatch
+from seqjax.data.text import DataError
+from seqjax.experiments import flag_checks
+from seqjax.experiments.tagging import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+
+HELP = {
+    "data": "Directory of the CoNLL-U files {prefix}-train.conllu, -dev.conllu, -test.conllu.",
+    "prefix": "File name prefix of the CoNLL-U files.",
+    "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
+    "num_layers": "Stacked recurrent layers.",
+    "embed": "Word embedding size (lower-cased words).",
+    "char_embed": "Character embedding size.",
+    "char_features": "Filters of the character CNN (0: no character feature).",
+    "char_window": "Character CNN window (odd).",
+    "max_word_len": "Characters read per word (longer words: their first and last characters).",
+    "hidden": "Hidden size of every layer (per direction).",
+    "bidirectional": "Read each layer's input in both directions.",
+    "dropout": "Dropout on the word vectors, between layers and before the output layer.",
+    "embed_scale": "Embeddings start N(0, embed_scale^2).",
+    "min_count": "Training words seen fewer times become <unk>.",
+    "batch_size": "Sentences per update.",
+    "bucket": "Batch sentences of similar length together (less padding); the batches are still shuffled.",
+    "bucket_pool": "With --bucket: sort pools of this many batches by length.",
+    "pad_multiple": "Pad each batch to a multiple of this many steps (bounds the compiled shapes).",
+    "optimizer": f"Optimizer: {', '.join(train.OPTIMIZERS)}.",
+    "learning_rate": "The (constant) learning rate.",
+    "clip": "Global-norm gradient clipping threshold (0: none).",
+    "epochs": "Training epochs.",
+    "max_steps": "Stop after this many updates (0: all epochs).",
+    "eval_batch_size": "Sentences per batch when evaluating (speed only).",
+    "log_every": "Metrics every this many steps.",
+    "checkpoint_every": "Checkpoint every this many steps.",
+    "seed": "Random seed (initialisation, batch order, dropout).",
+}
+POSITIVE = {"num_layers", "embed", "char_embed", "char_window", "max_word_len", "hidden", "min_count", "batch_size",
+            "bucket_pool", "pad_multiple", "epochs", "eval_batch_size", "log_every", "checkpoint_every"}  # fmt: skip
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+for field in dataclasses.fields(Config):
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+    kind = type(field.default)
+    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
+    define[kind](field.name, field.default, HELP[field.name], **extra)
+flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
+flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
+flags.register_validator("char_window", lambda v: v % 2 == 1, "--char_window must be odd")
+flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
+flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
+flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    try:
+        data = load_data(config)  # bad data: nothing written
+        check(config, data)
+        out = workdir.claim(WORKDIR.value, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS)
+        run(config, out, data)
+    except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
+        raise app.UsageError(str(e)) from e
+    print(f"wrote results.json, eval/metrics.jsonl and checkpoints into {WORKDIR.value}")
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

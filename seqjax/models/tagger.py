@@ -1,0 +1,203 @@
+"""A recurrent sequence tagger (many-to-many): word and character features, a BiLSTM, a tag per token.
+
+For a right-padded batch ``words [b, t]``, ``chars [b, t, w]`` with true lengths ``n [b]`` and ``L`` layers
+of any seqjax cell::
+
+    x_s      = [ E[word_s] ; charcnn(chars_s) ]              E [V, e]; charcnn: [f]
+    charcnn  = max_{j < len} relu(K [c_{j-1}; c_j; c_{j+1}] + k)  c_j = C[char_j] (0 outside the word), K [3c, f]
+    h^1_s    = cell(h^1_{s-1}, drop(x_s))                    one seqjax.unroll per layer and direction, lengths
+    h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))              bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s]
+    logits_s = drop(h^L_s) W + c                             W [k h, T], c [T], k = 2 if bidirectional else 1
+
+The character feature (a CNN of window ``char_window`` with max-pooling over the word's characters, as in
+Ma and Hovy 2016) reads the original form: case, digits, suffixes; it is what tags unknown words. Since
+the unroller holds the carry at padded steps and zeroes their outputs, and a word's character feature
+reads only its own characters, a sentence's logits do not depend on its padding or its batch mates.
+Logits at padded positions are those of a zero vector (``c``), never counted by ``loss`` or ``accuracy``.
+``drop`` is dropout of rate ``dropout`` (a fresh mask per element; none on the recurrent path).
+
+Parameters: ``{"embedding": [V, e], "char_embedding": [C, c], "char_w": [window c, f], "char_b": [f],
+"layers": [per layer: cell params, or (forward, backward) params], "out_w": [k h, T], "out_b": [T]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from seqjax import initializers
+from seqjax.cells import Cell, cell_by_name
+from seqjax.layers import bidirectional as read_both_ways
+from seqjax.layers import dropout
+from seqjax.scan import unroll
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerConfig:
+    """A tagger's shape and regularisation.
+
+    Attributes:
+      vocab_size: V, words (``<pad>`` = 0, ``<unk>`` = 1).
+      char_vocab_size: C, characters (``<pad>`` = 0: outside a word).
+      num_tags: T.
+      cell: a name for ``seqjax.cells.cell_by_name`` or a ``Cell``.
+      num_layers: L.
+      hidden_size: h, per layer and direction.
+      embed_size: e, the word embedding.
+      char_embed_size: c.
+      char_features: f, the CNN's filters (0: no character feature).
+      char_window: odd CNN window in characters.
+      bidirectional: read each layer's input both ways.
+      dropout: rate on the word vectors, between layers and before the output layer.
+      embed_scale: word and character embeddings start ``N(0, embed_scale^2)``.
+    """
+
+    vocab_size: int
+    char_vocab_size: int
+    num_tags: int
+    cell: str | Cell = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 128
+    embed_size: int = 100
+    char_embed_size: int = 30
+    char_features: int = 50
+    char_window: int = 3
+    bidirectional: bool = True
+    dropout: float = 0.33
+    embed_scale: float = 0.1
+
+    def __post_init__(self):
+        sizes = (self.vocab_size, self.char_vocab_size, self.num_tags, self.num_layers, self.hidden_size,
+                 self.embed_size, self.char_embed_size)  # fmt: skip
+        if min(sizes) < 1 or self.char_features < 0:
+            raise ValueError(f"sizes must be >= 1 (char_features >= 0): {self}")
+        if self.char_window < 1 or self.char_window % 2 == 0:
+            raise ValueError(f"char_window must be odd and positive, got {self.char_window}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.embed_scale > 0:
+            raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+@functools.cache
+def tagger_cell(config: TaggerConfig) -> Cell:
+    return config.cell if isinstance(config.cell, Cell) else cell_by_name(config.cell)
+
+
+def init_params(config: TaggerConfig, key: jax.Array) -> dict:
+    """The parameters (module docstring), float32; cells by their own initialisers, W, K LeCun-normal, biases 0."""
+    cell = tagger_cell(config)
+    k_embed, k_chars, k_conv, k_out, *k_layers = jax.random.split(key, 4 + config.num_layers)
+    layers = []
+    for layer, k in enumerate(k_layers):
+        input_size = config.embed_size + config.char_features if layer == 0 else config.directions * config.hidden_size
+        k_forward, k_backward = jax.random.split(k)
+        forward = cell.init_params(k_forward, input_size, config.hidden_size)
+        layers.append(
+            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
+        )
+    scale = config.embed_scale
+    return {
+        "embedding": scale * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
+        "char_embedding": scale
+        * jax.random.normal(k_chars, (config.char_vocab_size, config.char_embed_size), jnp.float32),
+        "char_w": initializers.lecun_normal(
+            k_conv, (config.char_window * config.char_embed_size, config.char_features)
+        ),
+        "char_b": jnp.zeros((config.char_features,), jnp.float32),
+        "layers": layers,
+        "out_w": initializers.lecun_normal(k_out, (config.directions * config.hidden_size, config.num_tags)),
+        "out_b": jnp.zeros((config.num_tags,), jnp.float32),
+    }
+
+
+def char_features(config: TaggerConfig, params: dict, chars: jax.Array) -> jax.Array:
+    """``[b, t, f]``: the max-pooled character CNN of each word ``chars [b, t, w]`` (0 for an empty word)."""
+    valid = chars != 0  # [b, t, w]
+    c = jnp.where(valid[..., None], params["char_embedding"][chars], 0.0)  # [b, t, w, c]: zeros outside the word
+    half = config.char_window // 2
+    padded = jnp.pad(c, ((0, 0), (0, 0), (half, half), (0, 0)))
+    width = chars.shape[-1]
+    windows = jnp.concatenate([padded[:, :, j : j + width] for j in range(config.char_window)], axis=-1)
+    h = jax.nn.relu(
+        windows @ params["char_w"] + jnp.broadcast_to(params["char_b"], (*chars.shape, config.char_features))
+    )
+    return jnp.max(jnp.where(valid[..., None], h, 0.0), axis=2)  # relu >= 0: the 0 fill never wins a real max
+
+
+def apply(
+    config: TaggerConfig,
+    params: dict,
+    words: jax.Array,
+    chars: jax.Array,
+    lengths: jax.Array,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """Tag logits ``[b, t, T]`` float32 for the right-padded sentences.
+
+    Args:
+      config: the model.
+      params: its parameters.
+      words: ``[b, t]`` int word ids; ignored at ``s >= lengths``.
+      chars: ``[b, t, w]`` int character ids of each word's original form, ``<pad>`` (0) after its end.
+      lengths: ``[b]`` int, 1 to t.
+      key: dropout key (training); ``None`` (evaluation) applies no dropout.
+    """
+    cell = tagger_cell(config)
+    lengths = jnp.asarray(lengths)
+    keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
+    x = params["embedding"][words]  # [b, t, e]
+    if config.char_features:
+        x = jnp.concatenate([x, char_features(config, params, chars)], axis=-1)  # [b, t, e + f]
+    for layer_params, k in zip(params["layers"], keys[:-1], strict=True):
+        x = dropout(x, config.dropout, k)
+        if config.bidirectional:
+            x = read_both_ways(cell, cell, layer_params, x, lengths=lengths).outputs
+        else:
+            x = unroll(cell, layer_params, x, lengths=lengths).outputs  # [b, t, k h]
+    logits = dropout(x, config.dropout, keys[-1]) @ params["out_w"]
+    return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
+
+
+def token_mask(lengths: jax.Array, steps: int) -> jax.Array:
+    """``[b, t]`` bool, True at the valid positions ``s < lengths``."""
+    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def loss(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Mean cross-entropy in nats over the valid tokens of ``logits [b, t, T]`` against ``tags [b, t]``."""
+    mask = token_mask(lengths, tags.shape[1])
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(log_probs, tags[..., None], axis=-1)[..., 0]  # [b, t]
+    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.sum(mask).astype(jnp.float32)
+
+
+def accuracy(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
+    """The fraction of valid tokens whose tag is the arg-max of ``logits``: a float32 scalar."""
+    mask = token_mask(lengths, tags.shape[1])
+    correct = (jnp.argmax(logits, axis=-1) == tags) & mask
+    return jnp.sum(correct).astype(jnp.float32) / jnp.sum(mask).astype(jnp.float32)
+
+
+def batch_loss(config: TaggerConfig):
+    """The ``make_training`` loss ``(params, (words, chars, lengths, tags), key) -> (loss, {"accuracy"})``."""
+
+    def loss_fn(params, batch, key):
+        words, chars, lengths, tags = batch
+        logits = apply(config, params, words, chars, lengths, key)
+        return loss(logits, tags, lengths), {"accuracy": accuracy(logits, tags, lengths)}
+
+    return loss_fn
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict(config: TaggerConfig, params: dict, words: jax.Array, chars: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``apply`` without dropout, jitted (one compilation per ``config`` and padded shape)."""
+    return apply(config, params, words, chars, lengths)

@@ -15,7 +15,6 @@ single word (its neighbours) from saved vectors.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -223,7 +222,3 @@ def load_vectors(out: str | Path) -> WordVectors:
     if not path.is_file():
         raise DataError(f"{path}: no such file (train into this --workdir first)")
     return load_word2vec(path, binary=True)
-
-
-def results_of(out: str | Path) -> dict:
-    return json.loads((Path(out) / "results.json").read_text())

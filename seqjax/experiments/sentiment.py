@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +30,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import loop, train, workdir
-from seqjax.checkpoints import Checkpointer
+from seqjax import train, workdir
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
-from seqjax.experiments.epoch_training import read_history
-from seqjax.metric_writers import MetricWriter
+from seqjax.experiments import dev_selection
 from seqjax.models import classifier
 
 EXPERIMENT = "sentiment"
 VOCAB_JSON = "vocab.json"
 RESULTS_JSON = "results.json"
-EVAL_DIR = "eval"
-BEST_DIR = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +139,6 @@ def evaluate(model: classifier.ClassifierConfig, params, data: data_lib.Encoded,
     return {"accuracy": correct / len(data), "loss": nll / len(data)}
 
 
-def best_entry(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The evaluation with the highest dev accuracy (the earliest among equals), or None."""
-    return max(history, key=lambda h: (h["dev_accuracy"], -h["step"]), default=None)
-
-
 def run(config: Config, out: Path, data: data_lib.SentimentData | None = None) -> dict[str, Any]:
     """Trains (or resumes) and evaluates into the claimed workdir ``out``; returns and writes ``results.json``."""
     data = data or load_data(config)
@@ -169,67 +159,35 @@ def run(config: Config, out: Path, data: data_lib.SentimentData | None = None) -
         )
         return tuple(jnp.asarray(a) for a in data_lib.take(data.train, order[index], config.pad_multiple))
 
-    probe = Checkpointer(out, every=1)
-    try:
-        start = probe.latest_step() or 0
-    finally:
-        probe.close()
-    (out / EVAL_DIR).mkdir(exist_ok=True)
-    eval_writer = MetricWriter(out / EVAL_DIR, resume_step=start + 1)  # drops evaluations after the checkpoint
-    best_keeper = Checkpointer(out / BEST_DIR, every=1, keep=1)
-    try:
-        earlier = read_history(eval_writer.path)
-        timing = {"train_s": earlier[-1]["train_s"] if earlier else 0.0, "clock": time.perf_counter()}
-        best = best_entry(earlier)
+    def evaluate_splits(params) -> dict[str, float]:
+        dev, test = (evaluate(model, params, split, config) for split in (data.dev, data.test))
+        return {
+            "dev_accuracy": dev["accuracy"],
+            "dev_loss": dev["loss"],
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+        }
 
-        def record(done: int, state: train.TrainState) -> None:
-            """Evaluates dev and test after ``done`` steps, keeps the state if dev improved, logs."""
-            nonlocal best
-            timing["train_s"] += time.perf_counter() - timing["clock"]
-            dev, test = (evaluate(model, state.params, split, config) for split in (data.dev, data.test))
-            line = {
-                "epoch": done / steps_per_epoch,
-                "dev_accuracy": dev["accuracy"],
-                "dev_loss": dev["loss"],
-                "test_accuracy": test["accuracy"],
-                "test_loss": test["loss"],
-                "train_s": timing["train_s"],
-            }
-            if best is None or line["dev_accuracy"] > best["dev_accuracy"]:
-                best_keeper.save(state, force=True)  # before the line that records it
-                best = {"step": done, **line}
-            eval_writer.write(done, line)
-            print(
-                f"epoch {line['epoch']:.2f}: dev accuracy {dev['accuracy']:.4f} (loss {dev['loss']:.4f}), "
-                f"test accuracy {test['accuracy']:.4f}; best dev {best['dev_accuracy']:.4f} "
-                f"at epoch {best['epoch']:.2f}",
-                flush=True,
-            )
-            timing["clock"] = time.perf_counter()
-
-        def after_step(done: int, state: train.TrainState) -> None:
-            if done % steps_per_epoch == 0 or done == total_steps:
-                record(done, state)
-
-        state = loop.fit(
-            training,
-            state,
-            batch,
-            total_steps,
-            out,
-            log_every=config.log_every,
-            checkpoint_every=config.checkpoint_every,
-            callback=after_step,
+    def describe(entry: dict[str, float]) -> str:
+        return (
+            f"dev accuracy {entry['dev_accuracy']:.4f} (loss {entry['dev_loss']:.4f}), "
+            f"test accuracy {entry['test_accuracy']:.4f}"
         )
-        history = read_history(eval_writer.path)
-        if not history or history[-1]["step"] != int(state.step):  # e.g. killed between a checkpoint and its evaluation
-            record(int(state.step), state)
-            history = read_history(eval_writer.path)
-    finally:
-        best_keeper.close()
-        eval_writer.close()
+
+    state, history, best = dev_selection.fit_selecting_best(
+        training,
+        state,
+        batch,
+        total_steps,
+        steps_per_epoch,
+        out,
+        evaluate_splits,
+        "dev_accuracy",
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        describe=describe,
+    )
     steps = int(state.step)
-    best = best_entry(history)
     results: dict[str, Any] = {
         "steps": steps,
         "epochs": steps / steps_per_epoch,
@@ -268,11 +226,5 @@ def load_trained(run_dir: str | Path) -> tuple[classifier.ClassifierConfig, Voca
     vocab = data_lib.check_vocab(Vocab.load(run_dir / VOCAB_JSON), str(run_dir / VOCAB_JSON))
     model = model_config(config, len(vocab))
     training = make_training(config, model)
-    checkpointer = Checkpointer(run_dir / BEST_DIR, every=1)
-    try:
-        state = checkpointer.restore_latest(initial_state(config, model, training))
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"{run_dir / BEST_DIR / 'checkpoints'}: no checkpoint")
+    state = dev_selection.restore_best(run_dir, initial_state(config, model, training))
     return model, vocab, state.params, int(state.step)

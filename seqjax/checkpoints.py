@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from seqjax.train import TrainState
@@ -108,6 +110,9 @@ class Checkpointer:
             raise CheckpointMismatch(
                 f"checkpoint {self.directory / str(step)} cannot be restored: {_first_line(e)}"
             ) from e
+        # Orbax hands back arrays committed to a device, and jit compiles anew for committed arguments where
+        # a fresh run's were uncommitted: rebuilding them uncommitted keeps a resume on the cached compilation.
+        restored = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), restored)
         key = jax.random.wrap_key_data(restored["key"], impl=jax.random.key_impl(template.key))
         return TrainState(restored["params"], restored["opt_state"], restored["step"], key, restored.get("model_state"))
 

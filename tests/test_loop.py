@@ -1,6 +1,7 @@
 """seqjax.loop.fit: exact resumption after kill -9, NaN handling, metrics files, checkpoint mismatches."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,17 @@ def test_model_state_is_handed_from_step_to_step_and_checkpointed(tmp_path):
     assert isinstance(resumed.model_state, LSTMCarry)
     np.testing.assert_array_equal(resumed.model_state.hidden, [5.0, 5.0])
     np.testing.assert_array_equal(resumed.model_state.cell, [10.0, 10.0])  # 0 + 1 + 2 + 3 + 4
+
+
+def test_a_resumed_run_reuses_the_compiled_step(tmp_path, caplog):
+    """Restored arrays are placed like fresh ones, so resuming in the same process does not compile the step again."""
+    training, state = _linear_training()
+    loop.fit(training, state, _batch_with_nan_at(-1), 3, tmp_path, log_every=3, checkpoint_every=3, progress=False)
+    _, state = _linear_training()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        resumed = loop.fit(
+            training, state, _batch_with_nan_at(-1), 6, tmp_path, log_every=3, checkpoint_every=3, progress=False
+        )
+    assert int(resumed.step) == 6
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+    assert not [m for m in compiled if "train_step" in m], compiled

@@ -14,6 +14,7 @@ import pytest
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
+from seqjax import workdir  # noqa: E402
 from seqjax.experiments import long_dependency  # noqa: E402  (after sys.path: the tests use my_cells.py)
 
 
@@ -70,26 +71,6 @@ def test_token_tasks(tmp_path, task, metric, baseline):
     assert 0.0 <= result["value"] <= 1.0
 
 
-def test_cli_rejects_bad_input(tmp_path):
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, str(EXPERIMENTS / "long_dependency.py"), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-
-    unknown = cli(f"--workdir={tmp_path / 'a'}", "--task=parity")
-    assert unknown.returncode != 0 and "<adding|adding_hochreiter|copy|temporal_order>" in unknown.stderr
-    lengths = cli(f"--workdir={tmp_path / 'a'}", "--seq_lens=10,-5")
-    assert lengths.returncode != 0 and "--seq_lens must be a list of positive integers" in lengths.stderr
-    (tmp_path / "file").write_text("x")
-    not_a_dir = cli(f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
-    assert not_a_dir.returncode != 0 and "exists and is not a directory" in not_a_dir.stderr
-    assert (tmp_path / "file").read_text() == "x"
-
-
 def test_a_longer_rerun_continues_and_equals_a_straight_run(tmp_path):
     short = long_dependency.Config(cells=("lstm",), seq_lens=(6,), **{**TINY, "train_steps": 2})
     long_dependency.run(short, tmp_path / "extended", progress=False)
@@ -107,15 +88,26 @@ def test_a_longer_rerun_continues_and_equals_a_straight_run(tmp_path):
     assert result["train_steps"] == 4 and result["train_s"] > 0
 
 
-def test_cli_refuses_foreign_or_contradicting_workdirs_and_touches_nothing(tmp_path):
-    def cli(workdir, *args):
-        return subprocess.run(
-            [sys.executable, str(EXPERIMENTS / "long_dependency.py"), f"--workdir={workdir}", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "long_dependency.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_nothing(tmp_path):
+    """Every refusal comes before any training (each run here ends within its flag and workdir checks)."""
+    unknown = _cli(f"--workdir={tmp_path / 'a'}", "--task=parity")
+    assert unknown.returncode != 0 and "<adding|adding_hochreiter|copy|temporal_order>" in unknown.stderr
+    lengths = _cli(f"--workdir={tmp_path / 'a'}", "--seq_lens=10,-5")
+    assert lengths.returncode != 0 and "--seq_lens must be a list of positive integers" in lengths.stderr
+    (tmp_path / "file").write_text("x")
+    not_a_dir = _cli(f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
+    assert not_a_dir.returncode != 0 and "exists and is not a directory" in not_a_dir.stderr
+    assert (tmp_path / "file").read_text() == "x"
 
     def snapshot(path):
         return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.rglob("*")) if p.is_file()}
@@ -123,26 +115,20 @@ def test_cli_refuses_foreign_or_contradicting_workdirs_and_touches_nothing(tmp_p
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    refused = cli(foreign, "--seq_lens=5", "--train_steps=1")
+    refused = _cli(f"--workdir={foreign}", "--seq_lens=5", "--train_steps=1")
     assert refused.returncode != 0
     assert f"--workdir {foreign} is not empty and holds no flags.json of a seqjax run (found 'notes.txt')" in (
         refused.stderr
     )
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
-    tiny = ["--cells=rnn", "--seq_lens=5", "--hidden=4", "--batch=2", "--train_steps=2", "--test_batches=1"]
-    assert cli(tmp_path / "run", *tiny).returncode == 0
+    # A workdir claimed by a run with --hidden=4 (the claim is what the CLI checks against; the refusals of
+    # tests/test_workdir.py are the same function's, so the CLI is checked once here).
+    earlier = long_dependency.Config(cells=("rnn",), seq_lens=(5,), hidden=4)
+    fixed = long_dependency.fixed_flags(earlier)
+    workdir.claim(tmp_path / "run", "long_dependency", dataclasses.asdict(earlier), fixed)
     before = snapshot(tmp_path / "run")
-    contradicting = cli(tmp_path / "run", *tiny, "--hidden=8")
+    contradicting = _cli(f"--workdir={tmp_path / 'run'}", "--cells=rnn", "--seq_lens=5", "--hidden=8")
     assert contradicting.returncode != 0
     assert "holds a run made with --hidden=4, this run has --hidden=8" in contradicting.stderr
-    assert snapshot(tmp_path / "run") == before
-    other = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "gradient_flow.py"), f"--workdir={tmp_path / 'run'}", "--train_steps=0"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert other.returncode != 0 and "holds a run of long_dependency, not gradient_flow" in other.stderr
     assert snapshot(tmp_path / "run") == before

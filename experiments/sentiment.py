@@ -1,8 +1,11 @@
-r"""Sentiment classification on SST-2 with a recurrent encoder (see seqjax.experiments.sentiment).
+r"""Sentiment classification on SST-2 or MR with a recurrent encoder (see seqjax.experiments.sentiment).
 
     python experiments/sentiment.py --workdir=runs/sst2_lstm
     python experiments/sentiment.py --bidirectional --pooling=max --workdir=runs/sst2_bilstm_max
     python experiments/sentiment.py --cell=gru --workdir=runs/sst2_gru
+    python experiments/sentiment.py --dataset=mr --fold=0 --workdir=runs/mr_lstm_fold0
+    python experiments/sentiment.py --dataset=mr --fold=-1 --workdir=runs/mr_lstm_cv      # all 10 folds
+    python experiments/sentiment.py --init_embeddings=runs/w2v_300/vectors.bin --workdir=runs/sst2_lstm_w2v
 
 Dev and test accuracy after every epoch (eval/metrics.jsonl, TensorBoard), the best-dev model in best/,
 results.json with the per-epoch accuracies and the test accuracy of the best-dev epoch. Rerunning a
@@ -18,11 +21,28 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
 from seqjax.experiments import flag_checks
-from seqjax.experiments.sentiment import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+from seqjax.experiments.sentiment import (
+    ALL_FOLDS,
+    DATASETS,
+    DEFAULT_DATA,
+    Config,
+    check,
+    claim_workdir,
+    load_data,
+    load_init_vectors,
+    run,
+    run_folds,
+)
 from seqjax.models.classifier import POOLINGS
 
 HELP = {
-    "data": "Directory of SST-2's train.tsv, dev.tsv, test.tsv (label<TAB>text, one header line).",
+    "data": "Directory of SST-2's train.tsv, dev.tsv, test.tsv (label<TAB>text, one header line), or of MR's "
+    f"rt-polarity.pos and .neg (Latin-1); with --dataset=mr its default is {DEFAULT_DATA['mr']}.",
+    "dataset": f"{' or '.join(DATASETS)}: SST-2 (its own dev and test) or Movie Review polarity (cross-validation).",
+    "folds": "--dataset=mr: the folds of the cross-validation (fixed: the same for every --seed).",
+    "fold": "--dataset=mr: the test fold, 0-based (10% of the others are dev); -1: every fold into <workdir>/fold_<k>.",
+    "init_embeddings": "A word2vec file (binary if it ends in .bin, else text) of dimension --embed: the vocabulary's "
+    "words found in it start from their vectors, the others random.",
     "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
     "num_layers": "Stacked recurrent layers.",
     "embed": "Embedding size.",
@@ -55,7 +75,8 @@ WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tru
 for field in dataclasses.fields(Config):
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
     kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
+    extra = {"lower_bound": {"folds": 2, "fold": ALL_FOLDS}.get(field.name, int(field.name in POSITIVE))}
+    extra = extra if kind in (int, float) else {}
     define[kind](field.name, field.default, HELP[field.name], **extra)
 flags.register_validator("pooling", lambda v: v in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}")
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
@@ -64,6 +85,15 @@ flags.register_validator("embed_dropout", lambda v: 0 <= v < 1, "--embed_dropout
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+flags.register_validator("dataset", lambda v: v in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}")
+flags.register_multi_flags_validator(
+    ["fold", "folds"], lambda f: f["fold"] < f["folds"], "--fold must be below --folds (or -1: every fold)"
+)
+flags.register_multi_flags_validator(
+    ["dataset", "fold", "folds"],
+    lambda f: f["dataset"] == "mr" or (f["fold"], f["folds"]) == (Config.fold, Config.folds),
+    "--fold and --folds are MR's cross-validation: give --dataset=mr",
+)
 
 
 def main(argv):
@@ -72,11 +102,18 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
     config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    if not flags.FLAGS["data"].present:
+        config = dataclasses.replace(config, data=DEFAULT_DATA[config.dataset])
+    every_fold = config.fold == ALL_FOLDS
     try:
-        data = load_data(config)  # bad data: nothing written
+        data = load_data(dataclasses.replace(config, fold=0) if every_fold else config)  # bad data: nothing written
         check(config, data)
-        out = workdir.claim(WORKDIR.value, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS)
-        run(config, out, data)
+        vectors = load_init_vectors(config)
+        out = claim_workdir(WORKDIR.value, config)
+        if every_fold:
+            run_folds(config, out, vectors)
+        else:
+            run(config, out, data, vectors)
     except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
         raise app.UsageError(str(e)) from e
     print(f"wrote results.json, eval/metrics.jsonl and checkpoints into {WORKDIR.value}")

@@ -231,6 +231,57 @@ def test_learns_synthetic_sentiment_and_reloads_the_best_dev_model(tmp_path):
     assert dev["accuracy"] == results["best"]["dev_accuracy"]
 
 
+def synthetic_mr(directory: Path, per_label: int, seed: int = 0) -> Path:
+    """MR-format Latin-1 files (rt-polarity.pos/.neg) like ``synthetic_sst``'s sentences, "film" spelt "cliché"
+    (a non-ASCII byte): the same 24-token vocabulary, the same model, the same compiled steps."""
+    rng = np.random.default_rng(seed)
+    noise = tuple("clich\u00e9" if word == "film" else word for word in NOISE)
+    directory.mkdir()
+    for name, words in (("rt-polarity.pos", POSITIVE), ("rt-polarity.neg", NEGATIVE)):
+        lines = []
+        for _ in range(per_label):
+            sentence = list(rng.choice(noise, size=int(rng.integers(2, 8))))
+            sentence.insert(int(rng.integers(len(sentence) + 1)), str(rng.choice(words)))
+            lines.append(" ".join(sentence) + " \n")
+        (directory / name).write_bytes("".join(lines).encode("latin-1"))
+    return directory
+
+
+def test_mr_fold_end_to_end_with_init_embeddings_and_resume(tmp_path):
+    data = synthetic_mr(tmp_path / "mr", per_label=250)
+    vectors = np.random.default_rng(1).normal(size=(3, 16)).round(3)
+    w2v = write(tmp_path / "w2v.txt", "3 16\n" + "".join(
+        f"{word} {' '.join(map(str, row))}\n" for word, row in zip(("good", "zz", "clich\u00e9"), vectors, strict=True)
+    ))  # fmt: skip
+    config = sentiment.Config(data=str(data), dataset="mr", folds=5, fold=1, epochs=3, init_embeddings=str(w2v), **TINY)
+    out = sentiment.claim_workdir(tmp_path / "run", config)
+    with jax.numpy_dtype_promotion("standard"):
+        results = sentiment.run(config, out)
+        assert sentiment.run(config, sentiment.claim_workdir(out, config)) == results  # a rerun resumes: done
+    # 500 sentences, 5 folds: test 100; of the other 400, 40 dev and 360 train = 22 batches of 16.
+    assert results["examples"] == {"train": 360, "dev": 40, "test": 100} and results["steps"] == 3 * 22
+    assert results["fold"] == 1 and results["folds"] == 5 and results["dataset"] == "mr"
+    assert results["vocab_size"] == 24 and results["init_embeddings_found"] == 2  # good, cliché; zz in no sentence
+    assert results["best"]["dev_accuracy"] >= 0.9 and results["best"]["test_accuracy"] >= 0.9  # chance: 0.5
+    assert json.loads((out / "results.json").read_text()) == results
+    with pytest.raises(workdir.WorkdirError, match="--fold=1, this run has --fold=2"):
+        sentiment.claim_workdir(out, dataclasses.replace(config, fold=2))
+
+
+def test_mr_every_fold_in_turn_reports_mean_and_std(tmp_path):
+    data = synthetic_mr(tmp_path / "mr", per_label=40, seed=2)
+    config = sentiment.Config(data=str(data), dataset="mr", folds=2, fold=-1, epochs=1, **TINY)
+    out = sentiment.claim_workdir(tmp_path / "cv", config)
+    with jax.numpy_dtype_promotion("standard"):
+        results = sentiment.run_folds(config, out)
+    per_fold = [json.loads((out / f"fold_{k}" / "results.json").read_text()) for k in range(2)]
+    tests = [r["best"]["test_accuracy"] for r in per_fold]
+    assert [r["examples"]["test"] for r in per_fold] == [40, 40] and results["test_accuracy"] == tests
+    assert results["test_accuracy_mean"] == pytest.approx((tests[0] + tests[1]) / 2)
+    assert results["test_accuracy_std"] == pytest.approx(abs(tests[0] - tests[1]) / 2**0.5)  # ddof=1, two folds
+    assert json.loads((out / "results.json").read_text()) == results
+
+
 def test_cli_refuses_a_malformed_file_in_one_line_before_the_workdir(tmp_path):
     data = synthetic_sst(tmp_path / "data", sizes=(("train", 40), ("dev", 10), ("test", 10)))
     dev = data / "dev.tsv"

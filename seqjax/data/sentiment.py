@@ -1,4 +1,4 @@
-"""Sentence classification data: SST-2 as ``label<TAB>text`` files, a vocabulary, padded batches.
+"""Sentence classification data: SST-2 and Movie Review polarity (MR), a vocabulary, padded batches.
 
 Format (``../shared/data/sst2/{train,dev,test}.tsv``, see ``shared/data/README.md``): UTF-8, one example
 per line, ``label<TAB>text`` with ``label`` 0 (negative) or 1 (positive), after one header line
@@ -24,6 +24,22 @@ shuffled: a batch holds sentences of similar length (on SST-2's phrase-level tra
 length 9.4 and maximum 52, this cuts the padded steps several-fold), while which sentences meet in
 a batch still changes every epoch. The batches of an epoch are a function of ``(seed, epoch)``
 alone, so a resumed run sees the same batches as an uninterrupted one.
+
+MR (Pang & Lee 2005, ``../shared/data/mr/rt-polarity.{pos,neg}``, ``read_polarity``, ``load_mr``): 5,331
+positive and 5,331 negative sentences, one per line, already lower-cased and tokenized, in Latin-1/cp1252
+bytes (not UTF-8). A line's tokens are its bytes split on ASCII whitespace, each decoded as Latin-1 (so
+every byte is one character: ``\xe9`` is ``é``, and cp1252's ellipsis ``\x85``, Unicode's NEL, stays inside
+its token instead of splitting it as ``str.split`` would), then lower-cased. A file that is UTF-8 (its
+non-ASCII bytes all decode as UTF-8: a re-encoded copy, whose ``é`` would read as ``Ã©``), holds a control
+byte (e.g. the NULs of UTF-16) or an empty line is a ``DataError`` naming the file and the line.
+
+MR has no split; ``fold_indices`` gives the customary k-fold cross-validation: the positive sentences
+(label 1) then the negative ones (label 0) are permuted by a generator seeded with ``MR_SHUFFLE_SEED`` (a
+constant, independent of the training ``--seed``: every run sees the same folds), the permutation is cut
+into ``folds`` near-equal consecutive parts (``np.array_split``), part ``fold`` is the test set, and of the
+other parts, in permutation order, the first ``round(MR_DEV_FRACTION * n)`` sentences are dev (for model
+selection) and the rest train. Every sentence is in exactly one test fold. The vocabulary comes from the
+fold's train part only.
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,6 +61,10 @@ PAD_ID, UNK_ID = 0, 1
 SPLITS = ("train", "dev", "test")
 TEXT_COLUMNS = ("sentence", "content")  # the header's second column: train's, dev's and test's
 LABELS = ("0", "1")
+POLARITY_FILES = (("rt-polarity.pos", 1), ("rt-polarity.neg", 0))  # MR's files and their labels
+MR_SHUFFLE_SEED = 20050601  # the fixed permutation behind MR's folds (Pang & Lee's ACL 2005)
+MR_DEV_FRACTION = 0.1  # of each fold's training sentences, held out for model selection
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +178,96 @@ def load_sst2(directory: str | os.PathLike, min_count: int = 1, max_len: int = 6
     if not Path(directory).is_dir():
         raise DataError(f"{directory}: no such directory (expected train.tsv, dev.tsv and test.tsv of SST-2)")
     splits = {name: read_split(path) for name, path in split_paths(directory).items()}
+    vocab = build_vocab(splits["train"].sentences, min_count)
+    return SentimentData(vocab, *(encode(splits[name], vocab, max_len) for name in SPLITS))
+
+
+def read_polarity(path: str | os.PathLike) -> tuple[tuple[str, ...], ...]:
+    """The sentences (tokens) of one MR file, Latin-1 bytes (module docstring); ``DataError`` naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "not a regular file" if path.exists() else "no such file"
+        raise DataError(f"{path}: {problem} (expected MR's Latin-1 sentences, one per line)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: empty file, expected one sentence per line")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the final newline
+    if not data.isascii() and _is_utf8(data):
+        number = next(i for i, line in enumerate(lines, start=1) if not line.isascii())
+        raise DataError(
+            f"{path}:{number}: the file is UTF-8 (a re-encoded copy?), expected MR's Latin-1/cp1252 bytes "
+            f"(e.g. b'\\xe9' for 'é'): {_shorten(lines[number - 1].decode('utf-8'))}"
+        )
+    sentences = []
+    for number, line in enumerate(lines, start=1):
+        control = _CONTROL_BYTES.search(line)
+        if control:
+            raise DataError(
+                f"{path}:{number}: control byte {control.group()!r} at byte {control.start() + 1} of the line, "
+                "expected Latin-1 text (UTF-16?)"
+            )
+        tokens = tuple(token.decode("latin-1").lower() for token in line.split())  # bytes.split: ASCII whitespace
+        if not tokens:
+            raise DataError(f"{path}:{number}: empty line, expected a sentence")
+        sentences.append(tokens)
+    return tuple(sentences)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_mr(directory: str | os.PathLike) -> Split:
+    """Every MR sentence: ``rt-polarity.pos``'s (label 1), then ``rt-polarity.neg``'s (label 0)."""
+    if not Path(directory).is_dir():
+        names = " and ".join(name for name, _ in POLARITY_FILES)
+        raise DataError(f"{directory}: no such directory (expected MR's {names})")
+    sentences: list[tuple[str, ...]] = []
+    labels: list[int] = []
+    for name, label in POLARITY_FILES:
+        read = read_polarity(Path(directory) / name)
+        sentences += read
+        labels += [label] * len(read)
+    return Split(tuple(sentences), np.asarray(labels, np.int32), str(directory))
+
+
+def fold_indices(
+    n: int, folds: int, fold: int, seed: int = MR_SHUFFLE_SEED, dev_fraction: float = MR_DEV_FRACTION
+) -> dict[str, np.ndarray]:
+    """``{"train", "dev", "test"}``: the example indices (int64) of fold ``fold`` of ``folds`` (module docstring).
+
+    Test is part ``fold`` of the permutation of ``range(n)`` seeded by ``seed``, cut in ``folds`` parts; dev is the
+    first ``round(dev_fraction * r)`` of the other ``r`` indices (in permutation order) and train the rest.
+    """
+    if folds < 2 or not 0 <= fold < folds:
+        raise ValueError(f"need folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
+    if not 0 < dev_fraction < 1:
+        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
+    rest = np.concatenate([part for k, part in enumerate(parts) if k != fold])
+    num_dev = round(dev_fraction * len(rest))
+    if min(len(parts[fold]), num_dev, len(rest) - num_dev) < 1:
+        raise DataError(f"{n} examples are too few for {folds} folds with a {dev_fraction:.0%} dev part")
+    return {"train": rest[num_dev:], "dev": rest[:num_dev], "test": parts[fold]}
+
+
+def subset(split: Split, indices: np.ndarray) -> Split:
+    """The examples ``indices`` of ``split``, in that order."""
+    return Split(tuple(split.sentences[i] for i in indices), split.labels[indices], split.source)
+
+
+def load_mr(
+    directory: str | os.PathLike, folds: int = 10, fold: int = 0, min_count: int = 1, max_len: int = 64
+) -> SentimentData:
+    """MR's two files, checked, cut into fold ``fold``'s train/dev/test (module docstring), with train's vocabulary."""
+    everything = read_mr(directory)
+    splits = {name: subset(everything, indices) for name, indices in fold_indices(len(everything), folds, fold).items()}
     vocab = build_vocab(splits["train"].sentences, min_count)
     return SentimentData(vocab, *(encode(splits[name], vocab, max_len) for name in SPLITS))
 

@@ -1,12 +1,13 @@
-r"""Part-of-speech tagging on UD English-EWT with a BiLSTM tagger (see seqjax.experiments.tagging).
+r"""POS tagging on UD English-EWT or chunking on CoNLL-2000 with a BiLSTM tagger (see seqjax.experiments.tagging).
 
     python experiments/tagging.py --workdir=runs/ewt_bilstm
     python experiments/tagging.py --cell=gru --workdir=runs/ewt_bigru
     python experiments/tagging.py --char_features=0 --workdir=runs/ewt_no_chars
+    python experiments/tagging.py --dataset=conll2000 --data=../shared/data/conll2000 --workdir=runs/conll2000_bilstm
 
-Dev and test UPOS accuracy after every epoch (eval/metrics.jsonl, TensorBoard), the best-dev model in
-best/, results.json with the per-epoch accuracies and the test accuracy of the best-dev epoch. Rerunning
-a command resumes from the workdir's last checkpoint.
+Dev and test UPOS accuracy (chunking: chunk F1 and token accuracy) after every epoch (eval/metrics.jsonl,
+TensorBoard), the best-dev model in best/, results.json with the per-epoch scores and the test score of
+the best-dev epoch. Rerunning a command resumes from the workdir's last checkpoint.
 """
 
 import dataclasses
@@ -18,11 +19,15 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
 from seqjax.experiments import flag_checks
-from seqjax.experiments.tagging import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+from seqjax.experiments.tagging import DATASETS, EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
 
 HELP = {
-    "data": "Directory of the CoNLL-U files {prefix}-train.conllu, -dev.conllu, -test.conllu.",
-    "prefix": "File name prefix of the CoNLL-U files.",
+    "dataset": "ud: POS tagging (UPOS) of CoNLL-U files; conll2000: chunking (IOB2) of CoNLL-2000 files.",
+    "data": "ud: directory of {prefix}-train.conllu, -dev.conllu, -test.conllu; conll2000: of train.txt, test.txt.",
+    "prefix": "ud: file name prefix of the CoNLL-U files.",
+    "dev_fraction": "conll2000: the last this fraction of train.txt's sentences is the dev split.",
+    "pos_feature": "conll2000: feed the files' POS tags (an embedding) to the tagger.",
+    "pos_embed": "Size of the POS tag embedding (with --pos_feature).",
     "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
     "num_layers": "Stacked recurrent layers.",
     "embed": "Word embedding size (lower-cased words).",
@@ -50,7 +55,8 @@ HELP = {
     "seed": "Random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "char_embed", "char_window", "max_word_len", "hidden", "min_count", "batch_size",
-            "bucket_pool", "pad_multiple", "epochs", "eval_batch_size", "log_every", "checkpoint_every"}  # fmt: skip
+            "pos_embed", "bucket_pool", "pad_multiple", "epochs", "eval_batch_size", "log_every",
+            "checkpoint_every"}  # fmt: skip
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 for field in dataclasses.fields(Config):
@@ -58,6 +64,8 @@ for field in dataclasses.fields(Config):
     kind = type(field.default)
     extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
     define[kind](field.name, field.default, HELP[field.name], **extra)
+flags.register_validator("dataset", lambda v: v in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}")
+flags.register_validator("dev_fraction", lambda v: 0 < v < 1, "--dev_fraction must be in (0, 1)")
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("char_window", lambda v: v % 2 == 1, "--char_window must be odd")

@@ -1,23 +1,27 @@
 """A recurrent sequence tagger (many-to-many): word and character features, a BiLSTM, a tag per token.
 
-For a right-padded batch ``words [b, t]``, ``chars [b, t, w]`` with true lengths ``n [b]`` and ``L`` layers
-of any seqjax cell::
+For a right-padded batch ``words [b, t]``, ``chars [b, t, w]`` (and, optionally, given tags ``pos [b, t]``)
+with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
 
-    x_s      = [ E[word_s] ; charcnn(chars_s) ]              E [V, e]; charcnn: [f]
+    x_s      = [ E[word_s] ; charcnn(chars_s) ; P[pos_s] ]    E [V, e]; charcnn: [f]; P [Q, p] (if Q > 0)
     charcnn  = max_{j < len} relu(K [c_{j-1}; c_j; c_{j+1}] + k)  c_j = C[char_j] (0 outside the word), K [3c, f]
     h^1_s    = cell(h^1_{s-1}, drop(x_s))                    one seqjax.unroll per layer and direction, lengths
     h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))              bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s]
     logits_s = drop(h^L_s) W + c                             W [k h, T], c [T], k = 2 if bidirectional else 1
 
 The character feature (a CNN of window ``char_window`` with max-pooling over the word's characters, as in
-Ma and Hovy 2016) reads the original form: case, digits, suffixes; it is what tags unknown words. Since
-the unroller holds the carry at padded steps and zeroes their outputs, and a word's character feature
-reads only its own characters, a sentence's logits do not depend on its padding or its batch mates.
+Ma and Hovy 2016) reads the original form: case, digits, suffixes; it is what tags unknown words. The
+optional ``P[pos_s]`` embeds a tag given with the input (a chunker reads the POS tags of the CoNLL-2000
+files, as the BiLSTM chunkers of the literature do); without it (``pos_vocab_size = 0``) the model and its
+initialisation are exactly those of the plain tagger. Since the unroller holds the carry at padded steps
+and zeroes their outputs, and a word's character feature reads only its own characters, a sentence's
+logits do not depend on its padding or its batch mates.
 Logits at padded positions are those of a zero vector (``c``), never counted by ``loss`` or ``accuracy``.
 ``drop`` is dropout of rate ``dropout`` (a fresh mask per element; none on the recurrent path).
 
 Parameters: ``{"embedding": [V, e], "char_embedding": [C, c], "char_w": [window c, f], "char_b": [f],
-"layers": [per layer: cell params, or (forward, backward) params], "out_w": [k h, T], "out_b": [T]}``.
+"layers": [per layer: cell params, or (forward, backward) params], "out_w": [k h, T], "out_b": [T]}``, and
+``"pos_embedding": [Q, p]`` if ``pos_vocab_size = Q > 0``.
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ class TaggerConfig:
       char_window: odd CNN window in characters.
       bidirectional: read each layer's input both ways.
       dropout: rate on the word vectors, between layers and before the output layer.
-      embed_scale: word and character embeddings start ``N(0, embed_scale^2)``.
+      embed_scale: word, character and POS embeddings start ``N(0, embed_scale^2)``.
+      pos_vocab_size: Q, given input tags (``<pad>`` = 0); 0: no such input.
+      pos_embed_size: p, their embedding (used only if Q > 0).
     """
 
     vocab_size: int
@@ -68,12 +74,14 @@ class TaggerConfig:
     bidirectional: bool = True
     dropout: float = 0.33
     embed_scale: float = 0.1
+    pos_vocab_size: int = 0
+    pos_embed_size: int = 25
 
     def __post_init__(self):
         sizes = (self.vocab_size, self.char_vocab_size, self.num_tags, self.num_layers, self.hidden_size,
-                 self.embed_size, self.char_embed_size)  # fmt: skip
-        if min(sizes) < 1 or self.char_features < 0:
-            raise ValueError(f"sizes must be >= 1 (char_features >= 0): {self}")
+                 self.embed_size, self.char_embed_size, self.pos_embed_size)  # fmt: skip
+        if min(sizes) < 1 or self.char_features < 0 or self.pos_vocab_size < 0:
+            raise ValueError(f"sizes must be >= 1 (char_features, pos_vocab_size >= 0): {self}")
         if self.char_window < 1 or self.char_window % 2 == 0:
             raise ValueError(f"char_window must be odd and positive, got {self.char_window}")
         if not 0 <= self.dropout < 1:
@@ -85,6 +93,11 @@ class TaggerConfig:
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def input_size(self) -> int:
+        """The first layer's input: ``e + f`` (+ ``p`` with given tags)."""
+        return self.embed_size + self.char_features + (self.pos_embed_size if self.pos_vocab_size else 0)
+
 
 @functools.cache
 def tagger_cell(config: TaggerConfig) -> Cell:
@@ -92,18 +105,27 @@ def tagger_cell(config: TaggerConfig) -> Cell:
 
 
 def init_params(config: TaggerConfig, key: jax.Array) -> dict:
-    """The parameters (module docstring), float32; cells by their own initialisers, W, K LeCun-normal, biases 0."""
+    """The parameters (module docstring), float32; cells by their own initialisers, W, K LeCun-normal, biases 0.
+
+    ``P`` comes from ``fold_in(key, 1)``, so the other parameters do not depend on whether it exists.
+    """
     cell = tagger_cell(config)
     k_embed, k_chars, k_conv, k_out, *k_layers = jax.random.split(key, 4 + config.num_layers)
     layers = []
     for layer, k in enumerate(k_layers):
-        input_size = config.embed_size + config.char_features if layer == 0 else config.directions * config.hidden_size
+        input_size = config.input_size if layer == 0 else config.directions * config.hidden_size
         k_forward, k_backward = jax.random.split(k)
         forward = cell.init_params(k_forward, input_size, config.hidden_size)
         layers.append(
             (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
         )
     scale = config.embed_scale
+    given_tags = {}
+    if config.pos_vocab_size:
+        k_pos = jax.random.fold_in(key, 1)
+        given_tags["pos_embedding"] = scale * jax.random.normal(
+            k_pos, (config.pos_vocab_size, config.pos_embed_size), jnp.float32
+        )
     return {
         "embedding": scale * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
         "char_embedding": scale
@@ -115,6 +137,7 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
         "layers": layers,
         "out_w": initializers.lecun_normal(k_out, (config.directions * config.hidden_size, config.num_tags)),
         "out_b": jnp.zeros((config.num_tags,), jnp.float32),
+        **given_tags,
     }
 
 
@@ -139,6 +162,7 @@ def apply(
     chars: jax.Array,
     lengths: jax.Array,
     key: jax.Array | None = None,
+    pos: jax.Array | None = None,
 ) -> jax.Array:
     """Tag logits ``[b, t, T]`` float32 for the right-padded sentences.
 
@@ -149,13 +173,19 @@ def apply(
       chars: ``[b, t, w]`` int character ids of each word's original form, ``<pad>`` (0) after its end.
       lengths: ``[b]`` int, 1 to t.
       key: dropout key (training); ``None`` (evaluation) applies no dropout.
+      pos: ``[b, t]`` int ids of the given tags, required iff ``config.pos_vocab_size > 0``.
     """
+    if (pos is None) != (config.pos_vocab_size == 0):
+        need = "required" if pos is None else "unused"
+        raise ValueError(f"pos_vocab_size={config.pos_vocab_size}: the given tags (pos) are {need}")
     cell = tagger_cell(config)
     lengths = jnp.asarray(lengths)
     keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
     x = params["embedding"][words]  # [b, t, e]
     if config.char_features:
         x = jnp.concatenate([x, char_features(config, params, chars)], axis=-1)  # [b, t, e + f]
+    if pos is not None:
+        x = jnp.concatenate([x, params["pos_embedding"][pos]], axis=-1)  # [b, t, e + f + p]
     for layer_params, k in zip(params["layers"], keys[:-1], strict=True):
         x = dropout(x, config.dropout, k)
         if config.bidirectional:
@@ -187,17 +217,27 @@ def accuracy(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Arra
 
 
 def batch_loss(config: TaggerConfig):
-    """The ``make_training`` loss ``(params, (words, chars, lengths, tags), key) -> (loss, {"accuracy"})``."""
+    """The ``make_training`` loss ``(params, (words, chars, lengths, tags[, pos]), key) -> (loss, {"accuracy"})``.
+
+    The batch holds ``pos`` iff ``config.pos_vocab_size > 0``.
+    """
 
     def loss_fn(params, batch, key):
-        words, chars, lengths, tags = batch
-        logits = apply(config, params, words, chars, lengths, key)
+        words, chars, lengths, tags, *pos = batch
+        logits = apply(config, params, words, chars, lengths, key, *pos)
         return loss(logits, tags, lengths), {"accuracy": accuracy(logits, tags, lengths)}
 
     return loss_fn
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def predict(config: TaggerConfig, params: dict, words: jax.Array, chars: jax.Array, lengths: jax.Array) -> jax.Array:
+def predict(
+    config: TaggerConfig,
+    params: dict,
+    words: jax.Array,
+    chars: jax.Array,
+    lengths: jax.Array,
+    pos: jax.Array | None = None,
+) -> jax.Array:
     """``apply`` without dropout, jitted (one compilation per ``config`` and padded shape)."""
-    return apply(config, params, words, chars, lengths)
+    return apply(config, params, words, chars, lengths, pos=pos)

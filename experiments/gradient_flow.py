@@ -9,6 +9,10 @@ again at --num_snapshots points, on the same evaluation batch.
     python experiments/gradient_flow.py --workdir=runs/gradient_flow
     python experiments/gradient_flow.py --linear --recurrent_scale=3,0.2 --seq_len=30 --workdir=runs/linear
     python experiments/gradient_flow.py --cells=lstm --forget_bias=0,1,3 --train_steps=0 --workdir=runs/fb
+    python experiments/gradient_flow.py --cells=rnn,lstm,gru,attention --workdir=runs/gf_attention
+
+'attention' in --cells adds a single causal self-attention layer on the same inputs and measures
+||dL/dx_t|| (the gradient w.r.t. the inputs) for every model, drawn in input_gradient_flow.png.
 
 Writes into --workdir: flags.json, gradient_norms.csv (one row per curve, snapshot, carry part and
 time step), summary.json (ratios at fixed distances, losses, spectral radii) and gradient_flow.png.
@@ -24,10 +28,13 @@ from absl import app, flags
 from seqjax import initializers, workdir
 from seqjax.cells import BUILTIN_CELLS
 from seqjax.experiments.flag_checks import known_cells
-from seqjax.experiments.gradient_flow import TASKS, Config, run, settings
+from seqjax.experiments.gradient_flow import ATTENTION, TASKS, Config, run, settings
 
 CELLS = flags.DEFINE_list(
-    "cells", ["rnn", "lstm", "gru"], f"Cells to compare: {', '.join(BUILTIN_CELLS)}, or 'module:attr' for your own."
+    "cells",
+    ["rnn", "lstm", "gru"],
+    f"Cells to compare: {', '.join(BUILTIN_CELLS)}, or 'module:attr' for your own; '{ATTENTION}' adds a causal "
+    "self-attention layer and the input-gradient figure.",
 )
 SEQ_LEN = flags.DEFINE_integer("seq_len", 100, "Sequence length T.", lower_bound=2)
 HIDDEN = flags.DEFINE_integer("hidden", 128, "Hidden size H.", lower_bound=1)
@@ -71,7 +78,11 @@ flags.register_validator(
     "recurrent_scale", lambda v: _floats(v, positive=True), "--recurrent_scale must be a list of positive numbers"
 )
 flags.register_validator("forget_bias", lambda v: _floats(v, positive=False), "--forget_bias must be a list of numbers")
-flags.register_validator("cells", known_cells, "--cells must name at least one cell")
+flags.register_validator(
+    "cells",
+    lambda names: names == [ATTENTION] or known_cells([n for n in names if n != ATTENTION]),
+    "--cells must name at least one cell",
+)
 
 
 def config_from_flags() -> Config:

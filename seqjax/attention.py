@@ -554,11 +554,12 @@ def transformer_encoder(
     *,
     config: EncoderConfig,
     key: jax.Array | None = None,
+    mask: jax.Array | None = None,
 ) -> jax.Array:
     """N encoder blocks over embedded inputs with positions; padded positions of the output are zero.
 
         x_0 = drop(embed(inputs) + PE)
-        x_l = encoder_block(x_{l-1}, padding_mask(lengths))       l = 1..N
+        x_l = encoder_block(x_{l-1}, padding_mask(lengths) & mask)       l = 1..N
         out = LN(x_N) if pre_norm else x_N;   out[b, t] = 0 for t >= lengths[b]
 
     Args:
@@ -568,6 +569,8 @@ def transformer_encoder(
         Padded keys are masked, so a sequence's outputs do not depend on its padding or batch mates.
       config: the config the params were made with.
       key: PRNG key for dropout; None = deterministic (evaluation).
+      mask: an extra bool mask broadcastable to ``[b, h, t, t]`` (True = may attend), combined with the
+        padding mask: ``causal_mask(t)`` makes the stack a decoder-only (GPT-style) causal model.
 
     Returns:
       ``[b, t, d_model]``.
@@ -577,7 +580,7 @@ def transformer_encoder(
     k_embed, *block_keys = _keys(key, 1 + config.num_layers)
     x = dropout(embed(params, inputs, config=config), config.dropout_rate, k_embed)
     t = x.shape[1]
-    mask = None if lengths is None else padding_mask(lengths, t)
+    mask = combine_masks(None if lengths is None else padding_mask(lengths, t), mask)
     for block, k in zip(params["blocks"], block_keys, strict=True):
         x = encoder_block(
             block,

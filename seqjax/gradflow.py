@@ -1,4 +1,4 @@
-"""Gradient-flow diagnostics: dL/dcarry_t at every step, Jacobian norms, spectral radii.
+"""Gradient-flow diagnostics: dL/dcarry_t and dL/dx_t at every step, Jacobian norms, spectral radii.
 
 Pure functions returning arrays; plotting lives in ``seqjax.plots``.
 
@@ -52,6 +52,23 @@ def carry_gradients(
         return loss_fn(unroll(cell, params, xs, probe=probe, **unroll_kwargs))
 
     return jax.value_and_grad(loss_of_probe)(probe)
+
+
+def input_gradients(loss_fn: Callable[[jax.Array], jax.Array], xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """dL/dx_t for every step t: the gradient with respect to the inputs, defined for any model.
+
+    Unlike dL/dcarry_t it needs no carry, so it compares recurrent cells with attention on the same
+    inputs: for a cell it is ``dL/dx_t = (dh_t/dx_t)^T dL/dh_t`` (the carry gradient through one input
+    projection), for self-attention the sum over every position that attends to x_t.
+
+    Args:
+      loss_fn: ``xs -> scalar`` loss of the whole model.
+      xs: inputs ``[b, t, d]``.
+
+    Returns:
+      ``(loss, grads [b, t, d])``.
+    """
+    return jax.value_and_grad(loss_fn)(xs)
 
 
 def scaled_norm(x: jax.Array, axis) -> jax.Array:

@@ -9,6 +9,13 @@ again at ``num_snapshots`` points, on the same evaluation batch.
 ``run(config, workdir)`` writes flags.json, gradient_norms.csv (one row per curve, snapshot, carry
 part and time step), summary.json (ratios at fixed distances, losses, spectral radii) and
 gradient_flow.png. The command-line entry point is ``experiments/gradient_flow.py``.
+
+Attention vs recurrence (opt-in): ``"attention"`` among the cells adds a single causal self-attention
+layer reading the same inputs (``attention_outputs``), with the same readout, loss and training. It
+has no carry, so for every model the gradient with respect to the *inputs*, ||dL/dx_t||, is measured
+too (measure ``input_grad`` in the CSV, ``input_ratio_at_steps_back`` in the summary) and drawn in
+``input_gradient_flow.png``; the dL/dh_t curves of the recurrent cells are unchanged. Without
+``"attention"`` nothing of this is computed and the outputs are exactly as before.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import gradflow, initializers, plots, train, workdir
+from seqjax import attention, gradflow, initializers, plots, train, workdir
 from seqjax.cells import Cell, cell_by_name, rnn
 from seqjax.data import synthetic
 from seqjax.scan import Unrolled, unroll
 
 TASKS = ("adding", "adding_hochreiter", "random")
+ATTENTION = "attention"  # the --cells entry of the self-attention layer
 TASK_BASELINES = {
     "adding": synthetic.ADDING_LE_BASELINE_MSE,
     "adding_hochreiter": synthetic.ADDING_HOCHREITER_BASELINE_MSE,
@@ -57,12 +65,13 @@ class Config:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One curve family: a cell with one recurrent scale (and one forget bias, for LSTMs)."""
+    """One curve family: a cell with one recurrent scale (and one forget bias, for LSTMs), or the
+    self-attention layer (``cell_name == ATTENTION``, ``cell`` None)."""
 
     cell_name: str
     recurrent_scale: float
     forget_bias: float | None
-    cell: Cell
+    cell: Cell | None
 
     @property
     def label(self) -> str:
@@ -75,15 +84,20 @@ class Setting:
 
 
 def settings(config: Config) -> list[Setting]:
-    """The curves to draw: every cell x scale, and LSTMs also x forget bias."""
+    """The curves to draw: every cell x scale, and LSTMs also x forget bias; attention (no recurrent
+    weights to scale) once."""
     result = []
-    for scale in config.recurrent_scales:
+    for i, scale in enumerate(config.recurrent_scales):
         if config.linear:
             init = initializers.recurrent_init("identity", scale)
             result.append(Setting("linear", scale, None, rnn("identity", recurrent_init=init)))
             continue
         init = initializers.recurrent_init(config.recurrent_init, scale, config.spectral_radius)
         for name in config.cells:
+            if name == ATTENTION:
+                if i == 0:
+                    result.append(Setting(ATTENTION, 1.0, None, None))
+                continue
             biases = config.forget_biases if name.startswith("lstm") else (None,)
             for bias in biases:
                 cell = cell_by_name(name, init, forget_bias=1.0 if bias is None else bias)
@@ -110,20 +124,73 @@ def init_model(cell: Cell, key, config: Config):
     return {"cell": cell.init_params(k_cell, task_input_size(config), config.hidden), "readout": readout}
 
 
-def task_loss(readout, unrolled: Unrolled, targets, loss: str):
+def init_attention_model(key, config: Config):
+    """Params of ``attention_outputs`` plus the same linear readout ``h -> 1`` as ``init_model``.
+
+    ``input``: ``[d -> h]`` dense, ``attention``: one head of size h (``attention.init_multi_head``),
+    Glorot-uniform kernels and zero biases.
+    """
+    k_input, k_attention, k_out = jax.random.split(key, 3)
+    return {
+        "input": attention.init_dense(k_input, task_input_size(config), config.hidden),
+        "attention": attention.init_multi_head(k_attention, config.hidden, num_heads=1),
+        "readout": initializers.lecun_normal(k_out, (config.hidden, 1)),
+    }
+
+
+def attention_outputs(params, xs: jax.Array) -> jax.Array:
+    """A single causal self-attention layer with a residual connection over the inputs ``[b, t, d]``.
+
+        z_t = x_t W_in + b_in + PE_t                     PE: sinusoidal positions, [t, h]
+        a_t = sum_{s <= t} softmax_s(q_t . k_s / sqrt(h)) v_s,   q, k, v = z W_q + b_q, z W_k + b_k, z W_v + b_v
+        y_t = z_t + a_t W_o + b_o                        [b, t, h]
+
+    Every x_s (s <= t) reaches y_t through one attention weight, whatever t - s: no product of
+    per-step Jacobians as in a recurrence.
+    """
+    z = attention.dense(params["input"], xs)  # [b, t, h]
+    z = z + jnp.broadcast_to(attention.sinusoidal_positions(z.shape[1], z.shape[2]), z.shape)
+    attended, _ = attention.multi_head_attention(params["attention"], z, z, attention.causal_mask(z.shape[1]))
+    return z + attended
+
+
+def model_outputs(cell: Cell | None, params, xs: jax.Array) -> jax.Array:
+    """``[b, t, h]``: the unrolled cell's outputs, or the attention layer's for ``cell=None``."""
+    return attention_outputs(params, xs) if cell is None else unroll(cell, params["cell"], xs).outputs
+
+
+def output_loss(readout, outputs: jax.Array, targets, loss: str):
     """Mean squared error of a linear readout of the last output ``[b, h]`` or of every output ``[b, t, h]``."""
-    outputs = unrolled.outputs[:, -1] if loss == "last" else unrolled.outputs
+    outputs = outputs[:, -1] if loss == "last" else outputs
     return jnp.mean(jnp.square(outputs @ readout - targets))
 
 
-def measure(cell: Cell, config: Config, params, xs, targets):
-    """Batch-mean ``||dL/dcarry_t||`` per carry part ``{part: [t]}``, the loss, and optional Jacobian norms."""
+def task_loss(readout, unrolled: Unrolled, targets, loss: str):
+    """``output_loss`` of an unrolled cell."""
+    return output_loss(readout, unrolled.outputs, targets, loss)
+
+
+def measure(cell: Cell | None, config: Config, params, xs, targets):
+    """Batch-mean ``||dL/dcarry_t||`` per carry part ``{part: [t]}``, the loss, and optional Jacobian norms;
+    with attention requested also ``||dL/dx_t||`` (``("input_grad", "input")``), the only measure of
+    the attention layer (``cell=None``)."""
+    result = {}
+    if ATTENTION in config.cells:
+
+        def loss_of_inputs(inputs):
+            return output_loss(params["readout"], model_outputs(cell, params, inputs), targets, config.loss)
+
+        loss, input_grads = gradflow.input_gradients(loss_of_inputs, xs)
+        result[("input_grad", "input")] = gradflow.mean_over_batch(gradflow.step_norms(input_grads))
+    if cell is None:
+        return loss, result
 
     def loss_fn(unrolled):
         return task_loss(params["readout"], unrolled, targets, config.loss)
 
     loss, grads = gradflow.carry_gradients(loss_fn, cell, params["cell"], xs)
-    result = {("grad_norm", part): v for part, v in _by_part(gradflow.mean_over_batch(gradflow.step_norms(grads)))}
+    carry_norms = gradflow.mean_over_batch(gradflow.step_norms(grads))
+    result = {("grad_norm", part): v for part, v in _by_part(carry_norms)} | result
     if config.jacobian_examples:
         jacobians = gradflow.final_output_jacobians(cell, params["cell"], xs[: config.jacobian_examples])
         frobenius, spectral = gradflow.jacobian_norms(jacobians)
@@ -138,7 +205,7 @@ def _by_part(tree) -> list[tuple[str, jax.Array]]:
     return [(jax.tree_util.keystr(path).lstrip(".") or "hidden", leaf) for path, leaf in leaves]
 
 
-def make_train_segment(cell: Cell, config: Config):
+def make_train_segment(cell: Cell | None, config: Config):
     """``seqjax.train`` with Adam and global-norm clipping, and a jitted function running ``n`` steps
     with ``lax.scan``; the batch of step k is drawn from ``fold_in(state.key, k)``."""
     clipping = train.Clipping("global_norm", config.clip) if config.clip > 0 else train.Clipping()
@@ -146,7 +213,7 @@ def make_train_segment(cell: Cell, config: Config):
     def loss_fn(params, batch, key):
         del key
         xs, targets = batch
-        return task_loss(params["readout"], unroll(cell, params["cell"], xs), targets, config.loss), {}
+        return output_loss(params["readout"], model_outputs(cell, params, xs), targets, config.loss), {}
 
     training = train.make_training(loss_fn, train.optimizer("adam", config.learning_rate), clipping)
 
@@ -169,7 +236,7 @@ def snapshot_steps(config: Config) -> list[int]:
 
 def spectral_radii(params) -> list[float] | None:
     """Spectral radius of each recurrent gate block, for cells that store ``w_hh``."""
-    cell_params = params["cell"]
+    cell_params = params.get("cell")
     if not isinstance(cell_params, dict) or "w_hh" not in cell_params:
         return None
     return [float(r) for r in gradflow.block_spectral_radii(cell_params["w_hh"])]
@@ -186,7 +253,10 @@ def run(config: Config, out_dir: str | Path) -> dict:
     rows, summary, learning_curves = [], {"settings": []}, []
     started = time.perf_counter()
     for setting in settings(config):
-        params = init_model(setting.cell, init_key, config)
+        if setting.cell is None:
+            params = init_attention_model(init_key, config)
+        else:
+            params = init_model(setting.cell, init_key, config)
         measure_fn = jax.jit(lambda p, cell=setting.cell: measure(cell, config, p, eval_xs, eval_targets))
         training, segment = make_train_segment(setting.cell, config)
         state = training.init(params, train_key)
@@ -247,24 +317,31 @@ def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
 
 def _snapshot_summary(config: Config, step: int, eval_loss: float, norms, params) -> dict:
     distances = sorted({d for d in (10, 50, config.seq_len - 1) if d < config.seq_len})
-    ratios = {}
+    ratios, input_ratios = {}, {}
     for (measure_name, part), values in norms.items():
-        if measure_name != "grad_norm":
+        if measure_name not in ("grad_norm", "input_grad"):
             continue
         values = np.asarray(values, dtype=np.float64)
         last = _reference(norms, measure_name)
-        ratios[part] = {str(d): float(values[-1 - d] / last) if last > 0 else None for d in distances}
-    return {
+        at = {str(d): float(values[-1 - d] / last) if last > 0 else None for d in distances}
+        (ratios if measure_name == "grad_norm" else input_ratios)[part] = at
+    summary = {
         "train_step": step,
         "eval_loss": eval_loss,
         "ratio_at_steps_back": ratios,
         "spectral_radii": spectral_radii(params),
     }
+    if input_ratios:
+        summary["input_ratio_at_steps_back"] = input_ratios["input"]
+    return summary
 
 
 def _headline(snapshot: dict) -> str:
     parts = []
-    for part, ratios in snapshot["ratio_at_steps_back"].items():
+    named = dict(snapshot["ratio_at_steps_back"])
+    if "input_ratio_at_steps_back" in snapshot:
+        named["x"] = snapshot["input_ratio_at_steps_back"]
+    for part, ratios in named.items():
         d = max(int(k) for k in ratios if int(k) <= 50)
         value = ratios[str(d)]
         parts.append(f"{part}[T-{d}]/[T]={value:.2e}" if value is not None else f"{part}: n/a")
@@ -279,8 +356,8 @@ def _write_outputs(config: Config, out_dir: Path, rows, summary, learning_curves
     panels = []
     for step in snapshots:
         curves = []
-        for label in dict.fromkeys(r["label"] for r in rows):
-            parts = dict.fromkeys(r["carry"] for r in rows if r["label"] == label)
+        for label in dict.fromkeys(r["label"] for r in rows if r["measure"] == "grad_norm"):
+            parts = dict.fromkeys(r["carry"] for r in rows if r["label"] == label and r["measure"] == "grad_norm")
             for part in sorted(parts, key=lambda p: p != "hidden"):
                 selected = [
                     r
@@ -322,6 +399,30 @@ def _write_outputs(config: Config, out_dir: Path, rows, summary, learning_curves
         baseline=TASK_BASELINES.get(config.task),
         title=title,
     )
+    if any(r["measure"] == "input_grad" for r in rows):
+        plots.gradient_flow_figure(
+            _input_gradient_panels(rows, snapshots),
+            out_dir / INPUT_FIGURE,
+            ylabel="||dL/dx_t|| / ||dL/dx_T||",
+            title=f"gradient w.r.t. the inputs, same inputs for every model; {title}",
+        )
+
+
+INPUT_FIGURE = "input_gradient_flow.png"
+
+
+def _input_gradient_panels(rows, snapshots) -> list[tuple[str, list[plots.Curve]]]:
+    """One panel per snapshot: ``||dL/dx_t|| / ||dL/dx_T||`` against T - t, one curve per model."""
+    panels = []
+    for step in snapshots:
+        curves = []
+        measured = [r for r in rows if r["measure"] == "input_grad" and r["train_step"] == step]
+        for label in dict.fromkeys(r["label"] for r in measured):
+            selected = [r for r in measured if r["label"] == label]
+            x = np.array([r["steps_back"] for r in selected])
+            curves.append(plots.Curve(label, x, np.array([r["ratio"] for r in selected]), label))
+        panels.append(("at initialisation" if step == 0 else f"after {step} training steps", curves))
+    return panels
 
 
 def _closed_form_error(config: Config, rows) -> dict:

@@ -1,4 +1,4 @@
-"""Train and evaluate a recurrent language model with truncated BPTT (Zaremba et al. 2014's recipe).
+"""Train and evaluate a recurrent or a causal Transformer language model (Zaremba et al. 2014's recipe).
 
 The training split is cut into ``batch_size`` parallel streams and read in windows of ``bptt`` steps
 (``seqjax.data.lm_batches``); one epoch is every full window once, in order. The carry is handed from
@@ -6,6 +6,15 @@ window to window and reset to zero at the start of every epoch; the gradient sto
 boundaries (``seqjax.models.lm_training``). The learning rate is ``lr * lr_decay ** max(e + 1 -
 decay_epoch, 0)`` in epoch e (0-based), Zaremba's schedule. After every epoch the validation split is
 evaluated from a zero state; at the end the test split too (when the corpus has one).
+
+``model="transformer"`` trains a decoder-only causal Transformer (``seqjax.models.transformer_lm``;
+``num_layers`` blocks of width ``hidden``, ``num_heads`` heads, feed-forward ``mlp_ratio * hidden``,
+context ``bptt``) on the same windows, schedule, optimizer and clipping. It has no carry: every
+window is read on its own in training, and evaluation reads windows of ``bptt`` tokens with stride
+``eval_stride`` (``0``: ``bptt``, independent windows as in training), so a prediction sees at most
+``bptt`` tokens where the LSTM's carried state has seen the whole split before it
+(``seqjax.models.lm_training``). ``cell``, ``embed``, ``tie_weights``, ``init_scale``, ``cell_init`` and
+``eval_bptt`` are recurrent-only and ignored. ``results.json`` records ``num_params`` for both.
 
 A run's ``--workdir`` holds ``flags.json`` (the run's Config, from which ``load_trained`` rebuilds the
 model for ``experiments/sample.py``), ``vocab.json``, ``checkpoints/``, ``metrics.jsonl``, ``eval.jsonl`` (one line per
@@ -30,10 +39,12 @@ from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
 from seqjax.data.text import Vocab
 from seqjax.experiments.epoch_training import fit_epochs
-from seqjax.models import lm, lm_metrics, lm_training
+from seqjax.models import lm, lm_metrics, lm_training, transformer_lm
 
 VOCAB_JSON = "vocab.json"
 RESULTS_JSON = "results.json"
+MODELS = ("rnn", "transformer")
+ModelConfig = lm.LMConfig | transformer_lm.TransformerLMConfig
 CURVE_PNG = "valid_curve.png"
 
 
@@ -44,12 +55,15 @@ class Config:
     corpus: str = "ptb_words"
     data: str = "../shared/data/ptb"
     valid_fraction: float = 0.1
+    model: str = "rnn"  # "rnn" (any cell) or "transformer"
     cell: str = "lstm"
     num_layers: int = 2
     hidden: int = 200
     embed: int = 0  # 0: = hidden
     dropout: float = 0.0
     tie_weights: bool = False
+    num_heads: int = 4  # transformer only
+    mlp_ratio: int = 4  # transformer only: feed-forward size / hidden
     init_scale: float = 0.1
     cell_init: str = "uniform"
     bptt: int = 20
@@ -64,6 +78,7 @@ class Config:
     max_steps: int = 0  # > 0: stop after this many updates (a quick run); 0: all epochs
     eval_batch_size: int = 1
     eval_bptt: int = 100
+    eval_stride: int = 0  # transformer only: 0 = bptt (independent windows)
     log_every: int = 100
     checkpoint_every: int = 1000
     seed: int = 0
@@ -100,9 +115,30 @@ FIXED_FLAGS = (
     "init_scale", "cell_init", "bptt", "batch_size", "optimizer", "learning_rate", "clipping", "clip",
     "decay_epoch", "lr_decay", "seed",
 )  # fmt: skip
+# Checked too when --model=transformer; a recurrent run leaves them out, so workdirs made before these
+# flags existed (whose flags.json lacks them) still resume.
+TRANSFORMER_FIXED_FLAGS = ("model", "num_heads", "mlp_ratio")
 
 
-def model_config(config: Config, vocab_size: int) -> lm.LMConfig:
+def fixed_flags(config: Config) -> tuple[str, ...]:
+    """The flags a checkpoint of this run depends on (``workdir.claim``'s ``fixed``)."""
+    return FIXED_FLAGS + (TRANSFORMER_FIXED_FLAGS if config.model == "transformer" else ())
+
+
+def model_config(config: Config, vocab_size: int) -> ModelConfig:
+    """The model of a run: ``lm.LMConfig`` or, for ``model="transformer"``, a ``TransformerLMConfig``."""
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(MODELS)}")
+    if config.model == "transformer":
+        return transformer_lm.TransformerLMConfig(
+            vocab_size=vocab_size,
+            context=config.bptt,
+            num_layers=config.num_layers,
+            d_model=config.hidden,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            dropout=config.dropout,
+        )
     return lm.LMConfig(
         vocab_size=vocab_size,
         cell=config.cell,
@@ -126,26 +162,41 @@ def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedu
     return schedule
 
 
-def make_lm_training(config: Config, model: lm.LMConfig, steps_per_epoch: int) -> tuple[train.Training, optax.Schedule]:
-    """The jittable training step of a run (truncated BPTT, the carry in ``TrainState.model_state``)."""
+def make_lm_training(config: Config, model: ModelConfig, steps_per_epoch: int) -> tuple[train.Training, optax.Schedule]:
+    """The jittable training step of a run (truncated BPTT with the carry in ``TrainState.model_state``;
+    for the Transformer, independent windows and no model state)."""
     schedule = learning_rate_schedule(config, steps_per_epoch)
+    recurrent = isinstance(model, lm.LMConfig)
+    window_loss = lm_training.window_loss if recurrent else lm_training.independent_window_loss
     training = train.make_training(
-        lm_training.window_loss(model, config.bptt),
+        window_loss(model, config.bptt),
         train.optimizer(config.optimizer, schedule),
         train.Clipping(config.clipping, config.clip),
         learning_rate=schedule,
-        stateful=True,
+        stateful=recurrent,
     )
     return training, schedule
 
 
-def initial_state(config: Config, model: lm.LMConfig, training: train.Training) -> train.TrainState:
+def init_model_params(model: ModelConfig, key: jax.Array) -> dict:
+    if isinstance(model, lm.LMConfig):
+        return lm.init_params(model, key)
+    return transformer_lm.init_params(model, key)
+
+
+def num_params(params) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
+
+
+def initial_state(config: Config, model: ModelConfig, training: train.Training) -> train.TrainState:
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    params = lm.init_params(model, init_key)
-    return training.init(params, train_key, lm.init_carry(model, params, config.batch_size))
+    params = init_model_params(model, init_key)
+    if isinstance(model, lm.LMConfig):
+        return training.init(params, train_key, lm.init_carry(model, params, config.batch_size))
+    return training.init(params, train_key)
 
 
-def load_trained(run_dir: str | Path) -> tuple[lm.LMConfig, str, Vocab, Any, int]:
+def load_trained(run_dir: str | Path) -> tuple[ModelConfig, str, Vocab, Any, int]:
     """``(model, corpus format, vocabulary, params, step)`` from the latest checkpoint of a run's workdir."""
     run_dir = Path(run_dir)
     marker = run_dir / workdir.MARKER
@@ -168,9 +219,12 @@ def load_trained(run_dir: str | Path) -> tuple[lm.LMConfig, str, Vocab, Any, int
     return model, config.corpus, vocab, state.params, int(state.step)
 
 
-def evaluate_split(model: lm.LMConfig, params, ids, config: Config) -> dict[str, float]:
+def evaluate_split(model: ModelConfig, params, ids, config: Config) -> dict[str, float]:
     streams = parallel_streams(ids, config.eval_batch_size)
-    nll, count = lm_training.evaluate(model, params, streams, config.eval_bptt)
+    if isinstance(model, lm.LMConfig):
+        nll, count = lm_training.evaluate(model, params, streams, config.eval_bptt)
+    else:
+        nll, count = lm_training.evaluate_windows(model, params, streams, config.eval_stride or config.bptt)
     return lm_metrics.summary(nll, count)
 
 
@@ -188,6 +242,12 @@ def draw_valid_curve(path: Path, history: list[dict[str, Any]], fmt: str, label:
     plots.epoch_curve_figure([plots.Curve(label, epochs, values, label, "-o")], name, {}, path)
 
 
+def label(config: Config) -> str:
+    if config.model == "transformer":
+        return f"transformer {config.num_layers} x {config.hidden}, {config.num_heads} heads"
+    return f"{config.cell} {config.num_layers} x {config.hidden}"
+
+
 def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, Any]:
     """Trains (or resumes) and evaluates; returns and writes ``results.json``."""
     corpus = corpus or load_corpus(config.corpus, config.data, config.valid_fraction)
@@ -201,8 +261,13 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
 
+    if config.model == "transformer" and not config.eval_stride <= config.bptt:
+        raise ValueError(f"--eval_stride={config.eval_stride} must be at most --bptt={config.bptt}")
+
     training, _ = make_lm_training(config, model, steps_per_epoch)
     state = initial_state(config, model, training)
+    parameter_count = num_params(state.params)
+    print(f"{label(config)}: {parameter_count:,} parameters", flush=True)
     device_streams = jnp.asarray(streams)
 
     def batch(k: int):
@@ -226,6 +291,7 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
         "epochs": int(state.step) / steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
         "tokens_per_step": config.batch_size * config.bptt,
+        "num_params": parameter_count,
         "valid": history[-1]["valid"],  # fit_epochs evaluates after the last step
         "history": history,
     }
@@ -235,7 +301,7 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
     if corpus.test is not None:
         results["test"] = evaluate_split(model, state.params, corpus.test, config)
     workdir.write_json(out / RESULTS_JSON, results)
-    draw_valid_curve(out / CURVE_PNG, history, corpus.fmt, config.cell)
+    draw_valid_curve(out / CURVE_PNG, history, corpus.fmt, label(config))
     for split in ("valid", "test"):
         if split in results:
             print(f"{split} {_describe(results[split], corpus.fmt)}", flush=True)

@@ -5,6 +5,16 @@ carry enters from ``TrainState.model_state`` (the previous window's last carry, 
 of an epoch) and is not differentiated through: the gradient is cut at every window boundary while
 the state flows on. The objective is Zaremba et al.'s: the NLL summed over the window's ``bptt``
 steps and averaged over the batch, so their learning rates (1.0 with SGD) carry over.
+
+The causal Transformer (``seqjax.models.transformer_lm``) has no carry to hand on. It is trained on
+the same windows with the same objective, but each window is read on its own: the prediction at
+offset ``s`` of a window sees the ``s + 1`` tokens ``window[0..s]`` and nothing before the window, so
+over a window of ``bptt`` tokens a prediction sees ``(bptt + 1) / 2`` tokens on average, while the
+LSTM's carried state has (in principle) seen everything since the start of the epoch, its gradient
+only truncated at the boundary. ``evaluate_windows`` scores a split either the same way
+(``stride = context``: independent windows) or with a sliding window (``stride < context``: every
+prediction after the first window sees at least ``context - stride + 1`` tokens); the recurrent
+``evaluate`` carries the state through the whole split.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.data.lm_batches import all_windows, window
-from seqjax.models import lm
+from seqjax.models import lm, transformer_lm
 
 
 def window_loss(config: lm.LMConfig, bptt: int):
@@ -68,3 +78,79 @@ def evaluate(config: lm.LMConfig, params, streams: np.ndarray, bptt: int) -> tup
         tail_sum, carries = _scan_windows(config, params, carries, tail_inputs, tail_targets)
         total = total + tail_sum
     return float(total), streams.shape[0] * (streams.shape[1] - 1)
+
+
+def independent_window_loss(config: transformer_lm.TransformerLMConfig, bptt: int):
+    """The ``make_training`` (stateless) loss of the Transformer: ``(params, (streams, index, reset), key)``.
+
+    The same windows and objective as ``window_loss`` (NLL summed over the window, averaged over
+    the batch); ``reset`` is ignored, as there is no carry: each window is read on its own.
+    """
+
+    def loss(params, batch, key):
+        streams, index, _ = batch
+        inputs, targets = window(streams, index, bptt)
+        logits = transformer_lm.apply(config, params, inputs, key if config.dropout > 0 else None)
+        nll = lm.token_nll(logits, targets)  # [B, bptt]
+        return jnp.sum(jnp.mean(nll, axis=0)), {"nll_per_token": jnp.mean(nll)}
+
+    return loss
+
+
+def sliding_windows(stream: np.ndarray, context: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows over one stream ``[L]`` such that every one of its ``L - 1`` targets is scored exactly once.
+
+    Window k reads inputs ``stream[k*stride : k*stride + context]`` and scores the targets one step
+    later at offsets ``[0, context)`` for k = 0 and ``[context - stride, context)`` after it, so a
+    scored prediction sees ``offset + 1`` tokens. The last window is padded (with token 0, unscored);
+    under the causal mask the padding cannot reach a scored position.
+
+    Returns:
+      ``(inputs, targets, scored)``, each ``[K, context]`` (int, int, bool).
+    """
+    if not 1 <= stride <= context:
+        raise ValueError(f"the evaluation stride must be in [1, context={context}], got {stride}")
+    n = len(stream) - 1  # number of (input, target) pairs
+    count = 1 + max(0, -(-(n - context) // stride))  # ceil((n - context) / stride) windows after the first
+    offsets = np.arange(context)[None, :]
+    positions = np.arange(count)[:, None] * stride + offsets  # [K, context] input positions
+    valid = positions < n
+    scored = valid & ((offsets >= context - stride) | (np.arange(count)[:, None] == 0))
+    clipped = np.minimum(positions, n - 1)
+    inputs = np.where(valid, stream[clipped], 0)
+    targets = np.where(valid, stream[clipped + 1], 0)
+    return inputs, targets, scored
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scored_nll(config: transformer_lm.TransformerLMConfig, params, inputs, targets, scored):
+    """Summed NLL of the scored targets of windows ``[K, chunk, t]``, one chunk of windows at a time."""
+
+    def body(total, chunk):
+        x, y, keep = chunk
+        nll = lm.token_nll(transformer_lm.apply(config, params, x), y)
+        return total + jnp.sum(jnp.where(keep, nll, 0.0)), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (inputs, targets, scored))
+    return total
+
+
+def evaluate_windows(
+    config: transformer_lm.TransformerLMConfig, params, streams: np.ndarray, stride: int, chunk: int = 64
+) -> tuple[float, int]:
+    """``(summed NLL in nats, number of targets)`` of a causal Transformer over every target of ``streams [B, L]``.
+
+    Each row is cut into ``sliding_windows(row, config.context, stride)``, evaluated ``chunk``
+    windows at a time; every one of the ``B * (L - 1)`` targets is scored once. ``stride =
+    config.context`` reads independent windows as in training; a smaller stride gives every
+    prediction more context at ``context / stride`` times the cost.
+    """
+    parts = [sliding_windows(row, config.context, stride) for row in np.asarray(streams)]
+    arrays = [np.concatenate(a) for a in zip(*parts, strict=True)]  # inputs, targets, scored: [K, context]
+    pad = -len(arrays[0]) % chunk  # whole chunks: unscored all-zero windows
+    arrays = [np.concatenate([a, np.zeros((pad, a.shape[1]), a.dtype)]) for a in arrays]
+    inputs, targets, scored = (jnp.asarray(a.reshape(-1, chunk, config.context)) for a in arrays)  # [K/chunk, ...]
+    total = _scored_nll(config, params, inputs.astype(jnp.int32), targets.astype(jnp.int32), scored)
+    count = int(scored.sum())
+    assert count == streams.shape[0] * (streams.shape[1] - 1), "every target is scored exactly once"
+    return float(total), count

@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import flag_checks
+from seqjax.experiments import config_flags, flag_checks
 from seqjax.experiments.captioning import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
 
 HELP = {
@@ -51,11 +51,7 @@ POSITIVE = {"digits_per_image", "train_size", "dev_size", "test_size", "conv1", 
             "hidden", "batch_size", "epochs", "eval_batch_size", "log_every", "checkpoint_every"}  # fmt: skip
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-for field in dataclasses.fields(Config):
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE)
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
@@ -72,11 +68,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
-    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    config = config_flags.config_from_flags(Config)
     try:
         data = load_data(config)  # bad sizes or fractions: nothing written
         check(config, data)
-        out = workdir.claim(WORKDIR.value, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS)
+        out = workdir.claim(
+            WORKDIR.value,
+            EXPERIMENT,
+            dataclasses.asdict(config),
+            fixed=FIXED_FLAGS,
+            defaults=dataclasses.asdict(Config()),
+        )
         run(config, out, data)
     except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
         raise app.UsageError(str(e)) from e

@@ -24,7 +24,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import flag_checks
+from seqjax.experiments import config_flags, flag_checks
 from seqjax.experiments.language_model import MODELS, PRESETS, Config, fixed_flags, run
 from seqjax.models.lm import CELL_INITS
 
@@ -65,11 +65,7 @@ POSITIVE = {"num_layers", "hidden", "bptt", "batch_size", "epochs", "decay_epoch
 
 PRESET = flags.DEFINE_enum("preset", None, list(PRESETS), "A published recipe; explicit flags override it.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-for field in dataclasses.fields(Config):
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE)
 flags.register_validator("model", lambda v: v in MODELS, f"--model must be one of {', '.join(MODELS)}")
 flags.register_validator("corpus", lambda v: v in FORMATS, f"--corpus must be one of {', '.join(FORMATS)}")
 flags.register_validator("cell_init", lambda v: v in CELL_INITS, f"--cell_init must be {' or '.join(CELL_INITS)}")

@@ -18,6 +18,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
+from seqjax.experiments import config_flags
 from seqjax.experiments.lm_baselines import FIXED_FLAGS, MODELS, Config, check, run
 
 HELP = {
@@ -46,13 +47,7 @@ POSITIVE = {"order", "context", "embed", "hidden", "batch_size", "epochs", "eval
 MODEL = flags.DEFINE_enum("model", None, list(MODELS), "kn: Kneser-Ney n-grams; nnlm: Bengio et al. 2003.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 flags.mark_flag_as_required("model")
-for field in dataclasses.fields(Config):
-    if field.name == "model":
-        continue
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE, skip=("model",))
 flags.register_validator("corpus", lambda v: v in FORMATS, f"--corpus must be one of {', '.join(FORMATS)}")
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
@@ -64,7 +59,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
-    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    config = config_flags.config_from_flags(Config)
     try:
         corpus = load_corpus(config.corpus, config.data)  # bad data: nothing written
         check(config, corpus)

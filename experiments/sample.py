@@ -5,7 +5,8 @@ r"""Sample text from a trained language model (a workdir of experiments/language
     python experiments/sample.py --run=runs/hello --prime=h --length=4 --greedy
 
 Character models take --prime as text; word models as space-separated words (each must be in the
-vocabulary). The same --seed gives the same text.
+vocabulary). The same --seed gives the same text. A Transformer LM (--model=transformer) rereads the
+last `context` tokens at every step.
 """
 
 import sys

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import flag_checks
+from seqjax.experiments import config_flags, flag_checks
 from seqjax.experiments.sentiment import (
     ALL_FOLDS,
     DATASETS,
@@ -34,6 +34,7 @@ from seqjax.experiments.sentiment import (
     run_folds,
 )
 from seqjax.models.classifier import POOLINGS
+from seqjax.models.token_encoder import ENCODERS
 
 HELP = {
     "data": "Directory of SST-2's train.tsv, dev.tsv, test.tsv (label<TAB>text, one header line), or of MR's "
@@ -43,7 +44,10 @@ HELP = {
     "fold": "--dataset=mr: the test fold, 0-based (10% of the others are dev); -1: every fold into <workdir>/fold_<k>.",
     "init_embeddings": "A word2vec file (binary if it ends in .bin, else text) of dimension --embed: the vocabulary's "
     "words found in it start from their vectors, the others random.",
+    "encoder": "rnn: layers of --cell; transformer: self-attention blocks of width --hidden (no --bidirectional).",
     "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
+    "num_heads": "Attention heads of --encoder=transformer (--hidden must be divisible by it).",
+    "mlp_ratio": "--encoder=transformer: the feed-forward size is mlp_ratio * --hidden.",
     "num_layers": "Stacked recurrent layers.",
     "embed": "Embedding size.",
     "hidden": "Hidden size of every layer (per direction).",
@@ -69,21 +73,28 @@ HELP = {
     "seed": "Random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "hidden", "min_count", "max_len", "batch_size", "bucket_pool", "pad_multiple",
-            "epochs", "eval_batch_size", "log_every", "checkpoint_every"}  # fmt: skip
+            "epochs", "eval_batch_size", "log_every", "checkpoint_every",
+            "num_heads", "mlp_ratio"}  # fmt: skip
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-for field in dataclasses.fields(Config):
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": {"folds": 2, "fold": ALL_FOLDS}.get(field.name, int(field.name in POSITIVE))}
-    extra = extra if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE, lower_bounds={"folds": 2, "fold": ALL_FOLDS})
 flags.register_validator("pooling", lambda v: v in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}")
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("embed_dropout", lambda v: 0 <= v < 1, "--embed_dropout must be in [0, 1)")
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
+flags.register_validator("encoder", lambda v: v in ENCODERS, f"--encoder must be one of {', '.join(ENCODERS)}")
+flags.register_multi_flags_validator(
+    ["encoder", "bidirectional"],
+    lambda f: not (f["encoder"] == "transformer" and f["bidirectional"] and flags.FLAGS["bidirectional"].present),
+    "--bidirectional does not apply to --encoder=transformer (self-attention reads both ways)",
+)
+flags.register_multi_flags_validator(
+    ["encoder", "hidden", "num_heads"],
+    lambda f: f["encoder"] != "transformer" or f["hidden"] % f["num_heads"] == 0,
+    "--encoder=transformer: --hidden must be divisible by --num_heads",
+)
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
 flags.register_validator("dataset", lambda v: v in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}")
 flags.register_multi_flags_validator(
@@ -101,7 +112,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
-    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    config = config_flags.config_from_flags(Config)
     if not flags.FLAGS["data"].present:
         config = dataclasses.replace(config, data=DEFAULT_DATA[config.dataset])
     every_fold = config.fold == ALL_FOLDS

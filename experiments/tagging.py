@@ -18,8 +18,9 @@ from absl import app, flags, logging
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import flag_checks
+from seqjax.experiments import config_flags, flag_checks
 from seqjax.experiments.tagging import DATASETS, EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+from seqjax.models.token_encoder import ENCODERS
 
 HELP = {
     "dataset": "ud: POS tagging (UPOS) of CoNLL-U files; conll2000: chunking (IOB2) of CoNLL-2000 files.",
@@ -28,7 +29,10 @@ HELP = {
     "dev_fraction": "conll2000: the last this fraction of train.txt's sentences is the dev split.",
     "pos_feature": "conll2000: feed the files' POS tags (an embedding) to the tagger.",
     "pos_embed": "Size of the POS tag embedding (with --pos_feature).",
+    "encoder": "rnn: layers of --cell; transformer: self-attention blocks of width --hidden (no --bidirectional).",
     "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
+    "num_heads": "Attention heads of --encoder=transformer (--hidden must be divisible by it).",
+    "mlp_ratio": "--encoder=transformer: the feed-forward size is mlp_ratio * --hidden.",
     "num_layers": "Stacked recurrent layers.",
     "embed": "Word embedding size (lower-cased words).",
     "char_embed": "Character embedding size.",
@@ -56,14 +60,11 @@ HELP = {
 }
 POSITIVE = {"num_layers", "embed", "char_embed", "char_window", "max_word_len", "hidden", "min_count", "batch_size",
             "pos_embed", "bucket_pool", "pad_multiple", "epochs", "eval_batch_size", "log_every",
-            "checkpoint_every"}  # fmt: skip
+            "checkpoint_every",
+            "num_heads", "mlp_ratio"}  # fmt: skip
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-for field in dataclasses.fields(Config):
-    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE)
 flags.register_validator("dataset", lambda v: v in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}")
 flags.register_validator("dev_fraction", lambda v: 0 < v < 1, "--dev_fraction must be in (0, 1)")
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
@@ -71,6 +72,17 @@ flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in 
 flags.register_validator("char_window", lambda v: v % 2 == 1, "--char_window must be odd")
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
+flags.register_validator("encoder", lambda v: v in ENCODERS, f"--encoder must be one of {', '.join(ENCODERS)}")
+flags.register_multi_flags_validator(
+    ["encoder", "bidirectional"],
+    lambda f: not (f["encoder"] == "transformer" and f["bidirectional"] and flags.FLAGS["bidirectional"].present),
+    "--bidirectional does not apply to --encoder=transformer (self-attention reads both ways)",
+)
+flags.register_multi_flags_validator(
+    ["encoder", "hidden", "num_heads"],
+    lambda f: f["encoder"] != "transformer" or f["hidden"] % f["num_heads"] == 0,
+    "--encoder=transformer: --hidden must be divisible by --num_heads",
+)
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
 
 
@@ -79,11 +91,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
-    config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+    config = config_flags.config_from_flags(Config)
     try:
         data = load_data(config)  # bad data: nothing written
         check(config, data)
-        out = workdir.claim(WORKDIR.value, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS)
+        out = workdir.claim(
+            WORKDIR.value,
+            EXPERIMENT,
+            dataclasses.asdict(config),
+            fixed=FIXED_FLAGS,
+            defaults=dataclasses.asdict(Config()),
+        )
         run(config, out, data)
     except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
         raise app.UsageError(str(e)) from e

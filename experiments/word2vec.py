@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from seqjax import workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
+from seqjax.experiments import config_flags
 from seqjax.experiments.word2vec import FIXED_FLAGS, Config, load_vectors, prepare, query, run
 from seqjax.models.word2vec_training import LOSSES, MODELS, OPTIMIZERS
 
@@ -50,11 +51,7 @@ POSITIVE = {"dim", "window", "epochs", "batch_size", "min_count", "restrict_voca
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 QUERY = flags.DEFINE_string("query", None, "Answer this from the workdir's vectors instead of training.")
 TOPN = flags.DEFINE_integer("topn", 10, "Neighbours listed for a --query.", lower_bound=1)
-for field in dataclasses.fields(Config):
-    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-    kind = type(field.default)
-    extra = {"lower_bound": 1 if field.name in POSITIVE else 0} if kind in (int, float) else {}
-    define[kind](field.name, field.default, HELP[field.name], **extra)
+config_flags.define_flags(Config, HELP, POSITIVE)
 flags.register_validator("model", lambda v: v in MODELS, f"--model must be one of {', '.join(MODELS)}")
 flags.register_validator("loss", lambda v: v in LOSSES, f"--loss must be one of {', '.join(LOSSES)}")
 flags.register_validator("optimizer", lambda v: v in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
@@ -74,7 +71,7 @@ def main(argv):
             for word, score in query(vectors, QUERY.value, TOPN.value):
                 print(f"{score:+.4f}  {word}")
             return
-        config = Config(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Config)})
+        config = config_flags.config_from_flags(Config)
         prepared = prepare(config)  # bad data: nothing written
         print(f"{config.corpus}: {prepared.raw_words:,} words, vocabulary {len(prepared.vocab):,}")
         out = workdir.claim(WORKDIR.value, "word2vec", dataclasses.asdict(config), fixed=FIXED_FLAGS)

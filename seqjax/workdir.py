@@ -34,36 +34,48 @@ def prepare(workdir: str | os.PathLike) -> Path:
     return path
 
 
-def claim(workdir: str | os.PathLike, experiment: str, flags: Mapping, fixed: Collection[str] = ()) -> Path:
+def claim(
+    workdir: str | os.PathLike,
+    experiment: str,
+    flags: Mapping,
+    fixed: Collection[str] = (),
+    defaults: Mapping | None = None,
+) -> Path:
     """Makes ``workdir`` the directory of a run of ``experiment``, or checks that it already is one.
 
     A missing or empty directory is created and gets ``flags.json`` = ``{"experiment": experiment,
     "flags": flags}``. A directory whose ``flags.json`` names the same experiment is accepted when
     every flag in ``fixed`` (those a checkpoint there depends on) has the value it had, and its
     ``flags.json`` is then rewritten with this run's flags. Anything else raises ``WorkdirError`` with
-    one line naming the directory and what was expected, before anything is written.
+    one line naming the directory and what was expected, before anything is written. A fixed flag that
+    the record lacks (a run made before the flag existed) is taken to have had its value in ``defaults``.
 
     Args:
       workdir: the directory (``--workdir``).
       experiment: the experiment's name, e.g. ``"long_dependency"``.
       flags: the run's flags, JSON-serialisable.
       fixed: names in ``flags`` that must not change between runs in the same directory.
+      defaults: the experiment's default flags, for records that predate a fixed flag; None: such a
+        record matches no value.
 
     Returns:
       The directory as a ``Path``.
     """
     path = Path(workdir)
     flags = json.loads(json.dumps(dict(flags)))  # tuples become lists, as they will be when read back
+    defaults = json.loads(json.dumps(dict(defaults or {})))
     if path.exists():
         if not path.is_dir():
             raise WorkdirError(f"--workdir {path} exists and is not a directory")
         entries = sorted(p.name for p in path.iterdir())
         if entries:
-            _check_owner(path, entries, experiment, flags, fixed)
+            _check_owner(path, entries, experiment, flags, fixed, defaults)
     return _write_marker(prepare(path), experiment, flags)
 
 
-def _check_owner(path: Path, entries: list[str], experiment: str, flags: dict, fixed: Collection[str]) -> None:
+def _check_owner(
+    path: Path, entries: list[str], experiment: str, flags: dict, fixed: Collection[str], defaults: dict
+) -> None:
     marker = path / MARKER
     if MARKER not in entries:
         raise WorkdirError(
@@ -78,6 +90,8 @@ def _check_owner(path: Path, entries: list[str], experiment: str, flags: dict, f
     if owner != experiment:
         raise WorkdirError(f"--workdir {path} holds a run of {owner}, not {experiment}; give a new --workdir")
     for name in fixed:
+        if name not in old_flags and name in defaults:
+            old_flags[name] = defaults[name]
         if old_flags.get(name) != flags.get(name):
             raise WorkdirError(
                 f"--workdir {path} holds a run made with --{name}={_spell(old_flags.get(name))}, this run has "

@@ -148,5 +148,5 @@ def test_a_run_recorded_before_the_new_flags_resumes_with_their_defaults(tmp_pat
         (tmp_path / run).mkdir()
         (tmp_path / run / "flags.json").write_text(json.dumps({"experiment": "sentiment", "flags": old}))
     assert sentiment.claim_workdir(tmp_path / "sst2", sentiment.Config(epochs=5)) == tmp_path / "sst2"
-    with pytest.raises(workdir.WorkdirError, match="--dataset=None, this run has --dataset=mr"):
+    with pytest.raises(workdir.WorkdirError, match="made with --dataset=sst2, this run has --dataset=mr"):
         sentiment.claim_workdir(tmp_path / "mr", sentiment.Config(dataset="mr"))

@@ -13,6 +13,7 @@ import pytest
 from seqjax.data.corpus import load_corpus
 from seqjax.experiments import language_model
 from seqjax.models import lm_training, transformer_lm
+from seqjax.models.sampling import sample
 
 TINY = transformer_lm.TransformerLMConfig(vocab_size=11, context=7, num_layers=2, d_model=8, num_heads=2, mlp_ratio=3)
 
@@ -150,3 +151,24 @@ def test_experiment_trains_a_transformer_and_resumes(tmp_path):
     assert max(first["valid"]["nats"], second["valid"]["nats"]) < 0.9 * math.log(5)  # below the uniform guess
     assert language_model.fixed_flags(config)[-3:] == ("model", "num_heads", "mlp_ratio")
     assert "model" not in language_model.fixed_flags(dataclasses.replace(config, model="rnn"))
+
+
+@pytest.mark.parametrize("prime_length", [3, 9], ids=["short-prime", "prime-longer-than-context"])
+def test_sampling_rereads_the_last_context_tokens(tiny_params, prime_length):
+    """``sample`` (a fixed window in a scan) = a Python loop that rereads the last ``context`` tokens of the text,
+    greedy and drawn, past the point where the window slides."""
+    prime = jnp.arange(prime_length, dtype=jnp.int32) % TINY.vocab_size
+    key = jax.random.key(3)
+    logits_of = jax.jit(lambda tokens: transformer_lm.apply(TINY, tiny_params, tokens[None, :])[0, -1])
+    for kw in (dict(greedy=True), dict(temperature=0.7, top_k=4)):
+        text = [int(t) for t in prime]
+        for i in range(12):
+            logits = logits_of(jnp.asarray(text[-TINY.context :], jnp.int32))
+            if kw.get("greedy"):
+                text.append(int(jnp.argmax(logits)))
+            else:
+                scaled = logits / kw["temperature"]
+                scaled = jnp.where(scaled >= jnp.sort(scaled)[-kw["top_k"]], scaled, -jnp.inf)
+                text.append(int(jax.random.categorical(jax.random.fold_in(key, i), scaled)))
+        drawn = sample(TINY, tiny_params, prime, key, length=12, **kw)
+        assert [int(t) for t in drawn] == text[prime_length:], kw

@@ -53,6 +53,18 @@ def test_claim_accepts_its_own_run_when_the_fixed_flags_agree(tmp_path):
     assert json.loads((tmp_path / "flags.json").read_text())["flags"] == {"hidden": 8, "steps": 20}
 
 
+
+def test_a_record_older_than_a_fixed_flag_ran_with_its_default(tmp_path):
+    """A run recorded before ``encoder`` existed resumes with the default encoder, and only with it."""
+    workdir.claim(tmp_path, "exp", {"hidden": 8})
+    defaults = {"hidden": 4, "encoder": "rnn"}
+    with pytest.raises(workdir.WorkdirError, match="made with --encoder=rnn, this run has --encoder=transformer"):
+        workdir.claim(tmp_path, "exp", {"hidden": 8, "encoder": "transformer"}, ("hidden", "encoder"), defaults)
+    with pytest.raises(workdir.WorkdirError, match="made with --encoder=None"):  # no defaults: no match
+        workdir.claim(tmp_path, "exp", {"hidden": 8, "encoder": "rnn"}, ("hidden", "encoder"))
+    workdir.claim(tmp_path, "exp", {"hidden": 8, "encoder": "rnn"}, ("hidden", "encoder"), defaults)
+    assert json.loads((tmp_path / "flags.json").read_text())["flags"] == {"hidden": 8, "encoder": "rnn"}
+
 @pytest.mark.parametrize(
     ("setup", "flags", "message"),
     [

@@ -59,7 +59,10 @@ class Config:
     dataset: str = "sst2"  # sst2 or mr
     folds: int = 10  # mr: the cross-validation's folds
     fold: int = 0  # mr: the test fold, 0-based; -1: all of them in turn (run_folds)
+    encoder: str = "rnn"  # rnn (the cell) or transformer
     cell: str = "lstm"
+    num_heads: int = 4  # transformer
+    mlp_ratio: int = 4  # transformer
     num_layers: int = 1
     embed: int = 300
     hidden: int = 150
@@ -91,6 +94,7 @@ FIXED_FLAGS = (
     "data", "cell", "num_layers", "embed", "hidden", "bidirectional", "pooling", "dropout", "embed_dropout",
     "embed_scale", "min_count", "max_len", "batch_size", "bucket", "bucket_pool", "optimizer", "learning_rate",
     "clip", "seed", "dataset", "folds", "fold", "init_embeddings",
+    "encoder", "num_heads", "mlp_ratio",
 )  # fmt: skip
 DATASETS = ("sst2", "mr")
 DEFAULT_DATA = {"sst2": "../shared/data/sst2", "mr": "../shared/data/mr"}
@@ -98,19 +102,11 @@ ALL_FOLDS = -1
 
 
 def claim_workdir(directory: str | Path, config: Config) -> Path:
-    """``workdir.claim`` of ``directory`` for ``config`` with the ``FIXED_FLAGS``.
-
-    A run recorded before a fixed flag existed (its ``flags.json`` lacks it) ran with that flag's default: it
-    is accepted when this run also has the default.
-    """
-    fixed: tuple[str, ...] = FIXED_FLAGS
-    try:
-        recorded = json.loads((Path(directory) / workdir.MARKER).read_text())["flags"]
-        defaults = Config()
-        fixed = tuple(n for n in FIXED_FLAGS if n in recorded or getattr(config, n) != getattr(defaults, n))
-    except (OSError, ValueError, TypeError, KeyError):
-        pass  # no (readable) record: workdir.claim creates one or says what is wrong
-    return workdir.claim(directory, EXPERIMENT, dataclasses.asdict(config), fixed=fixed)
+    """``workdir.claim`` of ``directory`` for ``config`` with the ``FIXED_FLAGS`` (a record that predates one
+    of them ran with its default)."""
+    return workdir.claim(
+        directory, EXPERIMENT, dataclasses.asdict(config), fixed=FIXED_FLAGS, defaults=dataclasses.asdict(Config())
+    )
 
 
 def load_data(config: Config) -> data_lib.SentimentData:
@@ -176,10 +172,13 @@ def model_config(config: Config, vocab_size: int) -> classifier.ClassifierConfig
     return classifier.ClassifierConfig(
         vocab_size=vocab_size,
         cell=config.cell,
+        encoder=config.encoder,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
         num_layers=config.num_layers,
         hidden_size=config.hidden,
         embed_size=config.embed,
-        bidirectional=config.bidirectional,
+        bidirectional=config.bidirectional and config.encoder == "rnn",  # self-attention reads both ways
         pooling=config.pooling,
         dropout=config.dropout,
         embed_dropout=config.embed_dropout,

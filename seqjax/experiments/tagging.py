@@ -66,7 +66,10 @@ class Config:
     dev_fraction: float = 0.1  # conll2000 only: the last this fraction of train is dev
     pos_feature: bool = True  # conll2000 only: read the given POS tags
     pos_embed: int = 25
+    encoder: str = "rnn"  # rnn (the cell) or transformer
     cell: str = "lstm"
+    num_heads: int = 4  # transformer
+    mlp_ratio: int = 4  # transformer
     num_layers: int = 2
     embed: int = 100
     char_embed: int = 30
@@ -99,6 +102,7 @@ FIXED_FLAGS = (
     "char_embed", "char_features", "char_window", "max_word_len",
     "hidden", "bidirectional", "dropout", "embed_scale", "min_count", "batch_size", "bucket", "bucket_pool",
     "optimizer", "learning_rate", "clip", "seed",
+    "encoder", "num_heads", "mlp_ratio",
 )  # fmt: skip
 
 
@@ -154,13 +158,16 @@ def model_config(config: Config, vocabs: data_lib.Vocabularies, pos: Vocab | Non
         char_vocab_size=len(vocabs.chars),
         num_tags=len(vocabs.tags),
         cell=config.cell,
+        encoder=config.encoder,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
         num_layers=config.num_layers,
         hidden_size=config.hidden,
         embed_size=config.embed,
         char_embed_size=config.char_embed,
         char_features=config.char_features,
         char_window=config.char_window,
-        bidirectional=config.bidirectional,
+        bidirectional=config.bidirectional and config.encoder == "rnn",  # self-attention reads both ways
         dropout=config.dropout,
         embed_scale=config.embed_scale,
         pos_vocab_size=len(pos) if pos is not None and reads_pos(config) else 0,

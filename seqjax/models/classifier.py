@@ -1,4 +1,4 @@
-"""A recurrent sentence classifier (many-to-one): embedding, recurrent encoder, pooling, linear layer.
+"""A sentence classifier (many-to-one): embedding, recurrent (or self-attention) encoder, pooling, linear layer.
 
 For a right-padded batch ``tokens [b, t]`` with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
 
@@ -22,9 +22,14 @@ not depend on how much padding follows it or on the other sentences of its batch
 on non-recurrent connections (rate ``dropout``: between layers and on ``v``; ``drop_e`` on the
 embeddings at rate ``embed_dropout``); a fresh mask per element and step, none on the recurrent path.
 
+With ``encoder="transformer"`` the recurrent layers are replaced by ``L`` self-attention blocks of width
+``h`` (``seqjax.models.token_encoder``): ``h^L = token_encoder(drop_e(x))``, k = 1, and ``last`` pools the
+output at each sentence's last word, ``h^L_{n-1}`` (every position sees the whole sentence).
+
 Parameters: ``{"embedding": [V, e], "layers": [per layer: cell params, or (forward, backward) params],
-"out_w": [k h, C], "out_b": [C]}``. Built-in and user cells alike; every layer has ``hidden_size`` units
-and a cell's output y_t is taken to have the size of its hidden state.
+"out_w": [k h, C], "out_b": [C]}``, with ``"encoder": token_encoder params`` in place of ``"layers"`` for the
+Transformer. Built-in and user cells alike; every layer has ``hidden_size`` units and a cell's output y_t
+is taken to have the size of its hidden state.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import bidirectional as read_both_ways
 from seqjax.layers import dropout
+from seqjax.models import token_encoder
 from seqjax.scan import unroll
 
 POOLINGS = ("last", "mean", "max")
@@ -60,6 +66,10 @@ class ClassifierConfig:
       embed_dropout: dropout rate on the embeddings.
       num_classes: C.
       embed_scale: the embedding starts ``N(0, embed_scale^2)`` (PyTorch's ``nn.Embedding`` uses 1).
+      encoder: ``rnn`` (the cell, ``num_layers`` deep) or ``transformer`` (``num_layers`` self-attention
+        blocks of width ``hidden_size``; ``cell`` is then unused and ``bidirectional`` must be False).
+      num_heads: the Transformer's heads (``hidden_size`` must be divisible by it).
+      mlp_ratio: the Transformer's feed-forward size is ``mlp_ratio * hidden_size``.
     """
 
     vocab_size: int
@@ -73,6 +83,9 @@ class ClassifierConfig:
     embed_dropout: float = 0.0
     num_classes: int = 2
     embed_scale: float = 1.0
+    encoder: str = "rnn"
+    num_heads: int = 4
+    mlp_ratio: int = 4
 
     def __post_init__(self):
         sizes = (self.vocab_size, self.num_layers, self.hidden_size, self.embed_size, self.num_classes)
@@ -84,10 +97,19 @@ class ClassifierConfig:
             raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.embed_dropout}")
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
+        token_encoder.check_encoder(self.encoder, self.bidirectional)
+        if self.encoder == "transformer":
+            self.attention()  # checks the heads
 
     @property
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    def attention(self) -> token_encoder.TokenEncoderConfig:
+        """The self-attention stack of ``encoder="transformer"``."""
+        return token_encoder.TokenEncoderConfig(
+            self.num_layers, self.hidden_size, self.num_heads, self.mlp_ratio, self.dropout
+        )
 
 
 @functools.cache
@@ -98,24 +120,32 @@ def classifier_cell(config: ClassifierConfig) -> Cell:
 
 def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
     """The parameters (module docstring), float32; cells by their own initialisers, W LeCun-normal, c = 0."""
-    cell = classifier_cell(config)
     k_embed, k_out, *k_layers = jax.random.split(key, 2 + config.num_layers)
+    if config.encoder == "transformer":
+        encoder = {"encoder": token_encoder.init_params(k_layers[0], config.embed_size, config.attention())}
+    else:
+        encoder = {"layers": _init_layers(config, k_layers)}
+    features = config.directions * config.hidden_size
+    return {
+        "embedding": config.embed_scale
+        * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
+        **encoder,
+        "out_w": initializers.lecun_normal(k_out, (features, config.num_classes)),
+        "out_b": jnp.zeros((config.num_classes,), jnp.float32),
+    }
+
+
+def _init_layers(config: ClassifierConfig, keys: list[jax.Array]) -> list:
+    cell = classifier_cell(config)
     layers = []
-    for layer, k in enumerate(k_layers):
+    for layer, k in enumerate(keys):
         input_size = config.embed_size if layer == 0 else config.directions * config.hidden_size
         k_forward, k_backward = jax.random.split(k)
         forward = cell.init_params(k_forward, input_size, config.hidden_size)
         layers.append(
             (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
         )
-    features = config.directions * config.hidden_size
-    return {
-        "embedding": config.embed_scale
-        * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
-        "layers": layers,
-        "out_w": initializers.lecun_normal(k_out, (features, config.num_classes)),
-        "out_b": jnp.zeros((config.num_classes,), jnp.float32),
-    }
+    return layers
 
 
 def hidden_state(carry) -> jax.Array:
@@ -152,8 +182,10 @@ def sentence_vectors(
 
     ``key`` draws the dropout masks of the embeddings and between layers; ``None`` applies none.
     """
-    cell = classifier_cell(config)
     lengths = jnp.asarray(lengths)
+    if config.encoder == "transformer":
+        return _attention_sentence_vectors(config, params, tokens, lengths, key)
+    cell = classifier_cell(config)
     keys = [None] * config.num_layers if key is None else list(jax.random.split(key, config.num_layers))
     x = params["embedding"][tokens]  # [b, t, e]
     for layer, (layer_params, k) in enumerate(zip(params["layers"], keys, strict=True)):
@@ -164,6 +196,17 @@ def sentence_vectors(
             result = unroll(cell, layer_params, x, lengths=lengths)
         x = result.outputs  # [b, t, k h]
     return _pool(config.pooling, x, result.carry, config.bidirectional, lengths)
+
+
+def _attention_sentence_vectors(
+    config: ClassifierConfig, params: dict, tokens: jax.Array, lengths: jax.Array, key: jax.Array | None
+) -> jax.Array:
+    k_embed, k_encoder = (None, None) if key is None else jax.random.split(key)
+    x = dropout(params["embedding"][tokens], config.embed_dropout, k_embed)  # [b, t, e]
+    outputs = token_encoder.apply(config.attention(), params["encoder"], x, lengths, k_encoder)  # [b, t, h]
+    if config.pooling == "last":
+        return jnp.take_along_axis(outputs, (lengths - 1)[:, None, None], axis=1)[:, 0]
+    return _pool(config.pooling, outputs, None, False, lengths)
 
 
 def apply(

@@ -19,9 +19,13 @@ logits do not depend on its padding or its batch mates.
 Logits at padded positions are those of a zero vector (``c``), never counted by ``loss`` or ``accuracy``.
 ``drop`` is dropout of rate ``dropout`` (a fresh mask per element; none on the recurrent path).
 
+With ``encoder="transformer"`` the recurrent layers are replaced by ``L`` self-attention blocks of width
+``h`` (``seqjax.models.token_encoder``): ``h^L = token_encoder(drop(x))``, k = 1.
+
 Parameters: ``{"embedding": [V, e], "char_embedding": [C, c], "char_w": [window c, f], "char_b": [f],
 "layers": [per layer: cell params, or (forward, backward) params], "out_w": [k h, T], "out_b": [T]}``, and
-``"pos_embedding": [Q, p]`` if ``pos_vocab_size = Q > 0``.
+``"pos_embedding": [Q, p]`` if ``pos_vocab_size = Q > 0``; ``"encoder": token_encoder params`` in place of
+``"layers"`` for the Transformer.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import bidirectional as read_both_ways
 from seqjax.layers import dropout
+from seqjax.models import token_encoder
 from seqjax.scan import unroll
 
 
@@ -59,6 +64,10 @@ class TaggerConfig:
       embed_scale: word, character and POS embeddings start ``N(0, embed_scale^2)``.
       pos_vocab_size: Q, given input tags (``<pad>`` = 0); 0: no such input.
       pos_embed_size: p, their embedding (used only if Q > 0).
+      encoder: ``rnn`` (the cell, ``num_layers`` deep) or ``transformer`` (``num_layers`` self-attention
+        blocks of width ``hidden_size``; ``cell`` is then unused and ``bidirectional`` must be False).
+      num_heads: the Transformer's heads (``hidden_size`` must be divisible by it).
+      mlp_ratio: the Transformer's feed-forward size is ``mlp_ratio * hidden_size``.
     """
 
     vocab_size: int
@@ -76,6 +85,9 @@ class TaggerConfig:
     embed_scale: float = 0.1
     pos_vocab_size: int = 0
     pos_embed_size: int = 25
+    encoder: str = "rnn"
+    num_heads: int = 4
+    mlp_ratio: int = 4
 
     def __post_init__(self):
         sizes = (self.vocab_size, self.char_vocab_size, self.num_tags, self.num_layers, self.hidden_size,
@@ -88,10 +100,19 @@ class TaggerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
+        token_encoder.check_encoder(self.encoder, self.bidirectional)
+        if self.encoder == "transformer":
+            self.attention()  # checks the heads
 
     @property
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    def attention(self) -> token_encoder.TokenEncoderConfig:
+        """The self-attention stack of ``encoder="transformer"``."""
+        return token_encoder.TokenEncoderConfig(
+            self.num_layers, self.hidden_size, self.num_heads, self.mlp_ratio, self.dropout
+        )
 
     @property
     def input_size(self) -> int:
@@ -109,16 +130,11 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
 
     ``P`` comes from ``fold_in(key, 1)``, so the other parameters do not depend on whether it exists.
     """
-    cell = tagger_cell(config)
     k_embed, k_chars, k_conv, k_out, *k_layers = jax.random.split(key, 4 + config.num_layers)
-    layers = []
-    for layer, k in enumerate(k_layers):
-        input_size = config.input_size if layer == 0 else config.directions * config.hidden_size
-        k_forward, k_backward = jax.random.split(k)
-        forward = cell.init_params(k_forward, input_size, config.hidden_size)
-        layers.append(
-            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
-        )
+    if config.encoder == "transformer":
+        encoder = {"encoder": token_encoder.init_params(k_layers[0], config.input_size, config.attention())}
+    else:
+        encoder = {"layers": _init_layers(config, k_layers)}
     scale = config.embed_scale
     given_tags = {}
     if config.pos_vocab_size:
@@ -134,11 +150,24 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
             k_conv, (config.char_window * config.char_embed_size, config.char_features)
         ),
         "char_b": jnp.zeros((config.char_features,), jnp.float32),
-        "layers": layers,
+        **encoder,
         "out_w": initializers.lecun_normal(k_out, (config.directions * config.hidden_size, config.num_tags)),
         "out_b": jnp.zeros((config.num_tags,), jnp.float32),
         **given_tags,
     }
+
+
+def _init_layers(config: TaggerConfig, keys: list[jax.Array]) -> list:
+    cell = tagger_cell(config)
+    layers = []
+    for layer, k in enumerate(keys):
+        input_size = config.input_size if layer == 0 else config.directions * config.hidden_size
+        k_forward, k_backward = jax.random.split(k)
+        forward = cell.init_params(k_forward, input_size, config.hidden_size)
+        layers.append(
+            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
+        )
+    return layers
 
 
 def char_features(config: TaggerConfig, params: dict, chars: jax.Array) -> jax.Array:
@@ -178,7 +207,6 @@ def apply(
     if (pos is None) != (config.pos_vocab_size == 0):
         need = "required" if pos is None else "unused"
         raise ValueError(f"pos_vocab_size={config.pos_vocab_size}: the given tags (pos) are {need}")
-    cell = tagger_cell(config)
     lengths = jnp.asarray(lengths)
     keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
     x = params["embedding"][words]  # [b, t, e]
@@ -186,12 +214,19 @@ def apply(
         x = jnp.concatenate([x, char_features(config, params, chars)], axis=-1)  # [b, t, e + f]
     if pos is not None:
         x = jnp.concatenate([x, params["pos_embedding"][pos]], axis=-1)  # [b, t, e + f + p]
-    for layer_params, k in zip(params["layers"], keys[:-1], strict=True):
-        x = dropout(x, config.dropout, k)
-        if config.bidirectional:
-            x = read_both_ways(cell, cell, layer_params, x, lengths=lengths).outputs
-        else:
-            x = unroll(cell, layer_params, x, lengths=lengths).outputs  # [b, t, k h]
+    if config.encoder == "transformer":
+        k_in, k_encoder = (None, None) if key is None else jax.random.split(keys[0])
+        x = token_encoder.apply(
+            config.attention(), params["encoder"], dropout(x, config.dropout, k_in), lengths, k_encoder
+        )
+    else:
+        cell = tagger_cell(config)
+        for layer_params, k in zip(params["layers"], keys[:-1], strict=True):
+            x = dropout(x, config.dropout, k)
+            if config.bidirectional:
+                x = read_both_ways(cell, cell, layer_params, x, lengths=lengths).outputs
+            else:
+                x = unroll(cell, layer_params, x, lengths=lengths).outputs  # [b, t, k h]
     logits = dropout(x, config.dropout, keys[-1]) @ params["out_w"]
     return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
 

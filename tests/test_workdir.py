@@ -53,7 +53,6 @@ def test_claim_accepts_its_own_run_when_the_fixed_flags_agree(tmp_path):
     assert json.loads((tmp_path / "flags.json").read_text())["flags"] == {"hidden": 8, "steps": 20}
 
 
-
 def test_a_record_older_than_a_fixed_flag_ran_with_its_default(tmp_path):
     """A run recorded before ``encoder`` existed resumes with the default encoder, and only with it."""
     workdir.claim(tmp_path, "exp", {"hidden": 8})
@@ -64,6 +63,7 @@ def test_a_record_older_than_a_fixed_flag_ran_with_its_default(tmp_path):
         workdir.claim(tmp_path, "exp", {"hidden": 8, "encoder": "rnn"}, ("hidden", "encoder"))
     workdir.claim(tmp_path, "exp", {"hidden": 8, "encoder": "rnn"}, ("hidden", "encoder"), defaults)
     assert json.loads((tmp_path / "flags.json").read_text())["flags"] == {"hidden": 8, "encoder": "rnn"}
+
 
 @pytest.mark.parametrize(
     ("setup", "flags", "message"),

@@ -58,6 +58,7 @@ HELP = {
     "eval_stride": "--model=transformer: evaluation windows of --bptt tokens start every this many (0: --bptt).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "seed": "Random seed.",
 }
 POSITIVE = {"num_layers", "hidden", "bptt", "batch_size", "epochs", "decay_epoch", "eval_batch_size", "eval_bptt",
@@ -82,6 +83,9 @@ def config_from_flags() -> Config:
         if flags.FLAGS[field.name].present:
             values[field.name] = flags.FLAGS[field.name].value
     return Config(**values)
+
+
+flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
 
 
 def main(argv):

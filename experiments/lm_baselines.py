@@ -18,7 +18,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import config_flags
+from seqjax.experiments import config_flags, flag_checks
 from seqjax.experiments.lm_baselines import FIXED_FLAGS, MODELS, Config, check, run
 
 HELP = {
@@ -39,6 +39,7 @@ HELP = {
     "eval_batch_size": "nnlm: predictions per batch when evaluating (speed only).",
     "log_every": "nnlm: metrics every this many steps.",
     "checkpoint_every": "nnlm: checkpoint every this many steps.",
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "seed": "nnlm: random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"order", "context", "embed", "hidden", "batch_size", "epochs", "eval_batch_size", "log_every",
@@ -52,6 +53,8 @@ flags.register_validator("corpus", lambda v: v in FORMATS, f"--corpus must be on
 flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimizer: unknown optimizer")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
+
+flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
 
 
 def main(argv):

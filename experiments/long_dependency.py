@@ -15,7 +15,7 @@ from absl import app, flags, logging
 from seqjax import initializers, train, workdir
 from seqjax.cells import BUILTIN_CELLS
 from seqjax.checkpoints import CheckpointMismatch
-from seqjax.experiments.flag_checks import known_cells, positive_ints
+from seqjax.experiments.flag_checks import devices_fit, known_cells, positive_ints
 from seqjax.experiments.long_dependency import TASKS, Config, run
 
 CELLS = flags.DEFINE_list(
@@ -38,12 +38,22 @@ TEST_BATCHES = flags.DEFINE_integer("test_batches", 10, "Held-out batches for th
 LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Metrics every this many steps.", lower_bound=1)
 CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every this many steps.", lower_bound=1)
 PROFILE_EVERY = flags.DEFINE_integer("profile_every", 250, "Gradient profile every this many steps.", lower_bound=1)
+NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices",
+    0,
+    "Split every batch over this many devices (data parallel; --batch must divide); 0: all.",
+    lower_bound=0,
+)
 SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
 flags.register_validator("cells", known_cells, "--cells must name at least one cell")
 flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
+
+flags.register_multi_flags_validator(
+    ["num_devices", "batch"], lambda f: devices_fit({"num_devices": f["num_devices"], "batch_size": f["batch"]})
+)
 
 
 def main(argv):
@@ -70,6 +80,7 @@ def main(argv):
         log_every=LOG_EVERY.value,
         checkpoint_every=CHECKPOINT_EVERY.value,
         profile_every=PROFILE_EVERY.value,
+        num_devices=NUM_DEVICES.value,
         seed=SEED.value,
     )
     try:

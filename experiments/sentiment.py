@@ -70,6 +70,7 @@ HELP = {
     "eval_batch_size": "Sentences per batch when evaluating (speed only).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "seed": "Random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "hidden", "min_count", "max_len", "batch_size", "bucket_pool", "pad_multiple",
@@ -105,6 +106,8 @@ flags.register_multi_flags_validator(
     lambda f: f["dataset"] == "mr" or (f["fold"], f["folds"]) == (Config.fold, Config.folds),
     "--fold and --folds are MR's cross-validation: give --dataset=mr",
 )
+
+flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
 
 
 def main(argv):

@@ -56,6 +56,7 @@ HELP = {
     "eval_batch_size": "Sentences per batch when evaluating (speed only).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "seed": "Random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "char_embed", "char_window", "max_word_len", "hidden", "min_count", "batch_size",
@@ -84,6 +85,8 @@ flags.register_multi_flags_validator(
     "--encoder=transformer: --hidden must be divisible by --num_heads",
 )
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+
+flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
 
 
 def main(argv):

@@ -60,6 +60,7 @@ HELP = {
     "heatmaps": "Attention heat maps of test sentences written to figures/ (with attention).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "seed": "Random seed (split, initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "hidden", "batch_size", "bucket_pool", "pad_multiple", "epochs", "beam_size",
@@ -84,6 +85,8 @@ flags.register_multi_flags_validator(
     lambda f: 0 < f["dev_fraction"] and 0 < f["test_fraction"] and f["dev_fraction"] + f["test_fraction"] < 1,
     "--dev_fraction and --test_fraction must be positive with a sum below 1",
 )
+
+flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
 
 
 def main(argv):

@@ -3,7 +3,8 @@
 ``fit`` runs ``training.step`` (jitted, the state donated) from the latest checkpoint in ``workdir``
 (or from the given state) up to ``num_steps``. The batch of step k is ``batch_fn(k)`` and the step's
 key is ``fold_in(state.key, k)``, so a run killed at any moment and rerun with the same command
-reaches the same parameters as an uninterrupted one, bit for bit on CPU.
+reaches the same parameters as an uninterrupted one, bit for bit on CPU. Given a ``mesh``
+(``seqjax.parallel``), the step runs data-parallel on its devices: the same steps, each batch split by rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
+from seqjax import parallel
 from seqjax.checkpoints import Checkpointer
 from seqjax.metric_writers import MetricWriter
 from seqjax.train import Training, TrainState
@@ -38,6 +41,7 @@ def fit(
     stop_on_nonfinite: bool = True,
     callback: Callable[[int, TrainState], None] | None = None,
     progress: bool = True,
+    mesh: Mesh | None = None,
 ) -> TrainState:
     """Trains up to ``num_steps`` updates, resuming from ``workdir`` if it holds a checkpoint.
 
@@ -55,6 +59,8 @@ def fit(
         ``make_training(skip_nonfinite=True)`` pass False to skip such steps and count them.
       callback: called as ``callback(k, state)`` after every step, k counting the updates done.
       progress: print a progress line at every log step.
+      mesh: run data-parallel on this ``parallel.data_mesh`` (every batch leaf ``[B, ...]`` with ``B``
+        divisible by its size); None: one device, as jit places it.
 
     Returns:
       The final state.
@@ -66,6 +72,8 @@ def fit(
             state = restored
             if progress:
                 print(f"resumed from {checkpointer.directory / str(int(state.step))}", flush=True)
+        if mesh is not None:
+            state = parallel.place_state(state, mesh)
         start = int(state.step)
         writer = MetricWriter(workdir, resume_step=start + 1)
         try:
@@ -81,6 +89,7 @@ def fit(
                 stop_on_nonfinite,
                 callback,
                 progress,
+                mesh,
             )
         finally:
             writer.close()
@@ -90,14 +99,30 @@ def fit(
 
 
 def _run(
-    training, state, batch_fn, start, num_steps, checkpointer, writer, log_every, stop_on_nonfinite, callback, progress
+    training,
+    state,
+    batch_fn,
+    start,
+    num_steps,
+    checkpointer,
+    writer,
+    log_every,
+    stop_on_nonfinite,
+    callback,
+    progress,
+    mesh,
 ) -> TrainState:
-    step_fn = jax.jit(training.step, donate_argnums=0)
+    if mesh is None:
+        step_fn = jax.jit(training.step, donate_argnums=0)
+        batch_of = batch_fn
+    else:
+        step_fn = parallel.data_parallel_step(training, mesh, state)
+        batch_of = lambda k: parallel.shard_batch(batch_fn(k), mesh)
     pending_nonfinite: list[jax.Array] = []
     skipped = 0
     clock, clock_step = time.perf_counter(), start
     for k in range(start, num_steps):
-        state, metrics = step_fn(state, batch_fn(k))
+        state, metrics = step_fn(state, batch_of(k))
         done = k + 1
         pending_nonfinite.append(metrics["nonfinite"])
         at_log = done % log_every == 0 or done == num_steps

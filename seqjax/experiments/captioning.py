@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import train, workdir
+from seqjax import parallel, train, workdir
 from seqjax.data import digit_captions as data_lib
 from seqjax.data.text import DataError
 from seqjax.experiments import dev_selection
@@ -74,6 +74,7 @@ class Config:
     figure_examples: int = 12
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -272,6 +273,7 @@ def run(config: Config, out: Path, data: data_lib.CaptionData | None = None) -> 
             f"(loss {entry['dev_loss']:.4f})"
         )
 
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -283,6 +285,7 @@ def run(config: Config, out: Path, data: data_lib.CaptionData | None = None) -> 
         "dev_exact",
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
         describe=describe,
     )
     steps = int(state.step)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from jax.sharding import Mesh
+
 from seqjax import loop, train
 from seqjax.checkpoints import Checkpointer
 from seqjax.experiments.epoch_training import read_history
@@ -64,6 +66,7 @@ def fit_selecting_best(
     log_every: int = 100,
     checkpoint_every: int = 1000,
     describe: Callable[[dict[str, Any]], str] | None = None,
+    mesh: Mesh | None = None,
 ) -> Selection:
     """Trains to ``total_steps`` (resuming from ``out``), evaluating and selecting after every epoch.
 
@@ -75,6 +78,7 @@ def fit_selecting_best(
       select: the key of ``evaluate``'s result to maximise.
       log_every, checkpoint_every: as for ``loop.fit``.
       describe: the text of the progress line for an evaluation entry; default: every metric.
+      mesh: as for ``loop.fit`` (data parallel); None: one device.
     """
     (out / EVAL_DIR).mkdir(exist_ok=True)
     eval_writer = MetricWriter(out / EVAL_DIR, resume_step=_latest_step(out) + 1)  # drops evaluations past it
@@ -117,6 +121,7 @@ def fit_selecting_best(
             log_every=log_every,
             checkpoint_every=checkpoint_every,
             callback=after_step,
+            mesh=mesh,
         )
         history = read_history(eval_writer.path)
         if not history or history[-1]["step"] != int(state.step):

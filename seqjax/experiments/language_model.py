@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax import plots, train, workdir
+from seqjax import parallel, plots, train, workdir
 from seqjax.checkpoints import Checkpointer
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
@@ -81,6 +81,7 @@ class Config:
     eval_stride: int = 0  # transformer only: 0 = bptt (independent windows)
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -268,7 +269,8 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
     state = initial_state(config, model, training)
     parameter_count = num_params(state.params)
     print(f"{label(config)}: {parameter_count:,} parameters", flush=True)
-    device_streams = jnp.asarray(streams)
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
+    device_streams = jnp.asarray(streams) if mesh is None else parallel.shard_batch(streams, mesh)  # placed once
 
     def batch(k: int):
         window_index = k % steps_per_epoch
@@ -285,6 +287,7 @@ def run(config: Config, out: Path, corpus: Corpus | None = None) -> dict[str, An
         lambda valid: _describe(valid, corpus.fmt),
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
     )
     results: dict[str, Any] = {
         "steps": int(state.step),

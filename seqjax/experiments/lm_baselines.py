@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import train, workdir
+from seqjax import parallel, train, workdir
 from seqjax.baselines import nnlm
 from seqjax.baselines.ngram import KneserNey
 from seqjax.data.corpus import Corpus
@@ -64,6 +64,7 @@ class Config:
     eval_batch_size: int = 1024
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -155,7 +156,10 @@ def run_nnlm(config: Config, out: Path, corpus: Corpus) -> dict[str, Any]:
     training = make_nnlm_training(config, model)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     state = training.init(nnlm.init_params(model, init_key), train_key)
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     device_contexts, device_targets = jnp.asarray(contexts), jnp.asarray(targets)  # on the device for the run
+    if mesh is not None:  # every device gathers its rows of the batch from its own copy
+        device_contexts, device_targets = parallel.replicate((contexts, targets), mesh)
 
     def batch(k: int):
         index = batch_indices(k, num_positions, config.batch_size, config.seed)
@@ -175,6 +179,7 @@ def run_nnlm(config: Config, out: Path, corpus: Corpus) -> dict[str, Any]:
         lambda valid: f"perplexity {valid['perplexity']:.2f}",
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
     )
     steps = int(state.step)
     results: dict[str, Any] = {

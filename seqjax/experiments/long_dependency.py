@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import gradflow, initializers, loop, plots, train, workdir
+from seqjax import gradflow, initializers, loop, parallel, plots, train, workdir
 from seqjax.cells import Cell, cell_by_name
 from seqjax.data import synthetic
 from seqjax.scan import unroll
@@ -53,6 +53,7 @@ class Config:
     log_every: int = 100
     checkpoint_every: int = 500
     profile_every: int = 250
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -237,6 +238,7 @@ def run_one(config: Config, name: str, seq_len: int, out_dir: Path, progress: bo
         checkpoint_every=config.checkpoint_every,
         callback=callback,
         progress=progress,
+        mesh=parallel.mesh_for(config.num_devices, config.batch),
     )
     save_progress()  # also when the run was already complete: fit then takes no step
     evaluate = jax.jit(lambda p, xs, y: task.metric(outputs_of(p, xs), y))

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import train, workdir
+from seqjax import parallel, train, workdir
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
 from seqjax.data.word2vec_format import load_word2vec
@@ -86,6 +86,7 @@ class Config:
     eval_batch_size: int = 256
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -279,6 +280,7 @@ def run(
             f"test accuracy {entry['test_accuracy']:.4f}"
         )
 
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -290,6 +292,7 @@ def run(
         "dev_accuracy",
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
         describe=describe,
     )
     steps = int(state.step)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import chunk_f1, train, workdir
+from seqjax import chunk_f1, parallel, train, workdir
 from seqjax.data import conll2000
 from seqjax.data import conllu as data_lib
 from seqjax.data.sentiment import epoch_batches
@@ -93,6 +93,7 @@ class Config:
     eval_batch_size: int = 256
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -278,6 +279,7 @@ def run(config: Config, out: Path, data: Data | None = None) -> dict[str, Any]:
             f"test {entry['test_accuracy']:.4f}"
         )
 
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -289,6 +291,7 @@ def run(config: Config, out: Path, data: Data | None = None) -> dict[str, Any]:
         select,
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
         describe=describe,
     )
     steps = int(state.step)

@@ -40,7 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from seqjax import bleu, decoding, train, workdir
+from seqjax import bleu, decoding, parallel, train, workdir
 from seqjax.data import translation as data_lib
 from seqjax.data.sentiment import epoch_batches
 from seqjax.data.text import DataError
@@ -94,6 +94,7 @@ class Config:
     heatmaps: int = 4
     log_every: int = 100
     checkpoint_every: int = 1000
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
 
 
@@ -324,6 +325,7 @@ def run(config: Config, out: Path, data: data_lib.TranslationData | None = None)
     def describe(entry: dict[str, float]) -> str:
         return f"dev BLEU {entry['dev_bleu']:.2f} (greedy, {len(dev_subset)} pairs), loss {entry['dev_loss']:.4f}"
 
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -335,6 +337,7 @@ def run(config: Config, out: Path, data: data_lib.TranslationData | None = None)
         "dev_bleu",
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh,
         describe=describe,
     )
     steps = int(state.step)

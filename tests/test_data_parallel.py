@@ -1,0 +1,54 @@
+"""Data parallelism (seqjax.parallel through loop.fit): on 8 forced CPU devices, the same parameters as one device."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqjax import parallel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory) -> dict:
+    """``tests/data_parallel_run.py``'s result: the device count is fixed when JAX starts, hence a process."""
+    out = tmp_path_factory.mktemp("data_parallel")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "data_parallel_run.py"), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("model", ["regressor", "language_model"])
+def test_data_parallel_training_equals_one_device(eight_devices, model):
+    """8 devices, the same global batch: the parameters agree to float32 rounding after 6 steps (which
+    moved them by 0.1 or more), dropout-like noise and a truncated-BPTT carry included."""
+    result = eight_devices[model]
+    assert eight_devices["devices"] == 8 and result["param_devices"] == 8
+    assert result["moved"] > 0.05
+    assert result["8"] < 1e-6, result
+
+
+def test_the_carry_is_split_by_rows_and_gradients_are_all_reduced(eight_devices):
+    lm = eight_devices["language_model"]
+    assert lm["carry_shard_shapes"] == [[1, 8]] and lm["carry_difference"] < 1e-6  # 8 rows over 8 devices
+    assert eight_devices["all_reduce_in_step"]
+
+
+def test_the_language_model_experiment_with_num_devices_4_validates_as_with_one(eight_devices):
+    one, four = eight_devices["lm_valid_nats_1"], eight_devices["lm_valid_nats_4"]
+    assert 0 < one < 4 and abs(one - four) < 1e-5, (one, four)
+
+
+def test_bad_device_counts_are_one_line_errors(eight_devices):
+    assert eight_devices["errors"] == [
+        "--num_devices=9: 8 cpu device(s) are visible",
+        "--batch_size=12 does not split over 8 devices (--num_devices): give a multiple of 8",
+    ]
+    with pytest.raises(ValueError, match=r"^--num_devices=2: 1 cpu device\(s\) are visible$"):
+        parallel.data_mesh(2)  # this process: one CPU device

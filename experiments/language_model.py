@@ -24,7 +24,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import config_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, flag_checks
 from seqjax.experiments.language_model import MODELS, PRESETS, Config, fixed_flags, run
 from seqjax.models.lm import CELL_INITS
 
@@ -85,15 +85,13 @@ def config_from_flags() -> Config:
     return Config(**values)
 
 
-flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
     config = config_from_flags()
+    distributed_flags.start(config.num_devices, config.batch_size)
     if config.model == "transformer":
         if config.hidden % config.num_heads:
             raise app.UsageError(f"--hidden={config.hidden} is not divisible by --num_heads={config.num_heads}")

@@ -18,7 +18,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import config_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags
 from seqjax.experiments.lm_baselines import FIXED_FLAGS, MODELS, Config, check, run
 
 HELP = {
@@ -54,8 +54,6 @@ flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimi
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
 
-flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -63,6 +61,7 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
     config = config_flags.config_from_flags(Config)
+    distributed_flags.start(config.num_devices, config.batch_size)
     try:
         corpus = load_corpus(config.corpus, config.data)  # bad data: nothing written
         check(config, corpus)

@@ -15,7 +15,8 @@ from absl import app, flags, logging
 from seqjax import initializers, train, workdir
 from seqjax.cells import BUILTIN_CELLS
 from seqjax.checkpoints import CheckpointMismatch
-from seqjax.experiments.flag_checks import devices_fit, known_cells, positive_ints
+from seqjax.experiments import distributed_flags
+from seqjax.experiments.flag_checks import known_cells, positive_ints
 from seqjax.experiments.long_dependency import TASKS, Config, run
 
 CELLS = flags.DEFINE_list(
@@ -51,10 +52,6 @@ WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tru
 flags.register_validator("cells", known_cells, "--cells must name at least one cell")
 flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
 
-flags.register_multi_flags_validator(
-    ["num_devices", "batch"], lambda f: devices_fit({"num_devices": f["num_devices"], "batch_size": f["batch"]})
-)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -83,6 +80,7 @@ def main(argv):
         num_devices=NUM_DEVICES.value,
         seed=SEED.value,
     )
+    distributed_flags.start(config.num_devices, config.batch, "--batch")
     try:
         run(config, WORKDIR.value)
     except (workdir.WorkdirError, CheckpointMismatch) as e:  # bad input the flags could not see

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import config_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, flag_checks
 from seqjax.experiments.sentiment import (
     ALL_FOLDS,
     DATASETS,
@@ -107,8 +107,6 @@ flags.register_multi_flags_validator(
     "--fold and --folds are MR's cross-validation: give --dataset=mr",
 )
 
-flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -118,6 +116,7 @@ def main(argv):
     config = config_flags.config_from_flags(Config)
     if not flags.FLAGS["data"].present:
         config = dataclasses.replace(config, data=DEFAULT_DATA[config.dataset])
+    distributed_flags.start(config.num_devices, config.batch_size)
     every_fold = config.fold == ALL_FOLDS
     try:
         data = load_data(dataclasses.replace(config, fold=0) if every_fold else config)  # bad data: nothing written

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import config_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, flag_checks
 from seqjax.experiments.tagging import DATASETS, EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
 from seqjax.models.token_encoder import ENCODERS
 
@@ -86,8 +86,6 @@ flags.register_multi_flags_validator(
 )
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
 
-flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -95,6 +93,7 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
     config = config_flags.config_from_flags(Config)
+    distributed_flags.start(config.num_devices, config.batch_size)
     try:
         data = load_data(config)  # bad data: nothing written
         check(config, data)

@@ -19,7 +19,7 @@ from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
 from seqjax.data.translation import DATASETS, DIRECTIONS
-from seqjax.experiments import config_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, flag_checks
 from seqjax.experiments.translation import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
 from seqjax.models.seq2seq import ATTENTIONS
 
@@ -86,8 +86,6 @@ flags.register_multi_flags_validator(
     "--dev_fraction and --test_fraction must be positive with a sum below 1",
 )
 
-flags.register_multi_flags_validator(["num_devices", "batch_size"], flag_checks.devices_fit)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -95,6 +93,7 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
     config = config_flags.config_from_flags(Config)
+    distributed_flags.start(config.num_devices, config.batch_size)
     try:
         data = load_data(config)  # bad data: nothing written
         check(config, data)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tensorboardX import SummaryWriter
 
-from seqjax import workdir
+from seqjax import distributed, workdir
 
 
 class MetricWriter:
@@ -20,10 +20,15 @@ class MetricWriter:
       directory: the run's workdir; TensorBoard events go to ``<directory>/tensorboard``.
       resume_step: the step a resumed run restarts from. Lines for steps at or after it (written by
         the interrupted run after its last checkpoint) are dropped, so the file has each step once.
+
+    In a multi-process run only the primary process writes; on the others ``write`` does nothing.
     """
 
     def __init__(self, directory: str | os.PathLike, resume_step: int = 0):
         self.path = Path(directory) / "metrics.jsonl"
+        self._writing = distributed.is_primary()
+        if not self._writing:
+            return
         if self.path.exists():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) < resume_step]
             workdir.write_atomic(self.path, "".join(line + "\n" for line in kept))
@@ -31,6 +36,8 @@ class MetricWriter:
         self._tensorboard = SummaryWriter(str(Path(directory) / "tensorboard"), purge_step=resume_step or None)
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self._writing:
+            return
         values = {name: float(value) for name, value in metrics.items()}
         self._file.write(json.dumps({"step": step, **values}) + "\n")
         self._file.flush()
@@ -38,6 +45,8 @@ class MetricWriter:
             self._tensorboard.add_scalar(name, value, step)
 
     def close(self) -> None:
+        if not self._writing:
+            return
         self._file.close()
         self._tensorboard.close()
 

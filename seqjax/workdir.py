@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from seqjax import distributed
+
 MARKER = "flags.json"
 
 
@@ -109,12 +111,17 @@ def _write_marker(path: Path, experiment: str, flags: dict) -> Path:
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
+    """Writes ``data`` to a temporary file beside ``path`` and renames it into place.
+
+    In a multi-process run only the primary process writes (``seqjax.distributed``); the others return.
+    """
     path = Path(path)
+    if not distributed.is_primary():
+        return path
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
@@ -132,6 +139,15 @@ def _umask() -> int:
 
 def write_json(path: str | os.PathLike, obj) -> Path:
     return write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike, obj) -> Path:
+    """Appends ``obj`` as one JSON line to ``path`` (the primary process only, as ``write_atomic``)."""
+    path = Path(path)
+    if distributed.is_primary():
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(obj) + "\n")
+    return path
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:

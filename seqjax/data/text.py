@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqjax import workdir
+
 EOS = "<eos>"
 FORMATS = ("ptb_words", "ptb_chars", "chars")
 
@@ -106,7 +108,7 @@ class Vocab:
         return [self.tokens[int(i)] for i in ids]
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps({"tokens": list(self.tokens)}, ensure_ascii=False), encoding="utf-8")
+        workdir.write_atomic(path, json.dumps({"tokens": list(self.tokens)}, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seqjax import loop, train
+from seqjax import loop, train, workdir
 
 EVAL_JSONL = "eval.jsonl"
 
@@ -55,8 +55,7 @@ def fit_epochs(
             timing["train_s"] += time.perf_counter() - timing["clock"]
             valid = evaluate_valid(state.params)
             line = {"step": done, "epoch": done / steps_per_epoch, "valid": valid, "train_s": timing["train_s"]}
-            with eval_log.open("a") as f:
-                f.write(json.dumps(line) + "\n")
+            workdir.append_jsonl(eval_log, line)
             print(f"epoch {done / steps_per_epoch:.2f}: valid {describe(valid)}", flush=True)
             timing["clock"] = time.perf_counter()
 

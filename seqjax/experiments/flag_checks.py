@@ -29,14 +29,3 @@ def known_cells(names: Sequence[str]) -> bool:
         except ValueError as e:
             raise flags.ValidationError(str(e)) from e
     return True
-
-
-def devices_fit(values: dict) -> bool:
-    """``--num_devices`` names visible devices and ``--batch_size`` splits over them (ValidationError if not)."""
-    from seqjax import parallel  # imports jax's backends: only when a script validates its flags
-
-    try:
-        parallel.mesh_for(values["num_devices"], values["batch_size"])
-    except ValueError as e:
-        raise flags.ValidationError(str(e)) from e
-    return True

@@ -66,7 +66,7 @@ def launch(command: list[str], num_processes: int, devices_per_process: int = 0,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(num_processes)
     ]
     relays = [threading.Thread(target=_relay, args=(i, p.stdout), daemon=True) for i, p in enumerate(processes)]

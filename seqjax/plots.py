@@ -199,3 +199,20 @@ def epoch_curve_figure(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def scaling_figure(rows: Sequence[dict], title: str, path: str | os.PathLike) -> None:
+    """Weak scaling (tokens/s) and strong scaling (step time) against the device count, log2 x axes.
+
+    ``rows``: dicts with ``mode`` (``weak`` or ``strong``), ``devices``, ``tokens_per_s`` and ``step_ms``.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = (("weak", "tokens_per_s", "tokens/s"), ("strong", "step_ms", "step ms"))
+    for ax, (mode, key, label) in zip(axes, panels, strict=True):
+        chosen = [r for r in rows if r["mode"] == mode]
+        ax.plot([r["devices"] for r in chosen], [r[key] for r in chosen], "-o")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="devices", ylabel=label, title=f"{mode} scaling")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)

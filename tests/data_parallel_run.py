@@ -8,7 +8,8 @@ truncated-BPTT LSTM language model with dropout whose carry travels in ``model_s
 ``OUT_DIR/result.json`` with the largest parameter difference from the one-device run per mesh size, and
 facts about the 8-device run's layout and compiled step; and the validation results of the language-model
 experiment (``--num_devices`` 1 and 4, 6 steps: its SGD at rate 1 is chaotic enough on this toy that
-float32 rounding differences grow to visible ones within 50 steps) on a generated text.
+float32 rounding differences grow to visible ones within 50 steps) on a generated text; and the rows of the
+scaling benchmark on 1 and 2 devices.
 """
 
 import json
@@ -21,6 +22,7 @@ import numpy as np
 
 from seqjax import loop, lstm, parallel, train, unroll
 from seqjax.experiments import language_model as lm_experiment
+from seqjax.experiments import scaling
 from seqjax.models import lm, lm_training
 
 ROWS = 8  # the global batch
@@ -109,6 +111,10 @@ def main(out: Path):
         (out / f"lm_{n}").mkdir()
         with jax.numpy_dtype_promotion("standard"):
             result[f"lm_valid_nats_{n}"] = lm_experiment.run(config, out / f"lm_{n}")["valid"]["nats"]
+    tiny = scaling.Config(devices=(1, 2), hidden=8, num_layers=1, vocab=20, bptt=4, batch_per_device=2, global_batch=4,
+                          steps=2, warmup=1)  # fmt: skip
+    with jax.numpy_dtype_promotion("standard"):
+        result["scaling_rows"] = scaling.run(tiny)
     (out / "result.json").write_text(json.dumps(result))
 
 

@@ -45,6 +45,14 @@ def test_the_language_model_experiment_with_num_devices_4_validates_as_with_one(
     assert 0 < one < 4 and abs(one - four) < 1e-5, (one, four)
 
 
+def test_scaling_rows_strong_scaling_takes_the_same_step_on_1_and_2_devices(eight_devices):
+    rows = eight_devices["scaling_rows"]
+    assert [(r["mode"], r["devices"], r["global_batch"], r["per_device_batch"]) for r in rows] == [
+        ("weak", 1, 2, 2), ("weak", 2, 4, 2), ("strong", 1, 4, 4), ("strong", 2, 4, 2)]  # fmt: skip
+    assert abs(rows[2]["loss"] - rows[3]["loss"]) < 1e-4 * rows[2]["loss"]  # the same global batch and steps
+    assert rows[0]["efficiency"] == 1 and all(r["tokens_per_s"] > 0 for r in rows)
+
+
 def test_bad_device_counts_are_one_line_errors(eight_devices):
     assert eight_devices["errors"] == [
         "--num_devices=9: 8 cpu device(s) are visible",

@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from seqjax import loop, train
 from seqjax.checkpoints import Checkpointer
-from seqjax.experiments.epoch_training import read_history
+from seqjax.experiments.epoch_training import latest_checkpoint_step, merge_history, read_history
 from seqjax.metric_writers import MetricWriter
 
 EVAL_DIR = "eval"
@@ -43,14 +43,6 @@ class Selection(NamedTuple):
 def best_entry(history: list[dict[str, Any]], select: str) -> dict[str, Any] | None:
     """The evaluation with the highest ``select`` (the earliest among equals), or None."""
     return max(history, key=lambda h: (h[select], -h["step"]), default=None)
-
-
-def _latest_step(out: Path) -> int:
-    probe = Checkpointer(out, every=1)
-    try:
-        return probe.latest_step() or 0
-    finally:
-        probe.close()
 
 
 def fit_selecting_best(
@@ -81,11 +73,13 @@ def fit_selecting_best(
       mesh: as for ``loop.fit`` (data parallel); None: one device.
     """
     (out / EVAL_DIR).mkdir(exist_ok=True)
-    eval_writer = MetricWriter(out / EVAL_DIR, resume_step=_latest_step(out) + 1)  # drops evaluations past it
+    resume_step = latest_checkpoint_step(out)
+    eval_writer = MetricWriter(out / EVAL_DIR, resume_step=resume_step + 1)  # drops evaluations past it
     best_keeper = Checkpointer(out / BEST_DIR, every=1, keep=1)
     describe = describe or (lambda entry: ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
     try:
-        earlier = read_history(eval_writer.path)
+        # Every process keeps the history itself: in a multi-process run only the primary writes the file.
+        earlier, new = read_history(eval_writer.path, up_to=resume_step), []
         timing = {"train_s": earlier[-1]["train_s"] if earlier else 0.0, "clock": time.perf_counter()}
         best = best_entry(earlier, select)
 
@@ -100,6 +94,7 @@ def fit_selecting_best(
                 best_keeper.save(state, force=True)  # before the line that records it
                 best = {"step": done, **line}
             eval_writer.write(done, line)
+            new.append({"step": done, **{name: float(value) for name, value in line.items()}})  # as written
             shown = {k: v for k, v in line.items() if k != "train_s"}
             print(
                 f"epoch {line['epoch']:.2f}: {describe(shown)}; best {select} {best[select]:.4f} "
@@ -123,10 +118,10 @@ def fit_selecting_best(
             callback=after_step,
             mesh=mesh,
         )
-        history = read_history(eval_writer.path)
+        history = merge_history(earlier, new)
         if not history or history[-1]["step"] != int(state.step):
             record(int(state.step), state)
-            history = read_history(eval_writer.path)
+            history = merge_history(earlier, new)
     finally:
         best_keeper.close()
         eval_writer.close()

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import gradflow, initializers, loop, parallel, plots, train, workdir
+from seqjax import distributed, gradflow, initializers, loop, parallel, plots, train, workdir
 from seqjax.cells import Cell, cell_by_name
 from seqjax.data import synthetic
 from seqjax.scan import unroll
@@ -297,6 +297,8 @@ def run(config: Config, out_dir: str | Path, progress: bool = True) -> list[dict
 
 
 def _write(config: Config, out_dir: Path, results: list[dict]) -> None:
+    if not distributed.is_primary():  # the figures read metrics.jsonl, which only the primary writes
+        return
     table = [{k: v for k, v in r.items() if k != "profiles"} for r in results]
     workdir.write_json(out_dir / "results.json", table)
     workdir.write_csv(out_dir / "results.csv", table)

@@ -1,5 +1,6 @@
 """experiments/language_model.py and experiments/sample.py end to end, on generated text and a slice of PTB."""
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -11,14 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seqjax import workdir
 from seqjax.data.text import join_tokens
-from seqjax.experiments.language_model import load_trained
+from seqjax.experiments.language_model import Config, fixed_flags, load_trained, run
 from seqjax.models.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT.parent / "shared" / "data" / "ptb"
-TINY = ["--corpus=chars", "--cell=gru", "--num_layers=1", "--hidden=16", "--bptt=8", "--batch_size=4",
-        "--optimizer=adam", "--learning_rate=0.01", "--decay_epoch=10", "--eval_bptt=16", "--log_every=10"]  # fmt: skip
+TINY_CONFIG = dict(corpus="chars", cell="gru", num_layers=1, hidden=16, bptt=8, batch_size=4, optimizer="adam",
+                   learning_rate=0.01, decay_epoch=10, eval_bptt=16, log_every=10)  # fmt: skip
 
 
 def cli(script, *args):
@@ -42,14 +44,20 @@ def results(workdir: Path) -> dict:
     return json.loads((workdir / "results.json").read_text())
 
 
+def train_in_process(out: Path, text: Path, epochs: int) -> None:
+    """The language-model experiment on TINY_CONFIG, in this process (the runs share one compilation)."""
+    config = Config(data=str(text), epochs=epochs, **TINY_CONFIG)
+    claimed = workdir.claim(out, "language_model", dataclasses.asdict(config), fixed=fixed_flags(config))
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
+        run(config, claimed)
+
+
 def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
     text = markov_text(tmp_path / "text.txt")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    proc = cli("language_model.py", f"--workdir={straight}", f"--data={text}", "--epochs=2", *TINY)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    train_in_process(straight, text, epochs=2)
     for epochs in (1, 2):
-        proc = cli("language_model.py", f"--workdir={resumed}", f"--data={text}", f"--epochs={epochs}", *TINY)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        train_in_process(resumed, text, epochs=epochs)
     first, second = results(straight), results(resumed)
     assert [h["epoch"] for h in first["history"]] == [1.0, 2.0]
     assert first["valid"]["nats"] < 0.9 * math.log(5)  # below the uniform guess over the 5 symbols

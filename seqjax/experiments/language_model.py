@@ -24,6 +24,7 @@ epoch) and ``results.json``. Rerunning the same command resumes from the last ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -155,24 +156,44 @@ def model_config(config: Config, vocab_size: int) -> ModelConfig:
 
 def learning_rate_schedule(config: Config, steps_per_epoch: int) -> optax.Schedule:
     """Zaremba's: constant for ``decay_epoch`` epochs, then times ``lr_decay`` at every epoch start."""
+    return _schedule(config.learning_rate, config.decay_epoch, config.lr_decay, steps_per_epoch)
 
+
+def _schedule(learning_rate: float, decay_epoch: int, lr_decay: float, steps_per_epoch: int) -> optax.Schedule:
     def schedule(step):
-        decays = jnp.maximum(step // steps_per_epoch + 1 - config.decay_epoch, 0).astype(jnp.float32)
-        return config.learning_rate * jnp.float32(config.lr_decay) ** decays
+        decays = jnp.maximum(step // steps_per_epoch + 1 - decay_epoch, 0).astype(jnp.float32)
+        return learning_rate * jnp.float32(lr_decay) ** decays
 
     return schedule
 
 
 def make_lm_training(config: Config, model: ModelConfig, steps_per_epoch: int) -> tuple[train.Training, optax.Schedule]:
     """The jittable training step of a run (truncated BPTT with the carry in ``TrainState.model_state``;
-    for the Transformer, independent windows and no model state)."""
-    schedule = learning_rate_schedule(config, steps_per_epoch)
+    for the Transformer, independent windows and no model state). Cached on what the step depends on, so
+    runs in one process (a resumed one, a longer one) share its compilation."""
+    optimization = (config.optimizer, config.learning_rate, config.decay_epoch, config.lr_decay, config.clipping)
+    return _lm_training(model, config.bptt, steps_per_epoch, *optimization, config.clip)
+
+
+@functools.cache
+def _lm_training(
+    model: ModelConfig,
+    bptt: int,
+    steps_per_epoch: int,
+    optimizer: str,
+    learning_rate: float,
+    decay_epoch: int,
+    lr_decay: float,
+    clipping: str,
+    clip: float,
+) -> tuple[train.Training, optax.Schedule]:
+    schedule = _schedule(learning_rate, decay_epoch, lr_decay, steps_per_epoch)
     recurrent = isinstance(model, lm.LMConfig)
     window_loss = lm_training.window_loss if recurrent else lm_training.independent_window_loss
     training = train.make_training(
-        window_loss(model, config.bptt),
-        train.optimizer(config.optimizer, schedule),
-        train.Clipping(config.clipping, config.clip),
+        window_loss(model, bptt),
+        train.optimizer(optimizer, schedule),
+        train.Clipping(clipping, clip),
         learning_rate=schedule,
         stateful=recurrent,
     )

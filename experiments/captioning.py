@@ -45,7 +45,7 @@ HELP = {
     "figure_examples": "Test images shown in test_captions.png (0: no figure).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
-    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    **config_flags.DEVICE_HELP,
     "seed": "Random seed (source pools, composed images, initialisation, batch order).",
 }
 POSITIVE = {"digits_per_image", "train_size", "dev_size", "test_size", "conv1", "conv2", "image_features", "embed",

@@ -58,7 +58,7 @@ HELP = {
     "eval_stride": "--model=transformer: evaluation windows of --bptt tokens start every this many (0: --bptt).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
-    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    **config_flags.DEVICE_HELP,
     "seed": "Random seed.",
 }
 POSITIVE = {"num_layers", "hidden", "bptt", "batch_size", "epochs", "decay_epoch", "eval_batch_size", "eval_bptt",

@@ -39,7 +39,7 @@ HELP = {
     "eval_batch_size": "nnlm: predictions per batch when evaluating (speed only).",
     "log_every": "nnlm: metrics every this many steps.",
     "checkpoint_every": "nnlm: checkpoint every this many steps.",
-    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    **config_flags.DEVICE_HELP,
     "seed": "nnlm: random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"order", "context", "embed", "hidden", "batch_size", "epochs", "eval_batch_size", "log_every",

@@ -70,7 +70,7 @@ HELP = {
     "eval_batch_size": "Sentences per batch when evaluating (speed only).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
-    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    **config_flags.DEVICE_HELP,
     "seed": "Random seed (initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "hidden", "min_count", "max_len", "batch_size", "bucket_pool", "pad_multiple",

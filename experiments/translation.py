@@ -60,7 +60,7 @@ HELP = {
     "heatmaps": "Attention heat maps of test sentences written to figures/ (with attention).",
     "log_every": "Metrics every this many steps.",
     "checkpoint_every": "Checkpoint every this many steps.",
-    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    **config_flags.DEVICE_HELP,
     "seed": "Random seed (split, initialisation, batch order, dropout).",
 }
 POSITIVE = {"num_layers", "embed", "hidden", "batch_size", "bucket_pool", "pad_multiple", "epochs", "beam_size",

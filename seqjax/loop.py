@@ -42,6 +42,7 @@ def fit(
     callback: Callable[[int, TrainState], None] | None = None,
     progress: bool = True,
     mesh: Mesh | None = None,
+    shard_params_over: int = 0,
 ) -> TrainState:
     """Trains up to ``num_steps`` updates, resuming from ``workdir`` if it holds a checkpoint.
 
@@ -61,6 +62,8 @@ def fit(
       progress: print a progress line at every log step.
       mesh: run data-parallel on this ``parallel.data_mesh`` (every batch leaf ``[B, ...]`` with ``B``
         divisible by its size); None: one device, as jit places it.
+      shard_params_over: with a mesh, split the parameters of at least this many elements (and their
+        optimizer state) over its devices (``parallel.state_shardings``); 0: replicate them all.
 
     Returns:
       The final state.
@@ -73,7 +76,7 @@ def fit(
             if progress:
                 print(f"resumed from {checkpointer.directory / str(int(state.step))}", flush=True)
         if mesh is not None:
-            state = parallel.place_state(state, mesh)
+            state = parallel.place_state(state, mesh, shard_params_over)
         start = int(state.step)
         writer = MetricWriter(workdir, resume_step=start + 1)
         try:
@@ -90,6 +93,7 @@ def fit(
                 callback,
                 progress,
                 mesh,
+                shard_params_over,
             )
         finally:
             writer.close()
@@ -111,12 +115,13 @@ def _run(
     callback,
     progress,
     mesh,
+    shard_params_over,
 ) -> TrainState:
     if mesh is None:
         step_fn = jax.jit(training.step, donate_argnums=0)
         batch_of = batch_fn
     else:
-        step_fn = parallel.data_parallel_step(training, mesh, state)
+        step_fn = parallel.data_parallel_step(training, mesh, state, shard_params_over)
         batch_of = lambda k: parallel.shard_batch(batch_fn(k), mesh)
     pending_nonfinite: list[jax.Array] = []
     skipped = 0

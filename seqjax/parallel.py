@@ -2,7 +2,8 @@
 
     mesh  = data_mesh(n)                    a 1-D jax.sharding.Mesh, axis "data", over n devices
     state = place_state(state, mesh)        params, optimizer state, step, key: a full copy on every device;
-                                            model_state (e.g. truncated BPTT's carry [b, h]): split by rows
+                                            model_state (e.g. truncated BPTT's carry [b, h]): split by rows;
+                                            optionally the large parameters split by rows (shard_params_over)
     batch = shard_batch(batch, mesh)        every leaf [B, ...] split in n blocks of B / n rows, block i on device i;
                                             scalars (a window index, a flag) replicated
     step  = data_parallel_step(training, mesh, state)   the same training.step, jitted with those shardings
@@ -106,25 +107,38 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(place, batch)
 
 
-def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
-    """The layout of a train state: everything replicated, ``model_state`` (rows = batch rows) split by rows."""
+def state_shardings(state: TrainState, mesh: Mesh, shard_params_over: int = 0) -> TrainState:
+    """The layout of a train state: replicated, except ``model_state`` (its rows are batch rows), split by rows.
+
+    With ``shard_params_over > 0``, every parameter with at least that many elements whose first axis splits
+    evenly over the mesh (a large embedding ``[V, e]`` or softmax ``[h, V]`` typically), and its optimizer
+    state, is split by rows as well: each device keeps ``1 / n`` of it, and ``jit`` gathers it where the step
+    needs it whole (fully sharded data parallelism, for the big tables only).
+    """
     full = replicated(mesh)
+
+    def param_layout(x) -> NamedSharding:
+        shape = np.shape(x)
+        split = shard_params_over > 0 and shape and np.prod(shape) >= shard_params_over and shape[0] % mesh.size == 0
+        return by_rows(mesh) if split else full
+
     return TrainState(
-        params=jax.tree.map(lambda _: full, state.params),
-        opt_state=jax.tree.map(lambda _: full, state.opt_state),
+        params=jax.tree.map(param_layout, state.params),
+        opt_state=jax.tree.map(param_layout, state.opt_state),  # Adam's moments follow their parameters
         step=full,
         key=full,
         model_state=jax.tree.map(lambda _: by_rows(mesh), state.model_state),
     )
 
 
-def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+def place_state(state: TrainState, mesh: Mesh, shard_params_over: int = 0) -> TrainState:
     """``state`` laid out as ``state_shardings``."""
-    return jax.tree.map(_place, state, state_shardings(state, mesh))
+    return jax.tree.map(_place, state, state_shardings(state, mesh, shard_params_over))
 
 
-def data_parallel_step(training: Training, mesh: Mesh, state: TrainState):
+def data_parallel_step(training: Training, mesh: Mesh, state: TrainState, shard_params_over: int = 0):
     """``training.step`` jitted for ``mesh``: it reads the state as ``place_state`` and the batch as
     ``shard_batch`` laid them out (the computation follows the data), returns the state in the same
     layout (donated) and the metrics replicated."""
-    return jax.jit(training.step, out_shardings=(state_shardings(state, mesh), replicated(mesh)), donate_argnums=0)
+    layout = state_shardings(state, mesh, shard_params_over)
+    return jax.jit(training.step, out_shardings=(layout, replicated(mesh)), donate_argnums=0)

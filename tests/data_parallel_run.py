@@ -62,10 +62,11 @@ def language_model():
     return training, lambda: training.init(params, jax.random.key(5), lm.init_carry(config, params, ROWS)), batch_fn
 
 
-def fit(make, workdir: Path, mesh):
+def fit(make, workdir: Path, mesh, shard_params_over: int = 0):
     training, init, batch_fn = make()
     with jax.numpy_dtype_promotion("standard"):
-        return loop.fit(training, init(), batch_fn, STEPS, workdir, log_every=STEPS, progress=False, mesh=mesh)
+        return loop.fit(training, init(), batch_fn, STEPS, workdir, log_every=STEPS, progress=False, mesh=mesh,
+                        shard_params_over=shard_params_over)  # fmt: skip
 
 
 def largest_difference(a, b) -> float:
@@ -74,15 +75,19 @@ def largest_difference(a, b) -> float:
 
 def main(out: Path):
     result = {"devices": jax.device_count()}
-    for name, make in (("regressor", regressor), ("language_model", language_model)):
+    # the regressor's parameters replicated; the language model's of >= 64 elements split over the devices
+    for name, make, shard_params_over in (("regressor", regressor, 0), ("language_model", language_model, 64)):
         one = fit(make, out / f"{name}_1", None)
         reference = jax.tree.leaves(one.params)
         result[name] = {}
         for n in (8,):
-            state = fit(make, out / f"{name}_{n}", parallel.data_mesh(n))
+            state = fit(make, out / f"{name}_{n}", parallel.data_mesh(n), shard_params_over)
             result[name][str(n)] = largest_difference(reference, jax.tree.leaves(state.params))
         result[name]["moved"] = largest_difference(reference, jax.tree.leaves(make()[1]().params))
         result[name]["param_devices"] = len(jax.tree.leaves(state.params)[0].sharding.device_set)
+        result[name]["param_shard_rows"] = {  # rows each device holds, per parameter shape
+            str(tuple(leaf.shape)): leaf.addressable_shards[0].data.shape[0] for leaf in jax.tree.leaves(state.params)
+        }
         if state.model_state is not None:
             carry = jax.tree.leaves(state.model_state)[0]  # [ROWS, h], split by rows
             result[name]["carry_shard_shapes"] = sorted({tuple(s.data.shape) for s in carry.addressable_shards})

@@ -34,6 +34,16 @@ def test_data_parallel_training_equals_one_device(eight_devices, model):
     assert result["8"] < 1e-6, result
 
 
+def test_only_the_large_parameters_are_split_with_shard_params_over(eight_devices):
+    """The LM ran with shard_params_over=64 (and matched one device): its [8, 32] and [8, 11] kernels keep one of
+    their 8 rows per device; the [11, 8] embedding (11 rows do not split 8 ways), [32] and [11] biases stay whole.
+    The regressor ran with 0: everything whole."""
+    rows = eight_devices["language_model"]["param_shard_rows"]
+    assert rows == {"(11, 8)": 11, "(32,)": 32, "(8, 32)": 1, "(11,)": 11, "(8, 11)": 1}, rows
+    regressor = eight_devices["regressor"]["param_shard_rows"]
+    assert all(n == int(shape.strip("(,)").split(",")[0]) for shape, n in regressor.items()), regressor
+
+
 def test_the_carry_is_split_by_rows_and_gradients_are_all_reduced(eight_devices):
     lm = eight_devices["language_model"]
     assert lm["carry_shard_shapes"] == [[1, 8]] and lm["carry_difference"] < 1e-6  # 8 rows over 8 devices

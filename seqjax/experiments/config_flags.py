@@ -12,6 +12,12 @@ from collections.abc import Collection, Mapping
 
 from absl import flags
 
+DEVICE_HELP = {
+    "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
+    "shard_params_over": "With several devices: split each parameter of at least this many elements (and its "
+    "optimizer state) over them instead of copying it (large embeddings, softmax); 0: none.",
+}  # the help of the data-parallel fields every training script's Config has
+
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 
 

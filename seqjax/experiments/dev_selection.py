@@ -59,6 +59,7 @@ def fit_selecting_best(
     checkpoint_every: int = 1000,
     describe: Callable[[dict[str, Any]], str] | None = None,
     mesh: Mesh | None = None,
+    shard_params_over: int = 0,
 ) -> Selection:
     """Trains to ``total_steps`` (resuming from ``out``), evaluating and selecting after every epoch.
 
@@ -70,7 +71,7 @@ def fit_selecting_best(
       select: the key of ``evaluate``'s result to maximise.
       log_every, checkpoint_every: as for ``loop.fit``.
       describe: the text of the progress line for an evaluation entry; default: every metric.
-      mesh: as for ``loop.fit`` (data parallel); None: one device.
+      mesh, shard_params_over: as for ``loop.fit`` (data parallel); None: one device.
     """
     (out / EVAL_DIR).mkdir(exist_ok=True)
     resume_step = latest_checkpoint_step(out)
@@ -117,6 +118,7 @@ def fit_selecting_best(
             checkpoint_every=checkpoint_every,
             callback=after_step,
             mesh=mesh,
+            shard_params_over=shard_params_over,
         )
         history = merge_history(earlier, new)
         if not history or history[-1]["step"] != int(state.step):

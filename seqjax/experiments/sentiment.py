@@ -87,6 +87,7 @@ class Config:
     log_every: int = 100
     checkpoint_every: int = 1000
     num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
+    shard_params_over: int = 0  # with several devices: split parameters of at least this many elements; 0: none
     seed: int = 0
 
 
@@ -293,6 +294,7 @@ def run(
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
         mesh=mesh,
+        shard_params_over=config.shard_params_over,
         describe=describe,
     )
     steps = int(state.step)

@@ -1,6 +1,7 @@
 """word2vec text and binary files: round trips, compatibility with gensim both ways, one-line errors."""
 
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -30,6 +31,9 @@ def test_round_trip_is_exact(tmp_path, binary):
     # Binary stores the float32 bits; text writes %.9g, which reads back to the same float32.
     np.testing.assert_array_equal(loaded.vectors, wv.vectors)
     assert sorted(os.listdir(tmp_path)) == ["vectors.bin"]  # no temporary file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # as open() would make it, not mkstemp's 0600
 
 
 def test_binary_layout_and_records_without_newline(tmp_path):

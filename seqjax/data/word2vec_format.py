@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqjax import workdir
 from seqjax.data.text import DataError
 from seqjax.models.word_vectors import WordVectors
 
@@ -67,6 +68,7 @@ def save_word2vec(path: str | os.PathLike, vectors: WordVectors, binary: bool) -
             (_write_binary if binary else _write_text)(f, vectors)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, workdir.new_file_mode())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -128,15 +128,8 @@ def model_config(config: Config) -> captioner.CaptionerConfig:
 
 def make_training(config: Config, model: captioner.CaptionerConfig) -> train.Training:
     """The training step of a run (cached: runs in one process, e.g. a resumed one, share its compilation)."""
-    return _training(model, config.optimizer, config.learning_rate, config.clip)
-
-
-@functools.cache
-def _training(model: captioner.CaptionerConfig, optimizer: str, learning_rate: float, clip: float) -> train.Training:
-    schedule = train.schedule("constant", learning_rate)
-    clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
-    return train.make_training(
-        captioner.batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
+    return dev_selection.constant_rate_training(
+        captioner.batch_loss, model, config.optimizer, config.learning_rate, config.clip
     )
 
 

@@ -14,6 +14,7 @@ made up, so the history always ends at the final step.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,20 @@ class Selection(NamedTuple):
     state: train.TrainState
     history: list[dict[str, Any]]
     best: dict[str, Any]
+
+
+@functools.cache
+def constant_rate_training(
+    batch_loss: Callable[[Any], train.LossFn], model: Any, optimizer: str, learning_rate: float, clip: float
+) -> train.Training:
+    """The step of ``batch_loss(model)`` with ``optimizer`` at a constant ``learning_rate`` and global-norm
+    clipping at ``clip`` (0: none): the recipe of the model-selecting experiments. Cached on its arguments, so
+    runs in one process (a resumed one, the folds of a cross-validation) share its compilation."""
+    schedule = train.schedule("constant", learning_rate)
+    clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
+    return train.make_training(
+        batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
+    )
 
 
 def best_entry(history: list[dict[str, Any]], select: str) -> dict[str, Any] | None:

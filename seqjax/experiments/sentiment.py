@@ -29,7 +29,6 @@ holds ``fold_<k>/``, one such workdir per fold, and a ``results.json`` over the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -190,15 +189,8 @@ def model_config(config: Config, vocab_size: int) -> classifier.ClassifierConfig
 
 def make_training(config: Config, model: classifier.ClassifierConfig) -> train.Training:
     """The training step of a run (cached: runs in one process, e.g. a resumed one, share its compilation)."""
-    return _training(model, config.optimizer, config.learning_rate, config.clip)
-
-
-@functools.cache
-def _training(model: classifier.ClassifierConfig, optimizer: str, learning_rate: float, clip: float) -> train.Training:
-    schedule = train.schedule("constant", learning_rate)
-    clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
-    return train.make_training(
-        classifier.batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
+    return dev_selection.constant_rate_training(
+        classifier.batch_loss, model, config.optimizer, config.learning_rate, config.clip
     )
 
 

@@ -32,7 +32,6 @@ laid out as ``seqjax.experiments.sentiment``'s.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -177,18 +176,11 @@ def model_config(config: Config, vocabs: data_lib.Vocabularies, pos: Vocab | Non
     )
 
 
-@functools.cache
-def _training(model: tagger.TaggerConfig, optimizer: str, learning_rate: float, clip: float) -> train.Training:
-    schedule = train.schedule("constant", learning_rate)
-    clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
-    return train.make_training(
-        tagger.batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
-    )
-
-
 def make_training(config: Config, model: tagger.TaggerConfig) -> train.Training:
     """The training step of a run (cached: runs in one process share its compilation)."""
-    return _training(model, config.optimizer, config.learning_rate, config.clip)
+    return dev_selection.constant_rate_training(
+        tagger.batch_loss, model, config.optimizer, config.learning_rate, config.clip
+    )
 
 
 def initial_state(config: Config, model: tagger.TaggerConfig, training: train.Training) -> train.TrainState:

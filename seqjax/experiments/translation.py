@@ -150,18 +150,11 @@ def model_config(config: Config, data: data_lib.TranslationData) -> seq2seq.Seq2
     )
 
 
-@functools.cache
-def _training(model: seq2seq.Seq2SeqConfig, optimizer: str, learning_rate: float, clip: float) -> train.Training:
-    schedule = train.schedule("constant", learning_rate)
-    clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
-    return train.make_training(
-        seq2seq.batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
-    )
-
-
 def make_training(config: Config, model: seq2seq.Seq2SeqConfig) -> train.Training:
     """The training step of a run (cached: runs in one process share its compilation)."""
-    return _training(model, config.optimizer, config.learning_rate, config.clip)
+    return dev_selection.constant_rate_training(
+        seq2seq.batch_loss, model, config.optimizer, config.learning_rate, config.clip
+    )
 
 
 def initial_state(config: Config, model: seq2seq.Seq2SeqConfig, training: train.Training) -> train.TrainState:

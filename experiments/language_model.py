@@ -8,6 +8,8 @@ r"""Recurrent (truncated BPTT) or causal Transformer language models (see seqjax
 
 --model=transformer reads --num_layers blocks of width --hidden with --num_heads heads and a
 feed-forward of --mlp_ratio * --hidden, with a context of --bptt tokens and no state across windows.
+--compute_dtype=bfloat16 trains in mixed precision (seqjax.precision): bfloat16 matrix products over float32
+parameters, recurrent state and loss; for GPUs and TPUs (XLA:CPU emulates bfloat16 products, slowly).
 
 A preset sets the published recipe; any flag given explicitly overrides it. Rerunning a command
 resumes from the workdir's last checkpoint. Writes results.json (valid/test perplexity or bits per
@@ -20,7 +22,7 @@ import sys
 
 from absl import app, flags, logging
 
-from seqjax import train, workdir
+from seqjax import precision, train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
@@ -74,6 +76,7 @@ flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimi
 flags.register_validator("clipping", lambda v: v in train.CLIPPING, "--clipping must be none, global_norm or value")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+flags.register_validator("compute_dtype", lambda v: v in precision.COMPUTE_DTYPES, "--compute_dtype: float32, bfloat16")
 
 
 def config_from_flags() -> Config:

@@ -2,6 +2,7 @@ r"""Data-parallel scaling of the LSTM LM's training step (see seqjax.experiments
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python experiments/scaling.py --workdir=runs/scaling_cpu
     python experiments/scaling.py --workdir=runs/scaling_gpu --devices=1,2,4,8 --hidden=650   # a GPU machine
+    python experiments/scaling.py --workdir=runs/scaling_gpu_bf16 --devices=1 --hidden=650 --compute_dtype=bfloat16
 
 On CPU the forced devices share the machine's cores: the rows prove that the path runs and show its
 overhead, not a speed-up. Writes scaling.json, scaling.csv and scaling.png into --workdir.
@@ -13,7 +14,7 @@ import sys
 import jax
 from absl import app, flags
 
-from seqjax import plots, workdir
+from seqjax import plots, precision, workdir
 from seqjax.experiments.flag_checks import positive_ints
 from seqjax.experiments.scaling import Config, model_summary, num_params, run
 
@@ -27,6 +28,8 @@ BATCH_PER_DEVICE = flags.DEFINE_integer("batch_per_device", 20, "Weak scaling: r
 GLOBAL_BATCH = flags.DEFINE_integer("global_batch", 160, "Strong scaling: rows in all.", lower_bound=1)
 STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per row.", lower_bound=1)
 WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1)
+COMPUTE_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", list(precision.COMPUTE_DTYPES),
+                                  "bfloat16: bfloat16 products, float32 parameters and state.")  # fmt: skip
 
 flags.register_validator("devices", positive_ints, "--devices must be a list of positive integers")
 
@@ -36,7 +39,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = Config(devices=tuple(int(v) for v in DEVICES.value), hidden=HIDDEN.value, num_layers=NUM_LAYERS.value,
                     vocab=VOCAB.value, bptt=BPTT.value, batch_per_device=BATCH_PER_DEVICE.value,
-                    global_batch=GLOBAL_BATCH.value, steps=STEPS.value, warmup=WARMUP.value)  # fmt: skip
+                    global_batch=GLOBAL_BATCH.value, steps=STEPS.value, warmup=WARMUP.value,
+                    compute_dtype=COMPUTE_DTYPE.value)  # fmt: skip
     try:
         out = workdir.claim(WORKDIR.value, "scaling", dataclasses.asdict(config))
         rows = run(config)

@@ -8,7 +8,7 @@ arguments. Randomness for step k comes from
 
 Every step's metrics carry the loss, the global norms of the gradients (before clipping), the
 parameters and the update, whether clipping fired, the learning rate, and whether the step was
-non-finite.
+non-finite. ``compute_dtype=jnp.bfloat16`` trains in mixed precision (``seqjax.precision``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from seqjax import precision
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "cosine", "exponential", "linear")
@@ -129,6 +131,7 @@ def make_training(
     learning_rate: optax.Schedule | None = None,
     skip_nonfinite: bool = False,
     stateful: bool = False,
+    compute_dtype=None,
 ) -> Training:
     """Builds the ``init`` and ``step`` of one training configuration.
 
@@ -145,8 +148,14 @@ def make_training(
         reads ``state.model_state`` and returns the next one (not differentiated), e.g. the
         recurrent carry that truncated BPTT hands from one window to the next. Pass the initial
         ``model_state`` to ``init``.
+      compute_dtype: evaluate ``loss_fn`` on the floating parameters cast to this dtype (e.g.
+        ``jnp.bfloat16``, see ``seqjax.precision``), its loss and metrics returned in float32. The
+        parameters, their gradients and the optimizer state stay in the parameters' own dtype.
+        None: the loss sees the parameters as they are.
     """
     chained = optax.chain(clipping.transform(), tx)
+    if compute_dtype is not None:
+        loss_fn = _in_precision(loss_fn, compute_dtype, stateful)
 
     def init(params, key: jax.Array, model_state: Any = None) -> TrainState:
         # The state is donated to the jitted step: give it its own copy of the key, so the caller's
@@ -186,3 +195,20 @@ def make_training(
         return TrainState(params, opt_state, state.step + 1, state.key, model_state), metrics
 
     return Training(init, train_step)
+
+
+def _in_precision(loss_fn, compute_dtype, stateful: bool):
+    """``loss_fn`` on params cast to ``compute_dtype``; its loss and metrics at least float32."""
+
+    def widen(tree):
+        floating = lambda a: jnp.issubdtype(a.dtype, jnp.floating)
+        return jax.tree.map(lambda a: a.astype(precision.carry_dtype(a.dtype)) if floating(a) else a, tree)
+
+    def wrapped(params, *rest):
+        loss, aux = loss_fn(precision.cast_floating(params, compute_dtype), *rest)
+        if stateful:
+            metrics, model_state = aux
+            return widen(loss), (widen(metrics), model_state)
+        return widen(loss), widen(aux)
+
+    return wrapped

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def eight_devices(tmp_path_factory) -> dict:
     """``tests/data_parallel_run.py``'s result: the device count is fixed when JAX starts, hence a process."""
     out = tmp_path_factory.mktemp("data_parallel")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "data_parallel_run.py"), str(out)], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -81,12 +81,14 @@ def test_preset_then_explicit_flags(tmp_path):
     text = markov_text(tmp_path / "text.txt", 600)
     workdir = tmp_path / "run"
     proc = cli("language_model.py", "--preset=zaremba_small", f"--workdir={workdir}", f"--data={text}",
-               "--corpus=chars", "--hidden=8", "--max_steps=2", "--eval_bptt=50")  # fmt: skip
+               "--corpus=chars", "--hidden=8", "--max_steps=2", "--eval_bptt=50",
+               "--compute_dtype=bfloat16")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     flags = json.loads((workdir / "flags.json").read_text())["flags"]
     chosen = (flags["hidden"], flags["bptt"], flags["clip"], flags["optimizer"], flags["corpus"])
     assert chosen == (8, 20, 5.0, "sgd", "chars")  # explicit flags win, the preset fills the rest
-    assert results(workdir)["steps"] == 2
+    assert flags["compute_dtype"] == "bfloat16"  # mixed precision end to end (its numbers: tests/test_precision.py)
+    assert results(workdir)["steps"] == 2 and 0 < results(workdir)["valid"]["nats"] < 5
 
 
 def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
@@ -97,6 +99,8 @@ def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
     assert not workdir.exists()
     proc = cli("language_model.py", f"--workdir={workdir}", "--cell=elman")
     assert proc.returncode != 0 and "unknown cell 'elman'" in proc.stderr and not workdir.exists()
+    proc = cli("language_model.py", f"--workdir={workdir}", "--compute_dtype=float16")
+    assert proc.returncode != 0 and "--compute_dtype: float32, bfloat16" in proc.stderr and not workdir.exists()
     proc = cli("sample.py", f"--run={tmp_path}", "--prime=a")
     assert proc.returncode != 0 and "no flags.json" in proc.stderr
 

@@ -13,11 +13,12 @@ LOCAL = [sys.executable, str(ROOT / "launch" / "local.py")]
 
 def test_local_launcher_describes_the_run_to_every_process():
     show = "import os; print(*(os.environ[k] for k in ('SEQJAX_PROCESS_ID', 'SEQJAX_NUM_PROCESSES', 'XLA_FLAGS')))"
+    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # the launcher adds to the caller's flags
     done = subprocess.run([*LOCAL, "--num_processes=3", "--devices_per_process=2", "--", sys.executable, "-c", show],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    forced = "--xla_force_host_platform_device_count=2"
-    assert sorted(done.stdout.splitlines()) == [f"[{i}] {i} 3 {forced}" for i in range(3)]
+    flags = "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=2"
+    assert sorted(done.stdout.splitlines()) == [f"[{i}] {i} 3 {flags}" for i in range(3)]
 
 
 def test_local_launcher_stops_the_others_and_reports_the_first_failure():

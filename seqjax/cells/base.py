@@ -30,6 +30,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax import precision
+
 Params = Any
 Carry = Any
 
@@ -107,7 +109,8 @@ def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
 
 
 def zero_carry(init_params: Callable[..., Params], params: Params, batch_shape) -> jax.Array:
-    """The zero carry ``[*batch_shape, h]`` of a single-array-carry cell, in the params' dtype."""
+    """The zero carry ``[*batch_shape, h]`` of a single-array-carry cell, in the params' dtype but at
+    least float32 (``seqjax.precision.carry_dtype``)."""
     hidden = hidden_size_of(init_params, params)
-    dtype = jax.tree.leaves(params)[0].dtype
+    dtype = precision.carry_dtype(jax.tree.leaves(params)[0].dtype)
     return jnp.zeros((*tuple(batch_shape), hidden), dtype)

@@ -17,6 +17,10 @@ needs, and that derivative); ``fused_sequence(steps)`` turns it into the ``fused
 unchanged and output 0, exactly as ``seqjax.scan.unroll`` with ``lengths``: their cotangents pass
 straight through. With ``remat`` nothing per step is saved but the carries; the backward loop
 recomputes each step's forward arithmetic (and ``a_t``, one more small product per step).
+
+Precision (``seqjax.precision``): every product takes its operands in the weights' dtype and sums
+into the carry's (at least float32), the step arithmetic and its derivative run in the carry's dtype,
+the outputs come in the weights' dtype, and each gradient in its parameter's dtype.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from seqjax import precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,43 +77,53 @@ def _select(m, new, old):
 def fused_sequence(steps: Steps) -> Callable:
     """``fused(params, xs [t, b, d], carry, valid [t, b] | None, remat) -> (carry, ys [t, b, h])``."""
 
-    def forward(small, w_hh, us, carry0, valid, remat):
+    def step_forward(small, w_hh, carry, u):
+        """``steps.forward`` in the carry's dtype: ``u`` and the biases cast to it, ``a = h W_hh`` summed in it."""
+        dtype = _hidden(carry).dtype
+        small = precision.cast_floating(small, dtype)
+        return steps.forward(small, carry, u.astype(dtype), precision.dot(_hidden(carry), w_hh))
+
+    def forward(small, w_hh, us, carry0, valid, remat, u_dtype):
+        del u_dtype
+
         def body(carry, inputs):
             u, m = inputs
-            new_carry, saved = steps.forward(small, carry, u, _hidden(carry) @ w_hh)
+            new_carry, saved = step_forward(small, w_hh, carry, u)
             if m is not None:
                 new_carry = _select(m, new_carry, carry)
             return new_carry, (new_carry, None if remat else saved)
 
         carry, (carries, saved) = jax.lax.scan(body, carry0, (us, valid))
-        ys = _hidden(carries)
+        ys = _hidden(carries).astype(w_hh.dtype)
         if valid is not None:
             ys = jnp.where(valid, ys, jnp.zeros_like(ys))
         residuals = (small, w_hh, us if remat else None, carry0, carries, saved, valid)
         return (carry, ys), residuals
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-    def sequence(small, w_hh, us, carry0, valid, remat):
-        return forward(small, w_hh, us, carry0, valid, remat)[0]
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+    def sequence(small, w_hh, us, carry0, valid, remat, u_dtype):
+        return forward(small, w_hh, us, carry0, valid, remat, u_dtype)[0]
 
-    def sequence_fwd(small, w_hh, us, carry0, valid, remat):
-        return forward(small, w_hh, us, carry0, valid, remat)
+    def sequence_fwd(small, w_hh, us, carry0, valid, remat, u_dtype):
+        return forward(small, w_hh, us, carry0, valid, remat, u_dtype)
 
-    def sequence_bwd(remat, residuals, cotangents):
+    def sequence_bwd(remat, u_dtype, residuals, cotangents):
         small, w_hh, us, carry0, carries, saved, valid = residuals
         d_last, dys = cotangents
         prev = jax.tree.map(lambda c0, cs: jnp.concatenate([c0[None], cs[:-1]], axis=0), carry0, carries)
         w_hh_t = w_hh.T
+        dtype = _hidden(carry0).dtype
+        small_wide = precision.cast_floating(small, dtype)
 
         def body(d_carry, inputs):
             dy, carry_prev, carry, saved_t, u, m = inputs
             if remat:
-                _, saved_t = steps.forward(small, carry_prev, u, _hidden(carry_prev) @ w_hh)
-            d_new = _with_hidden(d_carry, _hidden(d_carry) + dy)
+                _, saved_t = step_forward(small, w_hh, carry_prev, u)
+            d_new = _with_hidden(d_carry, _hidden(d_carry) + dy.astype(dtype))
             if m is not None:
                 d_new = _select(m, d_new, jax.tree.map(jnp.zeros_like, d_new))
-            d_prev, du, da = steps.backward(small, saved_t, carry_prev, carry, d_new)
-            d_prev = _with_hidden(d_prev, _hidden(d_prev) + (du if da is None else da) @ w_hh_t)
+            d_prev, du, da = steps.backward(small_wide, saved_t, carry_prev, carry, d_new)
+            d_prev = _with_hidden(d_prev, _hidden(d_prev) + precision.dot(du if da is None else da, w_hh_t))
             if m is not None:
                 d_prev = jax.tree.map(lambda d, skip: d + jnp.where(m, 0, skip), d_prev, d_carry)
             return d_prev, (du, da)
@@ -115,15 +131,18 @@ def fused_sequence(steps: Steps) -> Callable:
         d_carry0, (dus, das) = jax.lax.scan(body, d_last, (dys, prev, carries, saved, us, valid), reverse=True)
         das = dus if das is None else das
         rows = das.shape[0] * das.shape[1]
-        dw_hh = _hidden(prev).reshape(rows, -1).T @ das.reshape(rows, -1)
+        d_a = das.reshape(rows, -1).astype(w_hh.dtype)
+        dw_hh = precision.dot(_hidden(prev).reshape(rows, -1).T, d_a, das.dtype).astype(w_hh.dtype)
+        d_small = jax.tree.map(lambda g, p: g.astype(p.dtype), steps.bias_grads(small, dus, das), small)
         d_valid = None if valid is None else np.zeros(valid.shape, jax.dtypes.float0)
-        return steps.bias_grads(small, dus, das), dw_hh, dus, d_carry0, d_valid
+        return d_small, dw_hh, dus.astype(u_dtype), d_carry0, d_valid
 
     sequence.defvjp(sequence_fwd, sequence_bwd)
 
     def fused(params, xs: jax.Array, carry, valid: jax.Array | None = None, remat: bool = False):
         small = {name: value for name, value in params.items() if name not in ("w_ih", "w_hh")}
         mask = None if valid is None else jnp.asarray(valid, bool)[..., None]
-        return sequence(small, params["w_hh"], xs @ params["w_ih"], carry, mask, remat)
+        us = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
+        return sequence(small, params["w_hh"], us, carry, mask, remat, us.dtype)
 
     return fused

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers
+from seqjax import initializers, precision
 from seqjax.cells.base import Cell
 from seqjax.cells.fused import Steps, fused_sequence
 
@@ -52,27 +52,28 @@ def gru(
         return params
 
     def init_carry(params, batch_shape):
-        return jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
+        w_hh = params["w_hh"]
+        return jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
 
     def project(params, xs):
-        z = xs @ params["w_ih"]
+        z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
         return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, h, u):
-        a_r, a_z, a_n = jnp.split(u, 3, axis=-1)
+        a_r, a_z, a_n = jnp.split(u.astype(h.dtype), 3, axis=-1)
         if reset_after:
-            hr, hz, hn = jnp.split(h @ params["w_hh"], 3, axis=-1)
+            hr, hz, hn = jnp.split(precision.dot(h, params["w_hh"]), 3, axis=-1)
             r = jax.nn.sigmoid(a_r + hr)
             z = jax.nn.sigmoid(a_z + hz)
-            n = jnp.tanh(a_n + r * (hn + jnp.broadcast_to(params["b_hn"], hn.shape)))
+            n = jnp.tanh(a_n + r * (hn + jnp.broadcast_to(params["b_hn"].astype(h.dtype), hn.shape)))
         else:
             size = h.shape[-1]
-            hr, hz = jnp.split(h @ params["w_hh"][:, : 2 * size], 2, axis=-1)
+            hr, hz = jnp.split(precision.dot(h, params["w_hh"][:, : 2 * size]), 2, axis=-1)
             r = jax.nn.sigmoid(a_r + hr)
             z = jax.nn.sigmoid(a_z + hz)
-            n = jnp.tanh(a_n + (r * h) @ params["w_hh"][:, 2 * size :])
+            n = jnp.tanh(a_n + precision.dot(r * h, params["w_hh"][:, 2 * size :]))
         h = (1.0 - z) * n + z * h
-        return h, h
+        return h, h.astype(params["w_hh"].dtype)
 
     if not reset_after:  # the reset gate inside the product needs a second, dependent matmul: no fused path
         return Cell(init_params, step, init_carry, project, name="gru_cho")

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers
+from seqjax import initializers, precision
 from seqjax.cells.base import Cell
 from seqjax.cells.fused import Steps, fused_sequence
 
@@ -64,25 +64,26 @@ def lstm(
         return params
 
     def init_carry(params, batch_shape):
-        zeros = jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
+        w_hh = params["w_hh"]
+        zeros = jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
         return LSTMCarry(zeros, zeros)
 
     def project(params, xs):
-        z = xs @ params["w_ih"]
+        z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
         return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, carry: LSTMCarry, u):
-        z = u + carry.hidden @ params["w_hh"]
+        z = u.astype(carry.cell.dtype) + precision.dot(carry.hidden, params["w_hh"])
         z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
         if peephole:
-            p_i, p_f, p_o = params["peephole"]
+            p_i, p_f, p_o = params["peephole"].astype(carry.cell.dtype)
             z_i = z_i + jnp.broadcast_to(p_i, z_i.shape) * carry.cell
             z_f = z_f + jnp.broadcast_to(p_f, z_f.shape) * carry.cell
         c = jax.nn.sigmoid(z_f) * carry.cell + jax.nn.sigmoid(z_i) * jnp.tanh(z_g)
         if peephole:
             z_o = z_o + jnp.broadcast_to(p_o, z_o.shape) * c
         h = jax.nn.sigmoid(z_o) * jnp.tanh(c)
-        return LSTMCarry(h, c), h
+        return LSTMCarry(h, c), h.astype(params["w_hh"].dtype)
 
     if peephole:
         return Cell(init_params, step, init_carry, project, name="lstm_peephole")

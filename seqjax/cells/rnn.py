@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers
+from seqjax import initializers, precision
 from seqjax.cells.base import Cell
 from seqjax.cells.fused import Steps, fused_sequence
 
@@ -49,15 +49,16 @@ def rnn(
         }
 
     def init_carry(params, batch_shape):
-        return jnp.zeros((*batch_shape, params["w_hh"].shape[0]), params["w_hh"].dtype)
+        w_hh = params["w_hh"]
+        return jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
 
     def project(params, xs):
-        z = xs @ params["w_ih"]
+        z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
         return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, h, u):
-        h = phi(u + h @ params["w_hh"])
-        return h, h
+        h = phi(u.astype(h.dtype) + precision.dot(h, params["w_hh"]))
+        return h, h.astype(params["w_hh"].dtype)
 
     name = "rnn" if activation == "tanh" else f"rnn_{activation}"
     # Scan unroll 4: measured 1.2x faster training steps at (B, T, H) = (32, 128, 256) on XLA:CPU and

@@ -16,7 +16,9 @@ DEVICE_HELP = {
     "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
     "shard_params_over": "With several devices: split each parameter of at least this many elements (and its "
     "optimizer state) over them instead of copying it (large embeddings, softmax); 0: none.",
-}  # the help of the data-parallel fields every training script's Config has
+    "compute_dtype": "float32, or bfloat16 for mixed precision: bfloat16 matrix products; float32 parameters, "
+    "optimizer state, recurrent state and loss (for accelerators; slower on CPU).",
+}  # the help of the device fields a training script's Config has (define_flags uses those it finds)
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 

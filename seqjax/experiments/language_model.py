@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax import parallel, plots, train, workdir
+from seqjax import parallel, plots, precision, train, workdir
 from seqjax.checkpoints import Checkpointer
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
@@ -84,6 +84,7 @@ class Config:
     checkpoint_every: int = 1000
     num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     shard_params_over: int = 0  # with several devices: split parameters of at least this many elements; 0: none
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (seqjax.precision)
     seed: int = 0
 
 
@@ -173,7 +174,8 @@ def make_lm_training(config: Config, model: ModelConfig, steps_per_epoch: int) -
     for the Transformer, independent windows and no model state). Cached on what the step depends on, so
     runs in one process (a resumed one, a longer one) share its compilation."""
     optimization = (config.optimizer, config.learning_rate, config.decay_epoch, config.lr_decay, config.clipping)
-    return _lm_training(model, config.bptt, steps_per_epoch, *optimization, config.clip)
+    compute_dtype = precision.compute_dtype(config.compute_dtype)
+    return _lm_training(model, config.bptt, steps_per_epoch, *optimization, config.clip, compute_dtype)
 
 
 @functools.cache
@@ -187,6 +189,7 @@ def _lm_training(
     lr_decay: float,
     clipping: str,
     clip: float,
+    compute_dtype: jnp.dtype,
 ) -> tuple[train.Training, optax.Schedule]:
     schedule = _schedule(learning_rate, decay_epoch, lr_decay, steps_per_epoch)
     recurrent = isinstance(model, lm.LMConfig)
@@ -197,6 +200,7 @@ def _lm_training(
         train.Clipping(clipping, clip),
         learning_rate=schedule,
         stateful=recurrent,
+        compute_dtype=compute_dtype,
     )
     return training, schedule
 

@@ -38,6 +38,7 @@ class Config:
     global_batch: int = 160
     steps: int = 10
     warmup: int = 2
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (seqjax.precision)
     seed: int = 0
 
 
@@ -48,6 +49,7 @@ def _lm_config(config: Config, batch_size: int) -> language_model.Config:
         num_layers=config.num_layers,
         bptt=config.bptt,
         batch_size=batch_size,
+        compute_dtype=config.compute_dtype,
         seed=config.seed,
     )
 
@@ -115,7 +117,8 @@ def run(config: Config) -> list[dict[str, Any]]:
 
 
 def model_summary(config: Config) -> str:
-    return f"LSTM LM {config.num_layers} x {config.hidden}, V = {config.vocab}, bptt {config.bptt}"
+    shape = f"{config.num_layers} x {config.hidden}, V = {config.vocab}, bptt {config.bptt}"
+    return f"LSTM LM {shape}, {config.compute_dtype}"
 
 
 def num_params(config: Config) -> int:

@@ -22,7 +22,7 @@ import sys
 
 from absl import app, flags, logging
 
-from seqjax import precision, train, workdir
+from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
@@ -76,7 +76,6 @@ flags.register_validator("optimizer", lambda v: v in train.OPTIMIZERS, "--optimi
 flags.register_validator("clipping", lambda v: v in train.CLIPPING, "--clipping must be none, global_norm or value")
 flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in [0, 1)")
 flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
-flags.register_validator("compute_dtype", lambda v: v in precision.COMPUTE_DTYPES, "--compute_dtype: float32, bfloat16")
 
 
 def config_from_flags() -> Config:

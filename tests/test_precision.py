@@ -190,3 +190,86 @@ def test_mixed_precision_training_keeps_float32_masters_and_follows_float32():
     assert float(apart) < 0.1 * float(moved), (apart, moved)  # measured 0.032: bf16 follows the f32 run
     found = products(jax.make_jaxpr(training.step)(state, batch).jaxpr)
     assert all(operands == ("bfloat16", "bfloat16") for operands, _ in found), found
+
+
+def model_losses() -> dict:
+    """``name -> (loss_fn, params shapes, batch)`` for every model a supervised experiment trains, tiny."""
+    from seqjax.models import captioner, classifier, seq2seq, tagger, transformer_lm
+
+    rng = np.random.default_rng(0)
+    b, t = 3, 5
+
+    def ids(vocab, *shape):
+        return jnp.asarray(rng.integers(1, vocab, shape), jnp.int32)
+
+    lengths = jnp.asarray([5, 3, 4], jnp.int32)
+    cases = {}
+
+    def add(name, module, config, batch):
+        shapes = jax.eval_shape(lambda key: module.init_params(config, key), jax.random.key(0))
+        cases[name] = (module.batch_loss(config), shapes, batch)
+
+    for encoder in ("rnn", "transformer"):
+        both_ways = encoder == "rnn"
+        config = classifier.ClassifierConfig(vocab_size=20, hidden_size=8, embed_size=6, encoder=encoder, num_heads=2,
+                                             bidirectional=both_ways, pooling="mean")  # fmt: skip
+        add(f"classifier_{encoder}", classifier, config, (ids(20, b, t), lengths, ids(2, b)))
+        config = tagger.TaggerConfig(vocab_size=20, char_vocab_size=10, num_tags=4, hidden_size=8, embed_size=6,
+                                     char_embed_size=4, char_features=5, encoder=encoder, num_heads=2,
+                                     bidirectional=both_ways)  # fmt: skip
+        add(f"tagger_{encoder}", tagger, config, (ids(20, b, t), ids(10, b, t, 4), lengths, ids(4, b, t)))
+    for attention in ("luong", "bahdanau", "none"):
+        config = seq2seq.Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=15, hidden_size=8, embed_size=6,
+                                       attention=attention)  # fmt: skip
+        tgt_lengths = jnp.asarray([4, 2, 3], jnp.int32)
+        add(
+            f"seq2seq_{attention}", seq2seq, config, (ids(20, b, t), lengths, ids(15, b, 4), ids(15, b, 4), tgt_lengths)
+        )
+    config = captioner.CaptionerConfig(vocab_size=12, hidden_size=8, embed_size=6, conv_features=(4,), image_features=8)
+    images = jnp.asarray(rng.random((b, 8, 24)), jnp.float32)
+    add("captioner", captioner, config, (images, ids(12, b, 4), jnp.asarray([4, 2, 3], jnp.int32)))
+    config = transformer_lm.TransformerLMConfig(vocab_size=20, context=6, num_layers=1, d_model=8, num_heads=2)
+    shapes = jax.eval_shape(lambda key: transformer_lm.init_params(config, key), jax.random.key(0))
+    cases["transformer_lm"] = (lm_training.independent_window_loss(config, 6), shapes, (ids(20, b, 13), 0, True))
+    return cases
+
+
+MODEL_LOSSES = model_losses()
+
+
+@pytest.mark.parametrize("name", list(MODEL_LOSSES))
+def test_every_model_trains_with_bfloat16_products(name):
+    """Traced only (strict dtype promotion): the gradient of each experiment's loss on bfloat16 params multiplies
+    bfloat16 operands everywhere, except the backward of the attention scores: those are summed in float32
+    (``seqjax.attention``), so their float32 cotangent meets the bfloat16 queries and keys."""
+    loss_fn, shapes, batch = MODEL_LOSSES[name]
+
+    def loss(params):
+        return loss_fn(precision.cast_floating(params, BF16), batch, jax.random.key(1))[0]
+
+    found = products(jax.make_jaxpr(jax.grad(loss))(shapes).jaxpr)
+    allowed = {("bfloat16", "bfloat16")} | ({("float32", "bfloat16")} if "transformer" in name else set())
+    assert found and {operands for operands, _ in found} <= allowed, found
+    if "transformer" not in name:
+        assert {operands for operands, _ in found} == {("bfloat16", "bfloat16")}
+
+
+def test_an_experiment_trains_and_evaluates_in_bfloat16(tmp_path):
+    """The captioning experiment end to end with --compute_dtype=bfloat16: float32 checkpoints, finite losses."""
+    import dataclasses
+    import json
+
+    from seqjax import workdir
+    from seqjax.experiments import captioning
+
+    config = captioning.Config(train_size=32, dev_size=8, test_size=8, conv1=3, conv2=4, image_features=10, embed=6,
+                               hidden=12, batch_size=16, epochs=1, eval_batch_size=8, figure_examples=2, log_every=1,
+                               compute_dtype="bfloat16")  # fmt: skip
+    out = workdir.claim(
+        tmp_path / "run", captioning.EXPERIMENT, dataclasses.asdict(config), fixed=captioning.FIXED_FLAGS
+    )
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
+        results = captioning.run(config, out)
+    assert results["steps"] == 2 and 0 <= results["test"]["word_accuracy"] <= 1
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(np.isfinite(losses))

@@ -76,6 +76,7 @@ class Config:
     checkpoint_every: int = 1000
     num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     shard_params_over: int = 0  # with several devices: split parameters of at least this many elements; 0: none
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (seqjax.precision)
     seed: int = 0
 
 
@@ -129,7 +130,7 @@ def model_config(config: Config) -> captioner.CaptionerConfig:
 def make_training(config: Config, model: captioner.CaptionerConfig) -> train.Training:
     """The training step of a run (cached: runs in one process, e.g. a resumed one, share its compilation)."""
     return dev_selection.constant_rate_training(
-        captioner.batch_loss, model, config.optimizer, config.learning_rate, config.clip
+        captioner.batch_loss, model, config.optimizer, config.learning_rate, config.clip, config.compute_dtype
     )
 
 

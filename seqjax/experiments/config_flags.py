@@ -2,7 +2,8 @@
 
 Each field becomes ``--<name>`` with the field's default and type (bool, int, float or str) and the help
 text ``help[name]``; numeric flags get a lower bound, 1 for the names in ``positive`` and 0 otherwise,
-unless ``lower_bounds`` names another.
+unless ``lower_bounds`` names another. A ``compute_dtype`` field gets a validator of its values
+(``seqjax.precision.COMPUTE_DTYPES``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 from collections.abc import Collection, Mapping
 
 from absl import flags
+
+from seqjax import precision
 
 DEVICE_HELP = {
     "num_devices": "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
@@ -40,6 +43,9 @@ def define_flags(
         if kind in (int, float):
             extra["lower_bound"] = lower_bounds.get(field.name, 1 if field.name in positive else 0)
         _DEFINE[kind](field.name, field.default, help[field.name], **extra)
+        if field.name == "compute_dtype":
+            known = ", ".join(precision.COMPUTE_DTYPES)
+            flags.register_validator(field.name, lambda v: v in precision.COMPUTE_DTYPES, f"--compute_dtype: {known}")
 
 
 def config_from_flags(config_class: type, flag_values: flags.FlagValues = flags.FLAGS):

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from jax.sharding import Mesh
 
-from seqjax import loop, train
+from seqjax import loop, precision, train
 from seqjax.checkpoints import Checkpointer
 from seqjax.experiments.epoch_training import latest_checkpoint_step, merge_history, read_history
 from seqjax.metric_writers import MetricWriter
@@ -43,15 +43,25 @@ class Selection(NamedTuple):
 
 @functools.cache
 def constant_rate_training(
-    batch_loss: Callable[[Any], train.LossFn], model: Any, optimizer: str, learning_rate: float, clip: float
+    batch_loss: Callable[[Any], train.LossFn],
+    model: Any,
+    optimizer: str,
+    learning_rate: float,
+    clip: float,
+    compute_dtype: str = "float32",
 ) -> train.Training:
     """The step of ``batch_loss(model)`` with ``optimizer`` at a constant ``learning_rate`` and global-norm
-    clipping at ``clip`` (0: none): the recipe of the model-selecting experiments. Cached on its arguments, so
-    runs in one process (a resumed one, the folds of a cross-validation) share its compilation."""
+    clipping at ``clip`` (0: none), computing in ``compute_dtype`` (``seqjax.precision``): the recipe of the
+    model-selecting experiments. Cached on its arguments, so runs in one process (a resumed one, the folds of a
+    cross-validation) share its compilation."""
     schedule = train.schedule("constant", learning_rate)
     clipping = train.Clipping("global_norm", clip) if clip > 0 else train.Clipping()
     return train.make_training(
-        batch_loss(model), train.optimizer(optimizer, schedule), clipping, learning_rate=schedule
+        batch_loss(model),
+        train.optimizer(optimizer, schedule),
+        clipping,
+        learning_rate=schedule,
+        compute_dtype=precision.compute_dtype(compute_dtype),
     )
 
 

@@ -96,6 +96,7 @@ class Config:
     checkpoint_every: int = 1000
     num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     shard_params_over: int = 0  # with several devices: split parameters of at least this many elements; 0: none
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (seqjax.precision)
     seed: int = 0
 
 
@@ -153,7 +154,7 @@ def model_config(config: Config, data: data_lib.TranslationData) -> seq2seq.Seq2
 def make_training(config: Config, model: seq2seq.Seq2SeqConfig) -> train.Training:
     """The training step of a run (cached: runs in one process share its compilation)."""
     return dev_selection.constant_rate_training(
-        seq2seq.batch_loss, model, config.optimizer, config.learning_rate, config.clip
+        seq2seq.batch_loss, model, config.optimizer, config.learning_rate, config.clip, config.compute_dtype
     )
 
 

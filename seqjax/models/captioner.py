@@ -161,8 +161,9 @@ def init_params(config: CaptionerConfig, key: jax.Array) -> dict:
 
 
 def encode(config: CaptionerConfig, params: dict, images: jax.Array) -> jax.Array:
-    """The image vector ``v [b, m]`` of ``images [b, H, W]``."""
-    return encoder_module(config).apply({"params": params["encoder"]}, images)
+    """The image vector ``v [b, m]`` of ``images [b, H, W]``, in the encoder parameters' dtype."""
+    dtype = jax.tree.leaves(params["encoder"])[0].dtype
+    return encoder_module(config).apply({"params": params["encoder"]}, images.astype(dtype))
 
 
 def initial_carry(config: CaptionerConfig, params: dict, v: jax.Array) -> Carry:

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers
+from seqjax import initializers, precision
 from seqjax.cells import Cell, cell_by_name
 from seqjax.cells.base import step_input
 from seqjax.layers import bidirectional as read_both_ways
@@ -266,7 +266,7 @@ def decoder_step(
     att = params["attention"]
     alpha = jnp.zeros(memory.mask.shape, g.dtype)
     if config.attention == "bahdanau":
-        query = hidden_state(state.layers[-1]) @ att["w_s"]  # [b, a]
+        query = precision.dot(hidden_state(state.layers[-1]), att["w_s"], att["w_s"].dtype)  # [b, a]
         scores = jnp.tanh(memory.keys + query[:, None, :]) @ att["v"]  # [b, s]
         context, alpha = attend(scores, memory.mask, memory.values)
         x = jnp.concatenate([g, context], axis=-1)

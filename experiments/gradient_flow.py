@@ -62,6 +62,9 @@ JACOBIAN_EXAMPLES = flags.DEFINE_integer(
 LINEAR = flags.DEFINE_bool(
     "linear", False, "Lecture example: linear RNN h_t = a h_(t-1) + x_t W (W_hh = aI, a from --recurrent_scale)."
 )
+NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices", 1, "Train data-parallel over this many devices (--batch must split); 0: all.", lower_bound=0
+)
 SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
@@ -104,6 +107,7 @@ def config_from_flags() -> Config:
         clip=CLIP.value,
         jacobian_examples=JACOBIAN_EXAMPLES.value,
         linear=LINEAR.value,
+        num_devices=NUM_DEVICES.value,
         seed=SEED.value,
     )
 
@@ -120,8 +124,8 @@ def main(argv):
     )
     try:
         summary = run(config, WORKDIR.value)
-    except workdir.WorkdirError as e:
-        raise app.UsageError(str(e)) from e
+    except (workdir.WorkdirError, ValueError) as e:  # a foreign workdir; --num_devices the batch cannot split over
+        raise app.UsageError(str(e).replace("--batch_size", "--batch")) from e
     out = Path(WORKDIR.value)
     print(
         f"wrote {out / 'gradient_flow.png'}, {out / 'gradient_norms.csv'}, {out / 'summary.json'} "

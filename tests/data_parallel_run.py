@@ -9,7 +9,7 @@ truncated-BPTT LSTM language model with dropout whose carry travels in ``model_s
 facts about the 8-device run's layout and compiled step; and the validation results of the language-model
 experiment (``--num_devices`` 1 and 4, 6 steps: its SGD at rate 1 is chaotic enough on this toy that
 float32 rounding differences grow to visible ones within 50 steps) on a generated text; and the rows of the
-scaling benchmark on 1 and 2 devices.
+scaling benchmark on 1 and 2 devices; and the gradient-flow experiment's training on 1 and 8 devices.
 """
 
 import json
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import loop, lstm, parallel, train, unroll
+from seqjax.experiments import gradient_flow, scaling
 from seqjax.experiments import language_model as lm_experiment
-from seqjax.experiments import scaling
 from seqjax.models import lm, lm_training
 
 ROWS = 8  # the global batch
@@ -69,6 +69,28 @@ def fit(make, workdir: Path, mesh, shard_params_over: int = 0):
                         shard_params_over=shard_params_over)  # fmt: skip
 
 
+def gradient_flow_runs() -> dict:
+    """The gradient-flow experiment's training segment (batches drawn inside the jitted scan) on 1 and 8 devices."""
+    config = gradient_flow.Config(
+        cells=("lstm",), seq_len=6, hidden=5, batch=ROWS, train_steps=STEPS, learning_rate=0.05
+    )
+    cell = gradient_flow.settings(config)[0].cell
+    params = gradient_flow.init_model(cell, jax.random.key(6), config)
+    states = {}
+    for n, mesh in ((1, None), (8, parallel.data_mesh(8))):
+        training, segment = gradient_flow.make_train_segment(cell, config, mesh)
+        state = training.init(jax.tree.map(jnp.copy, params), jax.random.key(7))  # the state is donated
+        if mesh is not None:
+            state = parallel.place_state(state, mesh)
+        executable = segment.lower(state, STEPS).compile()
+        states[n], _ = executable(state)
+    return {
+        "8": largest_difference(jax.tree.leaves(states[1].params), jax.tree.leaves(states[8].params)),
+        "moved": largest_difference(jax.tree.leaves(states[1].params), jax.tree.leaves(params)),
+        "all_reduce": "all-reduce" in executable.as_text(),
+    }
+
+
 def largest_difference(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b, strict=True))
 
@@ -108,6 +130,7 @@ def main(out: Path):
             call()
         except ValueError as e:
             result.setdefault("errors", []).append(str(e))
+    result["gradient_flow"] = gradient_flow_runs()
     text = out / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog; " * 40)
     for n in (1, 4):

@@ -18,6 +18,11 @@ backward pass; ``unroll`` takes it where it applies (see ``seqjax.scan.unroll``)
 
 A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
 one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
+
+Mixed precision (``seqjax.precision``) hands a cell bfloat16 params and a float32 carry. The built-in
+cells multiply with ``precision.dot(h, w)`` (bfloat16 operands, float32 sums) and return the new carry
+in float32 and ``y_t`` in the params' dtype; a user cell that writes ``h @ w`` still works, its product
+promoted to float32.
 """
 
 from __future__ import annotations

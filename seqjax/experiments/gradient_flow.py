@@ -27,8 +27,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from seqjax import attention, gradflow, initializers, plots, train, workdir
+from seqjax import attention, gradflow, initializers, parallel, plots, train, workdir
 from seqjax.cells import Cell, cell_by_name, rnn
 from seqjax.data import synthetic
 from seqjax.scan import Unrolled, unroll
@@ -60,6 +61,7 @@ class Config:
     clip: float = 1.0
     jacobian_examples: int = 0
     linear: bool = False
+    num_devices: int = 1  # train data-parallel over this many devices (the batch must split); 0: all visible
     seed: int = 0
 
 
@@ -205,9 +207,11 @@ def _by_part(tree) -> list[tuple[str, jax.Array]]:
     return [(jax.tree_util.keystr(path).lstrip(".") or "hidden", leaf) for path, leaf in leaves]
 
 
-def make_train_segment(cell: Cell | None, config: Config):
+def make_train_segment(cell: Cell | None, config: Config, mesh: Mesh | None = None):
     """``seqjax.train`` with Adam and global-norm clipping, and a jitted function running ``n`` steps
-    with ``lax.scan``; the batch of step k is drawn from ``fold_in(state.key, k)``."""
+    with ``lax.scan``; the batch of step k is drawn from ``fold_in(state.key, k)``. With a ``mesh`` (and the
+    state laid out by ``parallel.place_state``) each drawn batch is split by rows over its devices: data
+    parallel, the same steps as one device."""
     clipping = train.Clipping("global_norm", config.clip) if config.clip > 0 else train.Clipping()
 
     def loss_fn(params, batch, key):
@@ -219,7 +223,10 @@ def make_train_segment(cell: Cell | None, config: Config):
 
     def segment(state: train.TrainState, num_steps: int):
         def body(state, _):
-            state, metrics = training.step(state, task_batch(config, jax.random.fold_in(state.key, state.step)))
+            batch = task_batch(config, jax.random.fold_in(state.key, state.step))
+            if mesh is not None:
+                batch = jax.lax.with_sharding_constraint(batch, parallel.by_rows(mesh))
+            state, metrics = training.step(state, batch)
             return state, metrics["loss"]
 
         return jax.lax.scan(body, state, None, length=num_steps)
@@ -244,6 +251,7 @@ def spectral_radii(params) -> list[float] | None:
 
 def run(config: Config, out_dir: str | Path) -> dict:
     """Measures (and trains) every setting; writes the CSV, summary and figure; returns the summary."""
+    mesh = parallel.mesh_for(config.num_devices, config.batch)  # before the claim: a bad count writes nothing
     # Nothing here resumes (each run recomputes everything), so no flag is fixed: a rerun overwrites.
     out_dir = workdir.claim(out_dir, "gradient_flow", dataclasses.asdict(config))
     key = jax.random.key(config.seed)
@@ -258,8 +266,10 @@ def run(config: Config, out_dir: str | Path) -> dict:
         else:
             params = init_model(setting.cell, init_key, config)
         measure_fn = jax.jit(lambda p, cell=setting.cell: measure(cell, config, p, eval_xs, eval_targets))
-        training, segment = make_train_segment(setting.cell, config)
+        training, segment = make_train_segment(setting.cell, config, mesh)
         state = training.init(params, train_key)
+        if mesh is not None:
+            state = parallel.place_state(state, mesh)
         losses, record = [], {"label": setting.label, "snapshots": []}
         done = 0
         for step in snapshots:

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from seqjax import workdir
+from seqjax import parallel, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
 from seqjax.experiments import config_flags
@@ -42,6 +42,7 @@ HELP = {
     "optimizer": "sparse_sgd: word2vec.c's update of the rows a batch touches; sgd, momentum, adam, rmsprop,"
     " adagrad: optax on the dense gradient of the whole tables (small vocabularies); all decay alpha linearly.",
     "batch_size": "Examples per SGD step.",
+    "num_devices": config_flags.DEVICE_HELP["num_devices"],
     "seed": "Random seed (initialisation, subsampling, windows, noise words).",
     "eval_dir": "Folder with questions-words.txt, wordsim353.tsv, simlex999.txt (missing files are skipped).",
     "restrict_vocab": "Analogies use only this many most frequent words, as word2vec's compute-accuracy.",
@@ -72,6 +73,7 @@ def main(argv):
                 print(f"{score:+.4f}  {word}")
             return
         config = config_flags.config_from_flags(Config)
+        parallel.mesh_for(config.num_devices, config.batch_size)  # a count the batch cannot split: nothing written
         prepared = prepare(config)  # bad data: nothing written
         print(f"{config.corpus}: {prepared.raw_words:,} words, vocabulary {len(prepared.vocab):,}")
         out = workdir.claim(WORKDIR.value, "word2vec", dataclasses.asdict(config), fixed=FIXED_FLAGS)

@@ -65,9 +65,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def by_rows(mesh: Mesh) -> NamedSharding:
-    """The leading axis split in equal blocks over the mesh's devices, in order."""
-    return NamedSharding(mesh, PartitionSpec(DATA))
+def by_rows(mesh: Mesh, axis: int = 0) -> NamedSharding:
+    """Axis ``axis`` (the leading one by default) split in equal blocks over the mesh's devices, in order."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA))
 
 
 def check_divisible(batch_size: int, mesh: Mesh, flag: str = "--batch_size") -> None:
@@ -90,19 +90,20 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda x: _place(x, replicated(mesh)), tree)
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
+def shard_batch(batch: Any, mesh: Mesh, axis: int = 0) -> Any:
     """Every leaf ``[B, ...]`` of ``batch`` split by rows over ``mesh`` (``B`` divisible by its size), every
     scalar leaf replicated. A leaf already placed on ``mesh`` (e.g. a token array placed once for the whole
-    run, by ``shard_batch`` or ``replicate``) is passed through untouched."""
+    run, by ``shard_batch`` or ``replicate``) is passed through untouched. ``axis``: the batch axis, for
+    stacks of batches ``[K, B, ...]`` (leaves of lower rank are replicated)."""
 
     def place(x):
         shape = np.shape(x)
         if isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh:
             return x
-        sharding = by_rows(mesh) if shape else replicated(mesh)
-        if shape and shape[0] % mesh.size:
+        split = len(shape) > axis
+        if split and shape[axis] % mesh.size:
             raise ValueError(f"a batch leaf of shape {shape} does not split by rows over {mesh.size} devices")
-        return _place(x, sharding)
+        return _place(x, by_rows(mesh, axis) if split else replicated(mesh))
 
     return jax.tree.map(place, batch)
 

@@ -9,7 +9,8 @@ truncated-BPTT LSTM language model with dropout whose carry travels in ``model_s
 facts about the 8-device run's layout and compiled step; and the validation results of the language-model
 experiment (``--num_devices`` 1 and 4, 6 steps: its SGD at rate 1 is chaotic enough on this toy that
 float32 rounding differences grow to visible ones within 50 steps) on a generated text; and the rows of the
-scaling benchmark on 1 and 2 devices; and the gradient-flow experiment's training on 1 and 8 devices.
+scaling benchmark on 1 and 2 devices; and the gradient-flow experiment's and word2vec's training on 1 and 8
+devices.
 """
 
 import json
@@ -21,9 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import loop, lstm, parallel, train, unroll
+from seqjax.data import word2vec_data as w2v_data
 from seqjax.experiments import gradient_flow, scaling
 from seqjax.experiments import language_model as lm_experiment
-from seqjax.models import lm, lm_training
+from seqjax.models import lm, lm_training, word2vec
+from seqjax.models import word2vec_training as w2v_training
 
 ROWS = 8  # the global batch
 STEPS = 6
@@ -91,6 +94,25 @@ def gradient_flow_runs() -> dict:
     }
 
 
+def word2vec_runs() -> dict:
+    """word2vec's sparse SGD (skip-gram, negative sampling) for one epoch on 1 and 8 devices."""
+    rng = np.random.default_rng(0)
+    sentences = [[f"w{i}" for i in rng.integers(12, size=6)] for _ in range(60)]
+    vocab = w2v_data.build_vocab(sentences, min_count=1)
+    corpus = w2v_data.encode(sentences, vocab)
+    config = w2v_training.TrainConfig(epochs=1, batch_size=32, chunk_batches=4, sample=0, alpha=0.05)
+    params = word2vec.init_params(jax.random.key(8), len(vocab), 8)
+    trained = {}
+    for n, mesh in ((1, None), (8, parallel.data_mesh(8))):
+        start = jax.tree.map(jnp.copy, params)  # donated to the chunk steps
+        trained[n], _ = w2v_training.train(start, corpus, vocab, config, jax.random.key(9), mesh=mesh)
+    return {
+        "8": largest_difference(jax.tree.leaves(trained[1]), jax.tree.leaves(trained[8])),
+        "moved": largest_difference(jax.tree.leaves(trained[1]), jax.tree.leaves(params)),
+        "devices": len(trained[8].input.sharding.device_set),
+    }
+
+
 def largest_difference(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b, strict=True))
 
@@ -131,6 +153,7 @@ def main(out: Path):
         except ValueError as e:
             result.setdefault("errors", []).append(str(e))
     result["gradient_flow"] = gradient_flow_runs()
+    result["word2vec"] = word2vec_runs()
     text = out / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog; " * 40)
     for n in (1, 4):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import workdir
+from seqjax import parallel, workdir
 from seqjax.checkpoints import Checkpointer
 from seqjax.data import word2vec_data as data
 from seqjax.data.text import DataError
@@ -58,6 +58,7 @@ class Config:
     epochs: int = 5
     optimizer: str = "sparse_sgd"
     batch_size: int = 4096
+    num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     seed: int = 0
     eval_dir: str = "../shared/data/word2vec_eval"
     restrict_vocab: int = 30000
@@ -158,8 +159,9 @@ def run(config: Config, out: Path, prepared: Prepared, log=print) -> dict:
         )
 
     start = time.perf_counter()
+    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     params, history = training.train(
-        params, corpus, vocab, config.training(), noise_key, start_epoch, on_epoch, opt_state
+        params, corpus, vocab, config.training(), noise_key, start_epoch, on_epoch, opt_state, mesh
     )
     train_seconds = time.perf_counter() - start
     checkpointer.close()

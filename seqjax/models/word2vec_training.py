@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
+from seqjax import parallel
 from seqjax import train as train_lib
 from seqjax.data import word2vec_data as data
 from seqjax.models import word2vec
@@ -188,6 +190,7 @@ def train(
     start_epoch: int = 0,
     on_epoch: Callable[[EpochStats, word2vec.Word2VecParams, Any], None] | None = None,
     opt_state: Any = None,
+    mesh: Mesh | None = None,
 ) -> tuple[word2vec.Word2VecParams, list[EpochStats]]:
     """Epochs ``start_epoch .. config.epochs - 1`` of sparse SGD over ``corpus``; the params and per-epoch stats.
 
@@ -197,6 +200,8 @@ def train(
     ``alpha - (alpha - min_alpha) * (e + i / n_e) / epochs``, gensim's linear decay with progress.
     ``on_epoch(stats, params, opt_state)`` is called after every epoch (to log, evaluate or checkpoint);
     ``opt_state`` (the optax optimizer's, ``()`` for ``sparse_sgd``) starts from ``init_opt_state`` if None.
+    With a ``mesh`` (``seqjax.parallel``) the tables and optimizer state are replicated over its devices and
+    every batch is split by rows (``batch_size`` divisible by its size); ``jit`` sums the sparse updates.
     """
     if len(corpus) == 0:
         raise ValueError("the corpus has no in-vocabulary words")
@@ -205,6 +210,9 @@ def train(
     chunk_step = make_chunk_step(config, noise)
     if opt_state is None:
         opt_state = init_opt_state(config, params)
+    if mesh is not None:
+        parallel.check_divisible(config.batch_size, mesh)
+        params, opt_state = parallel.replicate((params, opt_state), mesh)
     seeds = np.random.SeedSequence(config.seed).spawn(config.epochs)
     span = config.alpha - config.min_alpha
     stats = []
@@ -227,6 +235,8 @@ def train(
                 lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
                 step = first_step + i * config.chunk_batches
                 lrs = np.float32(lr_start), np.float32(lr_step)
+                if mesh is not None:
+                    batch = parallel.shard_batch(batch, mesh, axis=1)  # [chunk_batches, batch_size, ...]
                 params, opt_state, loss = chunk_step(params, opt_state, key, batch, valid, step, *lrs)
                 loss_sum = loss_sum + loss
             mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch

@@ -83,9 +83,7 @@ def fused_sequence(steps: Steps) -> Callable:
         small = precision.cast_floating(small, dtype)
         return steps.forward(small, carry, u.astype(dtype), precision.dot(_hidden(carry), w_hh))
 
-    def forward(small, w_hh, us, carry0, valid, remat, u_dtype):
-        del u_dtype
-
+    def forward(small, w_hh, us, carry0, valid, remat):
         def body(carry, inputs):
             u, m = inputs
             new_carry, saved = step_forward(small, w_hh, carry, u)
@@ -102,10 +100,12 @@ def fused_sequence(steps: Steps) -> Callable:
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
     def sequence(small, w_hh, us, carry0, valid, remat, u_dtype):
-        return forward(small, w_hh, us, carry0, valid, remat, u_dtype)[0]
+        del u_dtype  # the dtype the backward pass returns dus in
+        return forward(small, w_hh, us, carry0, valid, remat)[0]
 
     def sequence_fwd(small, w_hh, us, carry0, valid, remat, u_dtype):
-        return forward(small, w_hh, us, carry0, valid, remat, u_dtype)
+        del u_dtype
+        return forward(small, w_hh, us, carry0, valid, remat)
 
     def sequence_bwd(remat, u_dtype, residuals, cotangents):
         small, w_hh, us, carry0, carries, saved, valid = residuals

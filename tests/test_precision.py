@@ -194,6 +194,7 @@ def test_mixed_precision_training_keeps_float32_masters_and_follows_float32():
 
 def model_losses() -> dict:
     """``name -> (loss_fn, params shapes, batch)`` for every model a supervised experiment trains, tiny."""
+    from seqjax.baselines import nnlm
     from seqjax.models import captioner, classifier, seq2seq, tagger, transformer_lm
 
     rng = np.random.default_rng(0)
@@ -228,6 +229,8 @@ def model_losses() -> dict:
     config = captioner.CaptionerConfig(vocab_size=12, hidden_size=8, embed_size=6, conv_features=(4,), image_features=8)
     images = jnp.asarray(rng.random((b, 8, 24)), jnp.float32)
     add("captioner", captioner, config, (images, ids(12, b, 4), jnp.asarray([4, 2, 3], jnp.int32)))
+    config = nnlm.NNLMConfig(vocab_size=20, context=3, embed_size=4, hidden_size=6, direct=True, dropout=0.1)
+    add("nnlm", nnlm, config, (ids(20, 10, 3), ids(20, 10), jnp.arange(b)))
     config = transformer_lm.TransformerLMConfig(vocab_size=20, context=6, num_layers=1, d_model=8, num_heads=2)
     shapes = jax.eval_shape(lambda key: transformer_lm.init_params(config, key), jax.random.key(0))
     cases["transformer_lm"] = (lm_training.independent_window_loss(config, 6), shapes, (ids(20, b, 13), 0, True))

@@ -34,6 +34,7 @@ from seqjax.baselines import nnlm
 from seqjax.baselines.ngram import KneserNey
 from seqjax.data.corpus import Corpus
 from seqjax.data.text import EOS, DataError, Vocab
+from seqjax.experiments import dev_selection
 from seqjax.experiments.epoch_training import fit_epochs
 from seqjax.models import lm_metrics
 
@@ -66,6 +67,7 @@ class Config:
     checkpoint_every: int = 1000
     num_devices: int = 0  # split every batch over this many devices (data parallel); 0: all visible
     shard_params_over: int = 0  # with several devices: split parameters of at least this many elements; 0: none
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (seqjax.precision)
     seed: int = 0
 
 
@@ -134,10 +136,10 @@ def batch_indices(step: int, num_positions: int, batch_size: int, seed: int) -> 
 
 
 def make_nnlm_training(config: Config, model: nnlm.NNLMConfig) -> train.Training:
-    schedule = train.schedule("constant", config.learning_rate)
-    clipping = train.Clipping("global_norm", config.clip) if config.clip > 0 else train.Clipping()
-    return train.make_training(
-        nnlm.batch_loss(model), train.optimizer(config.optimizer, schedule), clipping, learning_rate=schedule
+    """The NNLM's step: the constant-rate recipe of the model-selecting experiments (cached: a resumed run in
+    the same process shares its compilation)."""
+    return dev_selection.constant_rate_training(
+        nnlm.batch_loss, model, config.optimizer, config.learning_rate, config.clip, config.compute_dtype
     )
 
 

@@ -9,16 +9,13 @@ model in best/, the test accuracies of that model and a figure of decoded test c
 in results.json. Rerunning a command resumes from the workdir's last checkpoint.
 """
 
-import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from seqjax import train, workdir
-from seqjax.checkpoints import CheckpointMismatch
-from seqjax.data.text import DataError
-from seqjax.experiments import config_flags, distributed_flags, flag_checks
-from seqjax.experiments.captioning import EXPERIMENT, FIXED_FLAGS, Config, check, load_data, run
+from seqjax import train
+from seqjax.experiments import captioning, config_flags, entry, flag_checks
+from seqjax.experiments.captioning import Config
 
 HELP = {
     "cell": "Cell: rnn, lstm, gru, ... or 'module:attr' for your own.",
@@ -64,27 +61,9 @@ flags.register_multi_flags_validator(
 )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
-    config = config_flags.config_from_flags(Config)
-    distributed_flags.start(config.num_devices, config.batch_size)
-    try:
-        data = load_data(config)  # bad sizes or fractions: nothing written
-        check(config, data)
-        out = workdir.claim(
-            WORKDIR.value,
-            EXPERIMENT,
-            dataclasses.asdict(config),
-            fixed=FIXED_FLAGS,
-            defaults=dataclasses.asdict(Config()),
-        )
-        run(config, out, data)
-    except (workdir.WorkdirError, CheckpointMismatch, DataError) as e:  # bad input the flags could not see
-        raise app.UsageError(str(e)) from e
-    print(f"wrote results.json, test_captions.png, eval/metrics.jsonl and checkpoints into {WORKDIR.value}")
+main = entry.model_selecting_main(
+    captioning, WORKDIR, "results.json, test_captions.png, eval/metrics.jsonl and checkpoints"
+)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ experiments/sample.py needs.
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import config_flags, distributed_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, entry, flag_checks
 from seqjax.experiments.language_model import MODELS, PRESETS, Config, fixed_flags, run
 from seqjax.models.lm import CELL_INITS
 
@@ -90,8 +90,7 @@ def config_from_flags() -> Config:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    entry.quiet_orbax()
     config = config_from_flags()
     distributed_flags.start(config.num_devices, config.batch_size)
     if config.model == "transformer":

@@ -12,13 +12,13 @@ perplexity, time), and for the NNLM eval.jsonl (every epoch), metrics.jsonl and 
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.corpus import load_corpus
 from seqjax.data.text import FORMATS, DataError
-from seqjax.experiments import config_flags, distributed_flags
+from seqjax.experiments import config_flags, distributed_flags, entry
 from seqjax.experiments.lm_baselines import FIXED_FLAGS, MODELS, Config, check, run
 
 HELP = {
@@ -58,8 +58,7 @@ flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    entry.quiet_orbax()
     config = config_flags.config_from_flags(Config)
     distributed_flags.start(config.num_devices, config.batch_size)
     try:

@@ -10,12 +10,12 @@ See seqjax.experiments.long_dependency for the tasks, losses and criteria.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import initializers, train, workdir
 from seqjax.cells import BUILTIN_CELLS
 from seqjax.checkpoints import CheckpointMismatch
-from seqjax.experiments import distributed_flags
+from seqjax.experiments import distributed_flags, entry
 from seqjax.experiments.flag_checks import known_cells, positive_ints
 from seqjax.experiments.long_dependency import TASKS, Config, run
 
@@ -56,8 +56,7 @@ flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list o
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    entry.quiet_orbax()
     config = Config(
         cells=tuple(CELLS.value),
         task=TASK.value,

@@ -13,9 +13,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax.data.text import DataError, join_tokens, split_prime
+from seqjax.experiments import entry
 from seqjax.experiments.language_model import load_trained
 from seqjax.models.sampling import sample
 
@@ -33,8 +34,7 @@ flags.register_validator("temperature", lambda t: t > 0, "--temperature must be 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    entry.quiet_orbax()
     try:
         model, fmt, vocab, params, _ = load_trained(RUN.value)
         prime_tokens = split_prime(PRIME.value, fmt)

@@ -15,12 +15,12 @@ command resumes from the workdir's last checkpoint.
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import train, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import config_flags, distributed_flags, flag_checks
+from seqjax.experiments import config_flags, distributed_flags, entry, flag_checks
 from seqjax.experiments.sentiment import (
     ALL_FOLDS,
     DATASETS,
@@ -111,8 +111,7 @@ flags.register_multi_flags_validator(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    entry.quiet_orbax()
     config = config_flags.config_from_flags(Config)
     if not flags.FLAGS["data"].present:
         config = dataclasses.replace(config, data=DEFAULT_DATA[config.dataset])

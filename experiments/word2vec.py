@@ -13,12 +13,12 @@ trained: the saved vectors answer it. See seqjax.experiments.word2vec.
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import parallel, workdir
 from seqjax.checkpoints import CheckpointMismatch
 from seqjax.data.text import DataError
-from seqjax.experiments import config_flags
+from seqjax.experiments import config_flags, entry
 from seqjax.experiments.word2vec import FIXED_FLAGS, Config, load_vectors, prepare, query, run
 from seqjax.models.word2vec_training import LOSSES, MODELS, OPTIMIZERS
 
@@ -64,8 +64,7 @@ flags.register_validator("sample", lambda v: v < 1, "--sample must be in [0, 1)"
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint operation at INFO
+    entry.quiet_orbax()
     try:
         if QUERY.value is not None:
             vectors = load_vectors(WORKDIR.value)

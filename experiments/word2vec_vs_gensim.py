@@ -11,10 +11,11 @@ results.json and results.md into --workdir. See seqjax.experiments.word2vec_vs_g
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from seqjax import workdir
 from seqjax.data.text import DataError
+from seqjax.experiments import entry
 from seqjax.experiments import word2vec_vs_gensim as comparison
 from seqjax.models.word2vec_training import MODELS
 
@@ -49,8 +50,7 @@ flags.register_validator(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    entry.quiet_orbax()
     settings = comparison.Settings(
         **{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(comparison.Settings)}
     )

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax import precision
 from seqjax.layers import dropout
 
 Params = dict
@@ -74,8 +75,7 @@ def scaled_dot_product_attention(
     """
     if mask is not None and mask.dtype != jnp.bool_:
         raise TypeError(f"mask must be bool (True = may attend), got {mask.dtype}")
-    logits = jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32)
-    logits = logits.astype(jnp.float32) * (1.0 / math.sqrt(q.shape[-1]))
+    logits = precision.scores(q, k) * (1.0 / math.sqrt(q.shape[-1]))
     if mask is None:
         weights = jax.nn.softmax(logits, axis=-1)
     else:

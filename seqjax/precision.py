@@ -11,8 +11,8 @@ The policy, for ``make_training(compute_dtype=jnp.bfloat16)`` (flag ``--compute_
   float32 (``carry_dtype``): the LSTM's ``c_t = f c_{t-1} + i g`` and every gate runs in float32, so
   the state does not lose 8 bits of mantissa at every one of T steps. A step's output ``y_t`` is
   handed on in the compute dtype, so the layers above (and the softmax projection) stay bfloat16.
-- Losses are float32: models upcast their logits before ``log_softmax``; layer norm and the
-  attention softmax compute their statistics in float32.
+- Losses are float32: models upcast their logits before ``log_softmax``; layer norm computes its
+  statistics in float32, and attention its scores (``scores``) and softmax.
 
 No loss scaling: bfloat16 has float32's exponent range, so small gradients do not underflow as
 they do in float16 (which is therefore not offered). With ``float32`` every cast here is the
@@ -94,3 +94,35 @@ def _mixed_dot_bwd(out_dtype, x_dtype, residuals, g):
 
 
 _mixed_dot.defvjp(_mixed_dot_fwd, _mixed_dot_bwd)
+
+
+def scores(q: jax.Array, k: jax.Array) -> jax.Array:
+    """``q [..., n, d] k^T [..., d, m]`` summed and returned in float32, for softmaxes that need float32.
+
+    With float32 ``q, k`` this is the plain product. With bfloat16 ``q, k`` it is one bfloat16 product
+    with float32 sums, and its backward products take the float32 cotangent rounded once to bfloat16,
+    where autodiff would multiply the float32 cotangent by the bfloat16 operands in float32.
+    """
+    if q.dtype == k.dtype == jnp.float32 or q.dtype != k.dtype or q.shape[:-2] != k.shape[:-2]:
+        return jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32).astype(jnp.float32)
+    return _low_precision_scores(q, k)
+
+
+@jax.custom_vjp
+def _low_precision_scores(q, k):
+    return jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32)
+
+
+def _low_precision_scores_fwd(q, k):
+    return _low_precision_scores(q, k), (q, k)
+
+
+def _low_precision_scores_bwd(residuals, g):
+    q, k = residuals
+    g = g.astype(q.dtype)
+    dq = jnp.einsum("...qk,...kd->...qd", g, k, preferred_element_type=jnp.float32).astype(q.dtype)
+    dk = jnp.einsum("...qk,...qd->...kd", g, q, preferred_element_type=jnp.float32).astype(k.dtype)
+    return dq, dk
+
+
+_low_precision_scores.defvjp(_low_precision_scores_fwd, _low_precision_scores_bwd)

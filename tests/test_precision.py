@@ -84,6 +84,22 @@ def test_mixed_dot_against_numpy_with_bfloat16_operands():
     np.testing.assert_array_equal(precision.dot(x32, w32), x32 @ w32)
 
 
+def test_attention_scores_against_numpy_with_bfloat16_operands():
+    """``q k^T`` summed in float32; backward ``bf16(g) k`` and ``bf16(g)^T q``; float32 inputs: the plain product."""
+    rng = np.random.default_rng(2)
+    q = jnp.asarray(rng.standard_normal((2, 3, 4)), BF16)
+    k = jnp.asarray(rng.standard_normal((2, 5, 4)), BF16)
+    g = jnp.asarray(rng.standard_normal((2, 3, 5)), jnp.float32)
+    s, vjp = jax.vjp(precision.scores, q, k)
+    dq, dk = vjp(g)
+    assert (s.dtype, dq.dtype, dk.dtype) == (jnp.float32, BF16, BF16)
+    np.testing.assert_allclose(s, bf16(q) @ np.swapaxes(bf16(k), 1, 2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(dq, np.float64), bf16(bf16(g) @ bf16(k)))
+    np.testing.assert_array_equal(np.asarray(dk, np.float64), bf16(np.swapaxes(bf16(g), 1, 2) @ bf16(q)))
+    q32, k32 = (jnp.asarray(a, jnp.float32) for a in (q, k))
+    np.testing.assert_array_equal(precision.scores(q32, k32), jnp.einsum("bqd,bkd->bqk", q32, k32))
+
+
 def lstm_numpy(p, xs, bias_in_bf16: bool):
     """The LSTM with its products' operands rounded to bfloat16 and everything else in float64.
 
@@ -243,18 +259,14 @@ MODEL_LOSSES = model_losses()
 @pytest.mark.parametrize("name", list(MODEL_LOSSES))
 def test_every_model_trains_with_bfloat16_products(name):
     """Traced only (strict dtype promotion): the gradient of each experiment's loss on bfloat16 params multiplies
-    bfloat16 operands everywhere, except the backward of the attention scores: those are summed in float32
-    (``seqjax.attention``), so their float32 cotangent meets the bfloat16 queries and keys."""
+    bfloat16 operands everywhere, the attention scores' backward included."""
     loss_fn, shapes, batch = MODEL_LOSSES[name]
 
     def loss(params):
         return loss_fn(precision.cast_floating(params, BF16), batch, jax.random.key(1))[0]
 
     found = products(jax.make_jaxpr(jax.grad(loss))(shapes).jaxpr)
-    allowed = {("bfloat16", "bfloat16")} | ({("float32", "bfloat16")} if "transformer" in name else set())
-    assert found and {operands for operands, _ in found} <= allowed, found
-    if "transformer" not in name:
-        assert {operands for operands, _ in found} == {("bfloat16", "bfloat16")}
+    assert found and {operands for operands, _ in found} == {("bfloat16", "bfloat16")}, found
 
 
 def test_an_experiment_trains_and_evaluates_in_bfloat16(tmp_path):

@@ -49,6 +49,24 @@ def stacked(cells: Sequence[Cell]) -> Cell:
     return Cell(init_params, step, init_carry, project, name="stacked_" + "_".join(c.name for c in cells))
 
 
+def init_layers(
+    cell: Cell, keys: Sequence[jax.Array], input_size: int, hidden_size: int, both_ways: bool
+) -> list[Params]:
+    """The params of ``len(keys)`` stacked layers of ``cell``, layer l from ``keys[l]``.
+
+    Layer 0 reads ``input_size`` features, layer l > 0 the ``[k h]`` outputs of the layer below (k = 2 when
+    ``both_ways``). A layer read both ways (``bidirectional``) holds ``(forward, backward)`` params, drawn
+    from ``split(keys[l])``; a one-way layer holds the forward params of the same key.
+    """
+    layers = []
+    for layer, key in enumerate(keys):
+        size = input_size if layer == 0 else (2 if both_ways else 1) * hidden_size
+        k_forward, k_backward = jax.random.split(key)
+        forward = cell.init_params(k_forward, size, hidden_size)
+        layers.append((forward, cell.init_params(k_backward, size, hidden_size)) if both_ways else forward)
+    return layers
+
+
 def bidirectional(
     forward_cell: Cell,
     backward_cell: Cell,

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout
+from seqjax.layers import dropout, init_layers
 from seqjax.models import token_encoder
 from seqjax.scan import unroll
 
@@ -124,7 +124,8 @@ def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
     if config.encoder == "transformer":
         encoder = {"encoder": token_encoder.init_params(k_layers[0], config.embed_size, config.attention())}
     else:
-        encoder = {"layers": _init_layers(config, k_layers)}
+        cell = classifier_cell(config)
+        encoder = {"layers": init_layers(cell, k_layers, config.embed_size, config.hidden_size, config.bidirectional)}
     features = config.directions * config.hidden_size
     return {
         "embedding": config.embed_scale
@@ -133,19 +134,6 @@ def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
         "out_w": initializers.lecun_normal(k_out, (features, config.num_classes)),
         "out_b": jnp.zeros((config.num_classes,), jnp.float32),
     }
-
-
-def _init_layers(config: ClassifierConfig, keys: list[jax.Array]) -> list:
-    cell = classifier_cell(config)
-    layers = []
-    for layer, k in enumerate(keys):
-        input_size = config.embed_size if layer == 0 else config.directions * config.hidden_size
-        k_forward, k_backward = jax.random.split(k)
-        forward = cell.init_params(k_forward, input_size, config.hidden_size)
-        layers.append(
-            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
-        )
-    return layers
 
 
 def hidden_state(carry) -> jax.Array:

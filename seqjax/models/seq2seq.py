@@ -55,7 +55,7 @@ from seqjax import initializers, precision
 from seqjax.cells import Cell, cell_by_name
 from seqjax.cells.base import step_input
 from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout
+from seqjax.layers import dropout, init_layers
 from seqjax.models.classifier import hidden_state
 from seqjax.scan import unroll
 
@@ -158,12 +158,7 @@ def init_params(config: Seq2SeqConfig, key: jax.Array) -> dict:
     cell = model_cell(config)
     h, e, L = config.hidden_size, config.embed_size, config.num_layers
     k_src, k_tgt, k_att, k_out, k_bridge, *k_layers = jax.random.split(key, 5 + 2 * L)
-    encoder = []
-    for layer, k in enumerate(k_layers[:L]):
-        input_size = e if layer == 0 else config.memory_size
-        k_forward, k_backward = jax.random.split(k)
-        forward = cell.init_params(k_forward, input_size, h)
-        encoder.append((forward, cell.init_params(k_backward, input_size, h)) if config.bidirectional else forward)
+    encoder = init_layers(cell, k_layers[:L], e, h, config.bidirectional)
     extra = {"none": 0, "bahdanau": config.memory_size, "luong": h}[config.attention]
     decoder = [cell.init_params(k, e + extra if layer == 0 else h, h) for layer, k in enumerate(k_layers[L:])]
     params = {

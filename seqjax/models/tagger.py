@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout
+from seqjax.layers import dropout, init_layers
 from seqjax.models import token_encoder
 from seqjax.scan import unroll
 
@@ -134,7 +134,8 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
     if config.encoder == "transformer":
         encoder = {"encoder": token_encoder.init_params(k_layers[0], config.input_size, config.attention())}
     else:
-        encoder = {"layers": _init_layers(config, k_layers)}
+        cell = tagger_cell(config)
+        encoder = {"layers": init_layers(cell, k_layers, config.input_size, config.hidden_size, config.bidirectional)}
     scale = config.embed_scale
     given_tags = {}
     if config.pos_vocab_size:
@@ -155,19 +156,6 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
         "out_b": jnp.zeros((config.num_tags,), jnp.float32),
         **given_tags,
     }
-
-
-def _init_layers(config: TaggerConfig, keys: list[jax.Array]) -> list:
-    cell = tagger_cell(config)
-    layers = []
-    for layer, k in enumerate(keys):
-        input_size = config.input_size if layer == 0 else config.directions * config.hidden_size
-        k_forward, k_backward = jax.random.split(k)
-        forward = cell.init_params(k_forward, input_size, config.hidden_size)
-        layers.append(
-            (forward, cell.init_params(k_backward, input_size, config.hidden_size)) if config.bidirectional else forward
-        )
-    return layers
 
 
 def char_features(config: TaggerConfig, params: dict, chars: jax.Array) -> jax.Array:

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import parallel, train, workdir
+from seqjax import train, workdir
 from seqjax.data import digit_captions as data_lib
 from seqjax.data.text import DataError
 from seqjax.experiments import dev_selection
@@ -268,7 +268,6 @@ def run(config: Config, out: Path, data: data_lib.CaptionData | None = None) -> 
             f"(loss {entry['dev_loss']:.4f})"
         )
 
-    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -278,11 +277,8 @@ def run(config: Config, out: Path, data: data_lib.CaptionData | None = None) -> 
         out,
         evaluate_dev,
         "dev_exact",
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        mesh=mesh,
-        shard_params_over=config.shard_params_over,
         describe=describe,
+        **dev_selection.run_options(config),
     )
     steps = int(state.step)
     best_state = dev_selection.restore_best(out, initial_state(config, model, training))

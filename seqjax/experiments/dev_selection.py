@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from jax.sharding import Mesh
 
-from seqjax import loop, precision, train
+from seqjax import loop, parallel, precision, train
 from seqjax.checkpoints import Checkpointer
 from seqjax.experiments.epoch_training import latest_checkpoint_step, merge_history, read_history
 from seqjax.metric_writers import MetricWriter
@@ -63,6 +63,17 @@ def constant_rate_training(
         learning_rate=schedule,
         compute_dtype=precision.compute_dtype(compute_dtype),
     )
+
+
+def run_options(config: Any) -> dict[str, Any]:
+    """``fit_selecting_best``'s how-to-run keywords from an experiment's Config: its ``log_every`` and
+    ``checkpoint_every``, the mesh of ``num_devices`` for its ``batch_size``, and ``shard_params_over``."""
+    return {
+        "log_every": config.log_every,
+        "checkpoint_every": config.checkpoint_every,
+        "mesh": parallel.mesh_for(config.num_devices, config.batch_size),
+        "shard_params_over": config.shard_params_over,
+    }
 
 
 def best_entry(history: list[dict[str, Any]], select: str) -> dict[str, Any] | None:

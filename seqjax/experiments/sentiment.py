@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import parallel, train, workdir
+from seqjax import train, workdir
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
 from seqjax.data.word2vec_format import load_word2vec
@@ -274,7 +274,6 @@ def run(
             f"test accuracy {entry['test_accuracy']:.4f}"
         )
 
-    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -284,11 +283,8 @@ def run(
         out,
         evaluate_splits,
         "dev_accuracy",
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        mesh=mesh,
-        shard_params_over=config.shard_params_over,
         describe=describe,
+        **dev_selection.run_options(config),
     )
     steps = int(state.step)
     results: dict[str, Any] = {

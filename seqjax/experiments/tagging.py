@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import chunk_f1, parallel, train, workdir
+from seqjax import chunk_f1, train, workdir
 from seqjax.data import conll2000
 from seqjax.data import conllu as data_lib
 from seqjax.data.sentiment import epoch_batches
@@ -273,7 +273,6 @@ def run(config: Config, out: Path, data: Data | None = None) -> dict[str, Any]:
             f"test {entry['test_accuracy']:.4f}"
         )
 
-    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -283,11 +282,8 @@ def run(config: Config, out: Path, data: Data | None = None) -> dict[str, Any]:
         out,
         evaluate_splits,
         select,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        mesh=mesh,
-        shard_params_over=config.shard_params_over,
         describe=describe,
+        **dev_selection.run_options(config),
     )
     steps = int(state.step)
     results: dict[str, Any] = {

@@ -40,7 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from seqjax import bleu, decoding, parallel, train, workdir
+from seqjax import bleu, decoding, train, workdir
 from seqjax.data import translation as data_lib
 from seqjax.data.sentiment import epoch_batches
 from seqjax.data.text import DataError
@@ -320,7 +320,6 @@ def run(config: Config, out: Path, data: data_lib.TranslationData | None = None)
     def describe(entry: dict[str, float]) -> str:
         return f"dev BLEU {entry['dev_bleu']:.2f} (greedy, {len(dev_subset)} pairs), loss {entry['dev_loss']:.4f}"
 
-    mesh = parallel.mesh_for(config.num_devices, config.batch_size)
     state, history, best = dev_selection.fit_selecting_best(
         training,
         state,
@@ -330,11 +329,8 @@ def run(config: Config, out: Path, data: data_lib.TranslationData | None = None)
         out,
         evaluate_dev,
         "dev_bleu",
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        mesh=mesh,
-        shard_params_over=config.shard_params_over,
         describe=describe,
+        **dev_selection.run_options(config),
     )
     steps = int(state.step)
     params = dev_selection.restore_best(out, state).params

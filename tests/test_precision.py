@@ -6,6 +6,8 @@ matrix product in the traced training step.
 """
 
 import collections
+import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +16,10 @@ import pytest
 from jax.extend import core as jax_core
 
 import seqjax
-from seqjax import precision, scan, train
-from seqjax.models import lm, lm_training
+from seqjax import precision, scan, train, workdir
+from seqjax.baselines import nnlm
+from seqjax.experiments import captioning
+from seqjax.models import captioner, classifier, lm, lm_training, seq2seq, tagger, transformer_lm
 
 BF16 = jnp.bfloat16
 
@@ -210,9 +214,6 @@ def test_mixed_precision_training_keeps_float32_masters_and_follows_float32():
 
 def model_losses() -> dict:
     """``name -> (loss_fn, params shapes, batch)`` for every model a supervised experiment trains, tiny."""
-    from seqjax.baselines import nnlm
-    from seqjax.models import captioner, classifier, seq2seq, tagger, transformer_lm
-
     rng = np.random.default_rng(0)
     b, t = 3, 5
 
@@ -271,12 +272,6 @@ def test_every_model_trains_with_bfloat16_products(name):
 
 def test_an_experiment_trains_and_evaluates_in_bfloat16(tmp_path):
     """The captioning experiment end to end with --compute_dtype=bfloat16: float32 checkpoints, finite losses."""
-    import dataclasses
-    import json
-
-    from seqjax import workdir
-    from seqjax.experiments import captioning
-
     config = captioning.Config(train_size=32, dev_size=8, test_size=8, conv1=3, conv2=4, image_features=10, embed=6,
                                hidden=12, batch_size=16, epochs=1, eval_batch_size=8, figure_examples=2, log_every=1,
                                compute_dtype="bfloat16")  # fmt: skip

@@ -34,7 +34,6 @@ from seqjax.experiments.sentiment import (
     run_folds,
 )
 from seqjax.models.classifier import POOLINGS
-from seqjax.models.token_encoder import ENCODERS
 
 HELP = {
     "data": "Directory of SST-2's train.tsv, dev.tsv, test.tsv (label<TAB>text, one header line), or of MR's "
@@ -85,18 +84,7 @@ flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in 
 flags.register_validator("embed_dropout", lambda v: 0 <= v < 1, "--embed_dropout must be in [0, 1)")
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
-flags.register_validator("encoder", lambda v: v in ENCODERS, f"--encoder must be one of {', '.join(ENCODERS)}")
-flags.register_multi_flags_validator(
-    ["encoder", "bidirectional"],
-    lambda f: not (f["encoder"] == "transformer" and f["bidirectional"] and flags.FLAGS["bidirectional"].present),
-    "--bidirectional does not apply to --encoder=transformer (self-attention reads both ways)",
-)
-flags.register_multi_flags_validator(
-    ["encoder", "hidden", "num_heads"],
-    lambda f: f["encoder"] != "transformer" or f["hidden"] % f["num_heads"] == 0,
-    "--encoder=transformer: --hidden must be divisible by --num_heads",
-)
-flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+flag_checks.register_token_encoder_validators()
 flags.register_validator("dataset", lambda v: v in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}")
 flags.register_multi_flags_validator(
     ["fold", "folds"], lambda f: f["fold"] < f["folds"], "--fold must be below --folds (or -1: every fold)"

@@ -17,7 +17,6 @@ from absl import app, flags
 from seqjax import train
 from seqjax.experiments import config_flags, entry, flag_checks, tagging
 from seqjax.experiments.tagging import DATASETS, Config
-from seqjax.models.token_encoder import ENCODERS
 
 HELP = {
     "dataset": "ud: POS tagging (UPOS) of CoNLL-U files; conll2000: chunking (IOB2) of CoNLL-2000 files.",
@@ -70,18 +69,7 @@ flags.register_validator("dropout", lambda v: 0 <= v < 1, "--dropout must be in 
 flags.register_validator("char_window", lambda v: v % 2 == 1, "--char_window must be odd")
 flags.register_validator("embed_scale", lambda v: v > 0, "--embed_scale must be positive")
 flags.register_validator("learning_rate", lambda v: v > 0, "--learning_rate must be positive")
-flags.register_validator("encoder", lambda v: v in ENCODERS, f"--encoder must be one of {', '.join(ENCODERS)}")
-flags.register_multi_flags_validator(
-    ["encoder", "bidirectional"],
-    lambda f: not (f["encoder"] == "transformer" and f["bidirectional"] and flags.FLAGS["bidirectional"].present),
-    "--bidirectional does not apply to --encoder=transformer (self-attention reads both ways)",
-)
-flags.register_multi_flags_validator(
-    ["encoder", "hidden", "num_heads"],
-    lambda f: f["encoder"] != "transformer" or f["hidden"] % f["num_heads"] == 0,
-    "--encoder=transformer: --hidden must be divisible by --num_heads",
-)
-flags.register_validator("cell", lambda name: flag_checks.known_cells([name]))
+flag_checks.register_token_encoder_validators()
 
 
 main = entry.model_selecting_main(tagging, WORKDIR, "results.json, eval/metrics.jsonl and checkpoints")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -78,23 +78,11 @@ def fit(
         if mesh is not None:
             state = parallel.place_state(state, mesh, shard_params_over)
         start = int(state.step)
+        step_fn, batch_of = _step_and_batches(training, state, batch_fn, mesh, shard_params_over)
         writer = MetricWriter(workdir, resume_step=start + 1)
+        reporting = _Reporting(writer, log_every, stop_on_nonfinite, callback, progress)
         try:
-            state = _run(
-                training,
-                state,
-                batch_fn,
-                start,
-                num_steps,
-                checkpointer,
-                writer,
-                log_every,
-                stop_on_nonfinite,
-                callback,
-                progress,
-                mesh,
-                shard_params_over,
-            )
+            state = _run(step_fn, batch_of, state, range(start, num_steps), checkpointer, reporting)
         finally:
             writer.close()
     finally:
@@ -102,31 +90,32 @@ def fit(
     return state
 
 
-def _run(
-    training,
-    state,
-    batch_fn,
-    start,
-    num_steps,
-    checkpointer,
-    writer,
-    log_every,
-    stop_on_nonfinite,
-    callback,
-    progress,
-    mesh,
-    shard_params_over,
-) -> TrainState:
+class _Reporting(NamedTuple):
+    """What ``fit`` does around the steps: metrics, non-finite checks, the callback, progress lines."""
+
+    writer: MetricWriter
+    log_every: int
+    stop_on_nonfinite: bool
+    callback: Callable[[int, TrainState], None] | None
+    progress: bool
+
+
+def _step_and_batches(training, state, batch_fn, mesh, shard_params_over):
+    """The jitted step (state donated) and ``k -> batch`` as it feeds it: one device, or split over ``mesh``."""
     if mesh is None:
-        step_fn = jax.jit(training.step, donate_argnums=0)
-        batch_of = batch_fn
-    else:
-        step_fn = parallel.data_parallel_step(training, mesh, state, shard_params_over)
-        batch_of = lambda k: parallel.shard_batch(batch_fn(k), mesh)
+        return jax.jit(training.step, donate_argnums=0), batch_fn
+    step_fn = parallel.data_parallel_step(training, mesh, state, shard_params_over)
+    return step_fn, lambda k: parallel.shard_batch(batch_fn(k), mesh)
+
+
+def _run(step_fn, batch_of, state, steps: range, checkpointer, reporting: _Reporting) -> TrainState:
+    """Steps ``steps.start .. steps.stop - 1``, logging, checking and checkpointing as ``fit`` describes."""
+    writer, log_every, stop_on_nonfinite, callback, progress = reporting
+    start, num_steps = steps.start, steps.stop
     pending_nonfinite: list[jax.Array] = []
     skipped = 0
     clock, clock_step = time.perf_counter(), start
-    for k in range(start, num_steps):
+    for k in steps:
         state, metrics = step_fn(state, batch_of(k))
         done = k + 1
         pending_nonfinite.append(metrics["nonfinite"])

@@ -26,4 +26,4 @@ format: $(VENV)/.installed
 	$(PY) -m ruff format .
 
 benchmark: $(VENV)/.installed
-	$(PY) experiments/benchmark.py --workdir=runs/benchmark
+	$(PY) benchmarks/benchmark.py --workdir=runs/benchmark

@@ -1,139 +1,503 @@
 r"""RNN vs LSTM vs GRU: the gradient norm ||dL/dh_t|| at every time step, at initialisation and in training.
 
-A loss is put on the last hidden state (or on every step); one backward pass through additive zero
-probes gives dL/dcarry_t for all t (both h and c for an LSTM). Each curve is the batch mean of the
-per-example norms divided by ||dL/dh_T||, against the distance T - t from the loss.
-With --train_steps > 0 the cells are also trained (Adam, gradient clipping) on --task and measured
-again at --num_snapshots points, on the same evaluation batch.
-
     python experiments/gradient_flow.py --workdir=runs/gradient_flow
     python experiments/gradient_flow.py --linear --recurrent_scale=3,0.2 --seq_len=30 --workdir=runs/linear
     python experiments/gradient_flow.py --cells=lstm --forget_bias=0,1,3 --train_steps=0 --workdir=runs/fb
     python experiments/gradient_flow.py --cells=rnn,lstm,gru,attention --workdir=runs/gf_attention
 
-'attention' in --cells adds a single causal self-attention layer on the same inputs and measures
-||dL/dx_t|| (the gradient w.r.t. the inputs) for every model, drawn in input_gradient_flow.png.
+A loss is put on the last hidden state (or on every step); one backward pass through additive zero probes gives
+dL/dcarry_t for all t (both h and c for an LSTM). Each curve is the batch mean of the per-example norms divided by
+||dL/dh_T||, against the distance T - t from the loss. With --train_steps > 0 every cell is also trained (Adam,
+gradient clipping) on --task through the runner, in <workdir>/runs/<curve>, and measured again at
+--num_snapshots points on the same evaluation batch (the measurements are the run's evaluations).
 
-Writes into --workdir: flags.json, gradient_norms.csv (one row per curve, snapshot, carry part and
-time step), summary.json (ratios at fixed distances, losses, spectral radii) and gradient_flow.png.
+'attention' in --cells adds a single causal self-attention layer on the same inputs and measures ||dL/dx_t||
+(the gradient w.r.t. the inputs) for every model, drawn in input_gradient_flow.png.
+
+Writes into --workdir: flags.json, gradient_norms.csv (one row per curve, snapshot, carry part and time step),
+summary.json (ratios at fixed distances, losses, spectral radii) and gradient_flow.png.
 """
 
-import math
-import sys
-from collections.abc import Sequence
+import dataclasses
+import json
+import re
+import time
 from pathlib import Path
 
-from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from seqjax import initializers, workdir
-from seqjax.cells import BUILTIN_CELLS
-from seqjax.experiments.flag_checks import known_cells
-from seqjax.experiments.gradient_flow import ATTENTION, TASKS, Config, run, settings
+from seqjax import attention, config, gradflow, initializers, plots, runner, workdir
+from seqjax import experiment as ex
+from seqjax.cells import Cell, cell_by_name, rnn
+from seqjax.data import synthetic
+from seqjax.scan import Unrolled, unroll
 
-CELLS = flags.DEFINE_list(
-    "cells",
-    ["rnn", "lstm", "gru"],
-    f"Cells to compare: {', '.join(BUILTIN_CELLS)}, or 'module:attr' for your own; '{ATTENTION}' adds a causal "
-    "self-attention layer and the input-gradient figure.",
-)
-SEQ_LEN = flags.DEFINE_integer("seq_len", 100, "Sequence length T.", lower_bound=2)
-HIDDEN = flags.DEFINE_integer("hidden", 128, "Hidden size H.", lower_bound=1)
-INPUT_SIZE = flags.DEFINE_integer("input_size", 32, "Input size D of --task=random.", lower_bound=1)
-BATCH = flags.DEFINE_integer("batch", 32, "Batch size (measurement and training).", lower_bound=1)
-RECURRENT_INIT = flags.DEFINE_enum(
-    "recurrent_init", "orthogonal", initializers.RECURRENT_INITS, "Initialiser of each recurrent [H, H] block."
-)
-RECURRENT_SCALE = flags.DEFINE_list("recurrent_scale", ["1.0"], "Multipliers of the recurrent init: one curve each.")
-SPECTRAL_RADIUS = flags.DEFINE_float("spectral_radius", 1.0, "Target radius of --recurrent_init=gaussian.")
-FORGET_BIAS = flags.DEFINE_list("forget_bias", ["1.0"], "Initial LSTM forget-gate biases: one LSTM curve each.")
-LOSS = flags.DEFINE_enum("loss", "last", ["last", "every"], "Loss on the last step only, or on every step.")
-TASK = flags.DEFINE_enum("task", "adding", TASKS, "adding (Le et al. 2015), adding_hochreiter (1997), random.")
-TRAIN_STEPS = flags.DEFINE_integer(
-    "train_steps", 300, "0: at initialisation only; N: also train N steps.", lower_bound=0
-)
-NUM_SNAPSHOTS = flags.DEFINE_integer(
-    "num_snapshots", 2, "Measurements spread over training (after step 0).", lower_bound=1
-)
-LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0)
-CLIP = flags.DEFINE_float("clip", 1.0, "Clip gradients to this global norm (0: no clipping).", lower_bound=0.0)
-JACOBIAN_EXAMPLES = flags.DEFINE_integer(
-    "jacobian_examples", 0, "Also record ||dy_T/dcarry_t|| (Frobenius, spectral) for this many examples.", lower_bound=0
-)
-LINEAR = flags.DEFINE_bool(
-    "linear", False, "Lecture example: linear RNN h_t = a h_(t-1) + x_t W (W_hh = aI, a from --recurrent_scale)."
-)
-NUM_DEVICES = flags.DEFINE_integer(
-    "num_devices", 1, "Train data-parallel over this many devices (--batch must split); 0: all.", lower_bound=0
-)
-SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+TASKS = ("adding", "adding_hochreiter", "random")
+ATTENTION = "attention"  # the --cells entry of the self-attention layer
+TASK_BASELINES = {
+    "adding": synthetic.ADDING_LE_BASELINE_MSE,
+    "adding_hochreiter": synthetic.ADDING_HOCHREITER_BASELINE_MSE,
+}
 
 
-def _floats(values: Sequence[str], positive: bool) -> bool:
-    try:
-        numbers = [float(v) for v in values]
-    except ValueError:
-        return False
-    return bool(numbers) and all(math.isfinite(x) and (x > 0 or not positive) for x in numbers)
+def _cell_or_attention(name: str) -> None:
+    if name != ATTENTION:
+        cell_by_name(name)
 
 
-flags.register_validator(
-    "recurrent_scale", lambda v: _floats(v, positive=True), "--recurrent_scale must be a list of positive numbers"
-)
-flags.register_validator("forget_bias", lambda v: _floats(v, positive=False), "--forget_bias must be a list of numbers")
-flags.register_validator(
-    "cells",
-    lambda names: names == [ATTENTION] or known_cells([n for n in names if n != ATTENTION]),
-    "--cells must name at least one cell",
-)
-
-
-def config_from_flags() -> Config:
-    return Config(
-        cells=tuple(CELLS.value),
-        seq_len=SEQ_LEN.value,
-        hidden=HIDDEN.value,
-        input_size=INPUT_SIZE.value,
-        batch=BATCH.value,
-        recurrent_init=RECURRENT_INIT.value,
-        recurrent_scales=tuple(float(s) for s in RECURRENT_SCALE.value),
-        spectral_radius=SPECTRAL_RADIUS.value,
-        forget_biases=tuple(float(b) for b in FORGET_BIAS.value),
-        loss=LOSS.value,
-        task=TASK.value,
-        train_steps=TRAIN_STEPS.value,
-        num_snapshots=NUM_SNAPSHOTS.value,
-        learning_rate=LEARNING_RATE.value,
-        clip=CLIP.value,
-        jacobian_examples=JACOBIAN_EXAMPLES.value,
-        linear=LINEAR.value,
-        num_devices=NUM_DEVICES.value,
-        seed=SEED.value,
+@config.declare
+class Config:
+    cells: tuple[str, ...] = config.setting(
+        ("rnn", "lstm", "gru"),
+        f"Cells to compare. {config.CELL_HELP} '{ATTENTION}' adds a causal self-attention layer and the "
+        "input-gradient figure.",
+        check=_cell_or_attention,
     )
+    seq_len: int = config.setting(100, "Sequence length T.", at_least=2)
+    hidden: int = config.setting(128, "Hidden size H.", at_least=1)
+    input_size: int = config.setting(32, "Input size D of --task=random.", at_least=1)
+    batch: int = config.setting(32, "Batch size (measurement and training).", at_least=1)
+    recurrent_init: str = config.setting(
+        "orthogonal", "Initialiser of each recurrent [H, H] block.", choices=initializers.RECURRENT_INITS
+    )
+    recurrent_scale: tuple[float, ...] = config.setting(
+        (1.0,), "Multipliers of the recurrent init: one curve each.", above=0
+    )
+    spectral_radius: float = config.setting(1.0, "Target radius of --recurrent_init=gaussian.", above=0)
+    forget_bias: tuple[float, ...] = config.setting((1.0,), "Initial LSTM forget-gate biases: one LSTM curve each.")
+    loss: str = config.setting("last", "Loss on the last step only, or on every step.", choices=("last", "every"))
+    task: str = config.setting("adding", "adding (Le et al. 2015), adding_hochreiter (1997), random.", choices=TASKS)
+    train_steps: int = config.setting(300, "0: at initialisation only; N: also train N steps.", at_least=0)
+    num_snapshots: int = config.setting(2, "Measurements spread over training (after step 0).", at_least=1)
+    jacobian_examples: int = config.setting(
+        0, "Also record ||dy_T/dcarry_t|| (Frobenius, spectral) for this many examples.", at_least=0
+    )
+    linear: bool = config.setting(
+        False, "Lecture example: linear RNN h_t = a h_(t-1) + x_t W (W_hh = aI, a from --recurrent_scale)."
+    )
+    seed: int = config.setting(0, "Random seed.")
+    optimization: config.Optimization = config.Optimization(learning_rate=1e-3, clip=1.0)
+    devices: config.Devices = config.Devices(num_devices=1)
+
+    def validate(self):
+        if self.loss == "every" and self.task != "random":
+            raise config.ConfigError("--loss=every needs --task=random (the adding problem has one target, at the end)")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = config_from_flags()
-    if config.loss == "every" and config.task != "random":
-        raise app.UsageError("--loss=every needs --task=random (the adding problem has one target, at the end)")
-    print(
-        f"gradient flow: {', '.join(s.label for s in settings(config))} on {config.task}, T={config.seq_len}",
-        flush=True,
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One curve family: a cell with one recurrent scale (and one forget bias, for LSTMs), or the
+    self-attention layer (``cell_name == ATTENTION``, ``cell`` None)."""
+
+    cell_name: str
+    recurrent_scale: float
+    forget_bias: float | None
+    cell: Cell | None
+
+    @property
+    def label(self) -> str:
+        parts = [self.cell_name if self.cell_name != "linear" else "linear RNN"]
+        if self.recurrent_scale != 1.0 or self.cell_name == "linear":
+            parts.append(f"x{self.recurrent_scale:g}")
+        if self.forget_bias is not None:
+            parts.append(f"b_f={self.forget_bias:g}")
+        return " ".join(parts)
+
+
+def settings(config: Config) -> list[Setting]:
+    """The curves to draw: every cell x scale, and LSTMs also x forget bias; attention (no recurrent
+    weights to scale) once."""
+    result = []
+    for i, scale in enumerate(config.recurrent_scale):
+        if config.linear:
+            init = initializers.recurrent_init("identity", scale)
+            result.append(Setting("linear", scale, None, rnn("identity", recurrent_init=init)))
+            continue
+        init = initializers.recurrent_init(config.recurrent_init, scale, config.spectral_radius)
+        for name in config.cells:
+            if name == ATTENTION:
+                if i == 0:
+                    result.append(Setting(ATTENTION, 1.0, None, None))
+                continue
+            biases = config.forget_bias if name.startswith("lstm") else (None,)
+            for bias in biases:
+                cell = cell_by_name(name, init, forget_bias=1.0 if bias is None else bias)
+                result.append(Setting(name, scale, bias, cell))
+    return result
+
+
+def task_input_size(config: Config) -> int:
+    return config.input_size if config.task == "random" else 2
+
+
+def task_batch(config: Config, key):
+    """``(xs [b, t, d], targets)`` for the configured task."""
+    if config.task == "random":
+        return synthetic.random_inputs(key, config.batch, config.seq_len, config.input_size, 1, config.loss == "every")
+    variant = "le" if config.task == "adding" else "hochreiter"
+    return synthetic.adding_problem(key, config.batch, config.seq_len, variant)
+
+
+def init_model(cell: Cell, key, config: Config):
+    """Cell params plus a linear readout ``h -> 1``."""
+    k_cell, k_out = jax.random.split(key)
+    readout = initializers.lecun_normal(k_out, (config.hidden, 1))
+    return {"cell": cell.init_params(k_cell, task_input_size(config), config.hidden), "readout": readout}
+
+
+def init_attention_model(key, config: Config):
+    """Params of ``attention_outputs`` plus the same linear readout ``h -> 1`` as ``init_model``.
+
+    ``input``: ``[d -> h]`` dense, ``attention``: one head of size h (``attention.init_multi_head``),
+    Glorot-uniform kernels and zero biases.
+    """
+    k_input, k_attention, k_out = jax.random.split(key, 3)
+    return {
+        "input": attention.init_dense(k_input, task_input_size(config), config.hidden),
+        "attention": attention.init_multi_head(k_attention, config.hidden, num_heads=1),
+        "readout": initializers.lecun_normal(k_out, (config.hidden, 1)),
+    }
+
+
+def attention_outputs(params, xs: jax.Array) -> jax.Array:
+    """A single causal self-attention layer with a residual connection over the inputs ``[b, t, d]``.
+
+        z_t = x_t W_in + b_in + PE_t                     PE: sinusoidal positions, [t, h]
+        a_t = sum_{s <= t} softmax_s(q_t . k_s / sqrt(h)) v_s,   q, k, v = z W_q + b_q, z W_k + b_k, z W_v + b_v
+        y_t = z_t + a_t W_o + b_o                        [b, t, h]
+
+    Every x_s (s <= t) reaches y_t through one attention weight, whatever t - s: no product of
+    per-step Jacobians as in a recurrence.
+    """
+    z = attention.dense(params["input"], xs)  # [b, t, h]
+    z = z + jnp.broadcast_to(attention.sinusoidal_positions(z.shape[1], z.shape[2]), z.shape)
+    attended, _ = attention.multi_head_attention(params["attention"], z, z, attention.causal_mask(z.shape[1]))
+    return z + attended
+
+
+def model_outputs(cell: Cell | None, params, xs: jax.Array) -> jax.Array:
+    """``[b, t, h]``: the unrolled cell's outputs, or the attention layer's for ``cell=None``."""
+    return attention_outputs(params, xs) if cell is None else unroll(cell, params["cell"], xs).outputs
+
+
+def output_loss(readout, outputs: jax.Array, targets, loss: str):
+    """Mean squared error of a linear readout of the last output ``[b, h]`` or of every output ``[b, t, h]``."""
+    outputs = outputs[:, -1] if loss == "last" else outputs
+    return jnp.mean(jnp.square(outputs @ readout - targets))
+
+
+def task_loss(readout, unrolled: Unrolled, targets, loss: str):
+    """``output_loss`` of an unrolled cell."""
+    return output_loss(readout, unrolled.outputs, targets, loss)
+
+
+def measure(cell: Cell | None, config: Config, params, xs, targets):
+    """Batch-mean ``||dL/dcarry_t||`` per carry part ``{part: [t]}``, the loss, and optional Jacobian norms;
+    with attention requested also ``||dL/dx_t||`` (``("input_grad", "input")``), the only measure of
+    the attention layer (``cell=None``)."""
+    result = {}
+    if ATTENTION in config.cells:
+
+        def loss_of_inputs(inputs):
+            return output_loss(params["readout"], model_outputs(cell, params, inputs), targets, config.loss)
+
+        loss, input_grads = gradflow.input_gradients(loss_of_inputs, xs)
+        result[("input_grad", "input")] = gradflow.mean_over_batch(gradflow.step_norms(input_grads))
+    if cell is None:
+        return loss, result
+
+    def loss_fn(unrolled):
+        return task_loss(params["readout"], unrolled, targets, config.loss)
+
+    loss, grads = gradflow.carry_gradients(loss_fn, cell, params["cell"], xs)
+    carry_norms = gradflow.mean_over_batch(gradflow.step_norms(grads))
+    result = {("grad_norm", part): v for part, v in _by_part(carry_norms)} | result
+    if config.jacobian_examples:
+        jacobians = gradflow.final_output_jacobians(cell, params["cell"], xs[: config.jacobian_examples])
+        frobenius, spectral = gradflow.jacobian_norms(jacobians)
+        for name, norms in (("jacobian_frobenius", frobenius), ("jacobian_spectral", spectral)):
+            result.update({(name, part): v for part, v in _by_part(gradflow.mean_over_batch(norms))})
+    return loss, result
+
+
+def _by_part(tree) -> list[tuple[str, jax.Array]]:
+    """Names the leaves of a carry-shaped pytree: 'hidden', 'cell' for an LSTM, paths for others."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(jax.tree_util.keystr(path).lstrip(".") or "hidden", leaf) for path, leaf in leaves]
+
+
+def snapshot_steps(config: Config) -> list[int]:
+    if config.train_steps == 0:
+        return [0]
+    points = np.linspace(0, config.train_steps, config.num_snapshots + 1).round().astype(int)
+    return sorted(set(points.tolist()))
+
+
+def spectral_radii(params) -> list[float] | None:
+    """Spectral radius of each recurrent gate block, for cells that store ``w_hh``."""
+    cell_params = params.get("cell")
+    if not isinstance(cell_params, dict) or "w_hh" not in cell_params:
+        return None
+    return [float(r) for r in gradflow.block_spectral_radii(cell_params["w_hh"])]
+
+
+def task_loss_fn(cell: Cell | None, c: Config):
+    """The training loss ``(params, (xs, targets), key) -> (mse, {})`` of a model (``cell=None``: attention)."""
+
+    def loss_fn(params, batch, key):
+        del key
+        xs, targets = batch
+        return output_loss(params["readout"], model_outputs(cell, params, xs), targets, c.loss), {}
+
+    return loss_fn
+
+
+def curve_dir(out: Path, setting: Setting) -> Path:
+    """Where one curve's model trains: ``<workdir>/runs/<label>``."""
+    return out / "runs" / re.sub(r"[^A-Za-z0-9.=_-]+", "_", setting.label)
+
+
+def measure_setting(c: Config, setting: Setting, out: Path, keys, eval_batch) -> tuple[list[dict], list[float]]:
+    """Trains one curve's model (if --train_steps) and measures it at every snapshot: the measurements (one per
+    snapshot, ``{"step", "eval_loss", "<measure>:<part>": [t] norms}``) and the training losses, one per update."""
+    init_key, train_key = keys
+    params = init_attention_model(init_key, c) if setting.cell is None else init_model(setting.cell, init_key, c)
+    measure_fn = jax.jit(lambda p: measure(setting.cell, c, p, *eval_batch))
+
+    def evaluate(params):
+        loss, norms = measure_fn(params)
+        radii = spectral_radii(params)
+        return {
+            "eval_loss": loss,
+            **({} if radii is None else {"spectral_radii": radii}),
+            **{f"{name}:{part}": v for (name, part), v in norms.items()},
+        }
+
+    training = ex.training(task_loss_fn(setting.cell, c), c.optimization, c.devices.compute_dtype, 1, c.train_steps)
+    path = curve_dir(out, setting)
+    fit = runner.fit(
+        training,
+        training.init(params, train_key),
+        lambda step: task_batch(c, jax.random.fold_in(train_key, step)),  # drawn inside the jitted steps
+        c.train_steps,
+        path,
+        evaluation=runner.Evaluation(evaluate, at=tuple(snapshot_steps(c))),
+        options=runner.Options(
+            log_every=1,
+            checkpoint_every=0,
+            steps_per_call=max(c.train_steps, 1),
+            progress=False,
+            mesh=ex.mesh(c, "batch"),
+            shard_params_over=c.devices.shard_params_over,
+        ),
     )
-    try:
-        summary = run(config, WORKDIR.value)
-    except (workdir.WorkdirError, ValueError) as e:  # a foreign workdir; --num_devices the batch cannot split over
-        raise app.UsageError(str(e).replace("--batch_size", "--batch")) from e
-    out = Path(WORKDIR.value)
-    print(
-        f"wrote {out / 'gradient_flow.png'}, {out / 'gradient_norms.csv'}, {out / 'summary.json'} "
-        f"({summary['wall_time_s']:.1f} s)"
-    )
+    losses = []
+    if c.train_steps:
+        losses = [json.loads(line)["loss"] for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return fit.history, losses
+
+
+def norms_of(measurement: dict) -> dict[tuple[str, str], np.ndarray]:
+    """A measurement's ``{(measure, part): [t] norms}``."""
+    return {tuple(k.split(":", 1)): np.asarray(v) for k, v in measurement.items() if ":" in k}
+
+
+def run(c: Config, _, out: Path) -> dict:
+    """Measures (and trains) every setting; writes the CSV, summary and figure; returns the summary."""
+    print(f"gradient flow: {', '.join(s.label for s in settings(c))} on {c.task}, T={c.seq_len}", flush=True)
+    key = jax.random.key(c.seed)
+    init_key, eval_key, train_key = (jax.random.fold_in(key, i) for i in range(3))
+    eval_batch = task_batch(c, eval_key)
+    snapshots = snapshot_steps(c)
+    rows, summary, learning_curves = [], {"settings": []}, []
+    started = time.perf_counter()
+    with ex.claimed(EXPERIMENT, c, out):
+        for setting in settings(c):
+            history, losses = measure_setting(c, setting, out, (init_key, train_key), eval_batch)
+            record = {"label": setting.label, "snapshots": []}
+            for measurement in history:
+                step, norms, radii = measurement["step"], norms_of(measurement), measurement.get("spectral_radii")
+                record["snapshots"].append(_snapshot_summary(c, step, measurement["eval_loss"], norms, radii))
+                rows.extend(_rows(c, setting, step, norms))
+            if losses:
+                learning_curves.append(
+                    plots.Curve(setting.label, np.arange(1, len(losses) + 1), np.array(losses), setting.label)
+                )
+                record["final_train_loss"] = float(np.mean(losses[-10:]))
+            summary["settings"].append(record)
+            print(f"  {setting.label:<24} " + "  ".join(_headline(s) for s in record["snapshots"]), flush=True)
+        summary["wall_time_s"] = round(time.perf_counter() - started, 2)
+        summary["task_baseline_mse"] = TASK_BASELINES.get(c.task)
+        _write_outputs(c, out, rows, summary, learning_curves, snapshots)
+    return summary
+
+
+def _reference(norms, measure_name: str) -> float:
+    """The normaliser of a measure's curves: its largest last-step value over the carry parts.
+
+    For the built-in cells this is ||dL/dh_T||; an LSTM's dL/dc_T is 0 when the loss reads h_T only.
+    """
+    return max(float(v[-1]) for (name, _), v in norms.items() if name == measure_name)
+
+
+def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
+    rows = []
+    for (measure_name, part), values in norms.items():
+        values = np.asarray(values, dtype=np.float64)
+        last = _reference(norms, measure_name)
+        for t, value in enumerate(values):
+            rows.append(
+                {
+                    "cell": setting.cell_name,
+                    "label": setting.label,
+                    "recurrent_scale": setting.recurrent_scale,
+                    "forget_bias": "" if setting.forget_bias is None else setting.forget_bias,
+                    "train_step": step,
+                    "measure": measure_name,
+                    "carry": part,
+                    "t": t,
+                    "steps_back": config.seq_len - 1 - t,
+                    "value": value,
+                    "ratio": value / last if last > 0 else float("nan"),
+                }
+            )
+    return rows
+
+
+def _snapshot_summary(config: Config, step: int, eval_loss: float, norms, radii: list[float] | None) -> dict:
+    distances = sorted({d for d in (10, 50, config.seq_len - 1) if d < config.seq_len})
+    ratios, input_ratios = {}, {}
+    for (measure_name, part), values in norms.items():
+        if measure_name not in ("grad_norm", "input_grad"):
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        last = _reference(norms, measure_name)
+        at = {str(d): float(values[-1 - d] / last) if last > 0 else None for d in distances}
+        (ratios if measure_name == "grad_norm" else input_ratios)[part] = at
+    summary = {
+        "train_step": step,
+        "eval_loss": eval_loss,
+        "ratio_at_steps_back": ratios,
+        "spectral_radii": radii,
+    }
+    if input_ratios:
+        summary["input_ratio_at_steps_back"] = input_ratios["input"]
+    return summary
+
+
+def _headline(snapshot: dict) -> str:
+    parts = []
+    named = dict(snapshot["ratio_at_steps_back"])
+    if "input_ratio_at_steps_back" in snapshot:
+        named["x"] = snapshot["input_ratio_at_steps_back"]
+    for part, ratios in named.items():
+        d = max(int(k) for k in ratios if int(k) <= 50)
+        value = ratios[str(d)]
+        parts.append(f"{part}[T-{d}]/[T]={value:.2e}" if value is not None else f"{part}: n/a")
+    return f"step {snapshot['train_step']:>5}: loss {snapshot['eval_loss']:.4f} " + " ".join(parts)
+
+
+def _write_outputs(config: Config, out_dir: Path, rows, summary, learning_curves, snapshots) -> None:
+    workdir.write_csv(out_dir / "gradient_norms.csv", rows)
     if config.linear:
-        print(f"closed form a^(T-t): max relative error {summary['closed_form_max_rel_error']}")
+        summary["closed_form_max_rel_error"] = _closed_form_error(config, rows)
+    workdir.write_json(out_dir / "summary.json", summary)
+    panels = []
+    for step in snapshots:
+        curves = []
+        for label in dict.fromkeys(r["label"] for r in rows if r["measure"] == "grad_norm"):
+            parts = dict.fromkeys(r["carry"] for r in rows if r["label"] == label and r["measure"] == "grad_norm")
+            for part in sorted(parts, key=lambda p: p != "hidden"):
+                selected = [
+                    r
+                    for r in rows
+                    if r["label"] == label
+                    and r["carry"] == part
+                    and r["train_step"] == step
+                    and r["measure"] == "grad_norm"
+                ]
+                name = label if part == "hidden" else f"{label} ({part})"
+                style = "-" if part == "hidden" else "--"
+                curves.append(
+                    plots.Curve(
+                        name,
+                        np.array([r["steps_back"] for r in selected]),
+                        np.array([r["ratio"] for r in selected]),
+                        label,
+                        style,
+                    )
+                )
+        if config.linear:
+            for scale in config.recurrent_scale:
+                distance = np.arange(config.seq_len)
+                curves.append(
+                    plots.Curve(
+                        f"a^(T-t), a={scale:g}", distance, float(scale) ** distance, f"linear RNN x{scale:g}", ":"
+                    )
+                )
+        title = "at initialisation" if step == 0 else f"after {step} training steps"
+        panels.append((title, curves))
+    title = (
+        f"task={config.task}, loss={config.loss}, T={config.seq_len}, H={config.hidden}, "
+        f"init={'identity' if config.linear else config.recurrent_init}, batch mean of {config.batch} examples"
+    )
+    plots.gradient_flow_figure(
+        panels,
+        out_dir / "gradient_flow.png",
+        learning_curves=learning_curves,
+        baseline=TASK_BASELINES.get(config.task),
+        title=title,
+    )
+    if any(r["measure"] == "input_grad" for r in rows):
+        plots.gradient_flow_figure(
+            _input_gradient_panels(rows, snapshots),
+            out_dir / INPUT_FIGURE,
+            ylabel="||dL/dx_t|| / ||dL/dx_T||",
+            title=f"gradient w.r.t. the inputs, same inputs for every model; {title}",
+        )
 
+
+INPUT_FIGURE = "input_gradient_flow.png"
+
+
+def _input_gradient_panels(rows, snapshots) -> list[tuple[str, list[plots.Curve]]]:
+    """One panel per snapshot: ``||dL/dx_t|| / ||dL/dx_T||`` against T - t, one curve per model."""
+    panels = []
+    for step in snapshots:
+        curves = []
+        measured = [r for r in rows if r["measure"] == "input_grad" and r["train_step"] == step]
+        for label in dict.fromkeys(r["label"] for r in measured):
+            selected = [r for r in measured if r["label"] == label]
+            x = np.array([r["steps_back"] for r in selected])
+            curves.append(plots.Curve(label, x, np.array([r["ratio"] for r in selected]), label))
+        panels.append(("at initialisation" if step == 0 else f"after {step} training steps", curves))
+    return panels
+
+
+def _closed_form_error(config: Config, rows) -> dict:
+    """Max relative error of the measured ratio against a^(T-t), over the steps where a^(T-t) fits float32."""
+    errors = {}
+    for scale in config.recurrent_scale:
+        selected = [r for r in rows if r["recurrent_scale"] == scale and r["measure"] == "grad_norm"]
+        worst = 0.0
+        for r in selected:
+            expected = float(scale) ** r["steps_back"]
+            if 1e-30 < expected < 1e30:
+                worst = max(worst, abs(r["ratio"] - expected) / expected)
+        errors[f"{scale:g}"] = float(worst)
+    return errors
+
+
+def report_line(summary: dict) -> str:
+    line = f"wrote gradient_flow.png, gradient_norms.csv and summary.json ({summary['wall_time_s']:.1f} s)"
+    if "closed_form_max_rel_error" in summary:
+        line += f"\nclosed form a^(T-t): max relative error {summary['closed_form_max_rel_error']}"
+    return line
+
+
+EXPERIMENT = ex.Experiment("gradient_flow", Config, load=lambda c: None, run=run, summary=report_line)
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    ex.main(EXPERIMENT)

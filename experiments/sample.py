@@ -14,10 +14,10 @@ import sys
 import jax
 import jax.numpy as jnp
 from absl import app, flags
+from language_model import load_trained
 
+from seqjax import experiment
 from seqjax.data.text import DataError, join_tokens, split_prime
-from seqjax.experiments import entry
-from seqjax.experiments.language_model import load_trained
 from seqjax.models.sampling import sample
 
 RUN = flags.DEFINE_string("run", None, "The workdir of a language_model.py run.", required=True)
@@ -34,7 +34,7 @@ flags.register_validator("temperature", lambda t: t > 0, "--temperature must be 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    entry.quiet_orbax()
+    experiment.quiet_logs()
     try:
         model, fmt, vocab, params, _ = load_trained(RUN.value)
         prime_tokens = split_prime(PRIME.value, fmt)

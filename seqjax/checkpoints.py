@@ -72,6 +72,11 @@ class Checkpointer:
             self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
         )
 
+    def drop_after(self, step: int) -> None:
+        """Deletes the checkpoints of steps after ``step``: states of a run's future that a resume redoes."""
+        for later in [s for s in self._manager.all_steps() if s > step]:
+            self._manager.delete(later)
+
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
@@ -84,18 +89,18 @@ class Checkpointer:
         self._manager.wait_until_finished()
         return True
 
-    def restore_latest(self, template: TrainState) -> TrainState | None:
-        """The latest checkpoint, restored into ``template``'s structure, or None if there is none.
+    def check(self, template: TrainState) -> int | None:
+        """The latest checkpoint's step (None if there is none), after checking that it fits ``template``.
 
-        Raises ValueError (one line, naming the directory) if the checkpoint's arrays have other
-        shapes or dtypes than ``template``: a checkpoint of a different model.
+        Raises ``CheckpointMismatch`` (one line, naming the directory) if the checkpoint's arrays have other
+        shapes or dtypes than ``template``'s: a checkpoint of a different model. Reads only metadata.
         """
         step = self._manager.latest_step()
         if step is None:
             return None
-        expected = _to_storable(template)
         metadata = self._manager.item_metadata(step)
-        stored, wanted = (_shape_table(metadata) if metadata is not None else None), _shape_table(expected)
+        stored = _shape_table(metadata) if metadata is not None else None
+        wanted = _shape_table(_to_storable(template))
         if stored is not None and stored != wanted:
             path = next(p for p in sorted(set(stored) | set(wanted)) if stored.get(p) != wanted.get(p))
             raise CheckpointMismatch(
@@ -103,7 +108,17 @@ class Checkpointer:
                 f"{stored.get(path, 'absent')} there and {wanted.get(path, 'absent')} here "
                 "(use another --workdir for a different model)"
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, expected)
+        return step
+
+    def restore_latest(self, template: TrainState) -> TrainState | None:
+        """The latest checkpoint, restored into ``template``'s structure, or None if there is none.
+
+        Raises ``CheckpointMismatch`` (``check``) for a checkpoint of a different model.
+        """
+        step = self.check(template)
+        if step is None:
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_storable(template))
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except (ValueError, KeyError, TypeError) as e:

@@ -14,7 +14,7 @@ from seqjax import distributed, workdir
 
 
 class MetricWriter:
-    """Appends ``{"step": k, name: value, ...}`` lines to metrics.jsonl and scalars to TensorBoard.
+    """Appends ``{"step": k, name: value, ...}`` lines to metrics.jsonl, and the scalars among them to TensorBoard.
 
     Args:
       directory: the run's workdir; TensorBoard events go to ``<directory>/tensorboard``.
@@ -38,11 +38,12 @@ class MetricWriter:
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self._writing:
             return
-        values = {name: float(value) for name, value in metrics.items()}
+        values = {name: value if isinstance(value, (list, int)) else float(value) for name, value in metrics.items()}
         self._file.write(json.dumps({"step": step, **values}) + "\n")
         self._file.flush()
         for name, value in values.items():
-            self._tensorboard.add_scalar(name, value, step)
+            if not isinstance(value, list):
+                self._tensorboard.add_scalar(name, value, step)
 
     def close(self) -> None:
         if not self._writing:

@@ -216,3 +216,35 @@ def scaling_figure(rows: Sequence[dict], title: str, path: str | os.PathLike) ->
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
+
+
+def captions_figure(
+    images: np.ndarray, predicted: Sequence[str], truth: Sequence[str], path: str | os.PathLike
+) -> None:
+    """``images [n, H, W]`` in a grid, each titled with its decoded caption (green: exact; red: not, with the truth)."""
+    columns = min(4, len(images))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 1.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, guess, true in zip(axes.flat, images, predicted, truth, strict=False):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        right = guess == true
+        ax.set_title(guess if right else f"{guess}\n(truth: {true})", fontsize=8, color="green" if right else "red")
+    _save(fig, path)
+
+
+def attention_figure(
+    source: Sequence[str], target: Sequence[str], alpha: np.ndarray, path: str | os.PathLike, title: str = ""
+) -> None:
+    """A heat map of attention weights ``alpha [len(target), len(source)]``: source tokens on x, outputs on y."""
+    fig, ax = plt.subplots(figsize=(0.5 * len(source) + 2.2, 0.4 * len(target) + 1.6))
+    image = ax.imshow(alpha, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(target)), target, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="attention weight")
+    _save(fig, path)

@@ -1,24 +1,27 @@
-"""An experiment's ``--workdir``: who owns it, and writing into it without leaving half-written files.
+"""An experiment's ``--workdir``: who owns it, who writes it, and writing into it without half-written files.
 
-``claim`` makes a directory an experiment's own by writing ``flags.json`` (the experiment's name and
-its flags) before anything else, and refuses, without writing anything, a directory that holds other
-files, another experiment's run, or a run whose checkpoints were made with flags that differ from
-this run's.
+``check_claim`` refuses, without writing anything, a directory that holds other files, another
+experiment's run, or a run whose checkpoints were made with flags that differ from this run's; ``claim``
+then makes the directory the experiment's own by writing ``flags.json`` (the experiment's name and its
+flags) before anything else. ``lock`` keeps a second process out of a directory while a run writes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from seqjax import distributed
 
 MARKER = "flags.json"
+LOCK = ".lock"
 
 
 class WorkdirError(ValueError):
@@ -30,10 +33,44 @@ def prepare(workdir: str | os.PathLike) -> Path:
     path = Path(workdir)
     if path.exists() and not path.is_dir():
         raise WorkdirError(f"--workdir {path} exists and is not a directory")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"--workdir {path} cannot be created: {e.strerror or e}") from None
     if not os.access(path, os.W_OK):
         raise WorkdirError(f"--workdir {path} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def lock(workdir: str | os.PathLike) -> Iterator[Path]:
+    """Holds ``<workdir>/.lock`` (creating the directory) while the block runs: one writer per workdir.
+
+    A second process is refused with ``WorkdirError`` while the first is alive; the operating system
+    releases the lock when its holder dies, so a killed run never blocks the rerun. In a multi-process run
+    only the primary process, the one that writes, takes it.
+    """
+    path = prepare(workdir)
+    if not distributed.is_primary():
+        yield path
+        return
+    with open(path / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise WorkdirError(
+                f"--workdir {path} is in use by another run (process {holder}); wait for it to end"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def claim(
@@ -63,16 +100,43 @@ def claim(
     Returns:
       The directory as a ``Path``.
     """
+    check_claim(workdir, experiment, flags, fixed, defaults)
+    return _write_marker(prepare(workdir), experiment, json.loads(json.dumps(dict(flags))))
+
+
+def check_claim(
+    workdir: str | os.PathLike,
+    experiment: str,
+    flags: Mapping,
+    fixed: Collection[str] = (),
+    defaults: Mapping | None = None,
+) -> None:
+    """``claim``'s checks alone: ``WorkdirError`` (one line) for a directory ``claim`` would refuse; writes nothing."""
     path = Path(workdir)
     flags = json.loads(json.dumps(dict(flags)))  # tuples become lists, as they will be when read back
     defaults = json.loads(json.dumps(dict(defaults or {})))
     if path.exists():
         if not path.is_dir():
             raise WorkdirError(f"--workdir {path} exists and is not a directory")
-        entries = sorted(p.name for p in path.iterdir())
+        entries = sorted(p.name for p in path.iterdir() if p.name != LOCK)
         if entries:
             _check_owner(path, entries, experiment, flags, fixed, defaults)
-    return _write_marker(prepare(path), experiment, flags)
+    else:
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+            raise WorkdirError(f"--workdir {path} cannot be created: {parent} is not a writable directory")
+
+
+def read_record(workdir: str | os.PathLike, experiment: str) -> dict:
+    """The flags ``flags.json`` records for a run of ``experiment`` in ``workdir``; ``FileNotFoundError`` or
+    ``ValueError`` (one line) for a directory that holds no such run."""
+    marker = Path(workdir) / MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{workdir}: no {MARKER} (expected a workdir of experiments/{experiment}.py)")
+    record = json.loads(marker.read_text())
+    if record.get("experiment") != experiment:
+        raise ValueError(f"{workdir} holds a {record.get('experiment')!r} run, not a {experiment} run")
+    return record["flags"]
 
 
 def _check_owner(

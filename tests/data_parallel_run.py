@@ -1,4 +1,4 @@
-"""Data-parallel ``loop.fit`` vs one device, on 8 forced CPU devices (run as a script by test_data_parallel.py).
+"""Data-parallel ``runner.fit`` vs one device, on 8 forced CPU devices (run as a script by test_data_parallel.py).
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/data_parallel_run.py OUT_DIR
 
@@ -21,12 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import loop, lstm, parallel, train, unroll
+from seqjax import experiment, lstm, parallel, runner, train, unroll
 from seqjax.data import word2vec_data as w2v_data
-from seqjax.experiments import gradient_flow, scaling
-from seqjax.experiments import language_model as lm_experiment
 from seqjax.models import lm, lm_training, word2vec
 from seqjax.models import word2vec_training as w2v_training
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "experiments"), str(ROOT / "benchmarks")]  # as the scripts import their siblings
+import gradient_flow  # noqa: E402
+import language_model as lm_experiment  # noqa: E402
+import scaling  # noqa: E402
 
 ROWS = 8  # the global batch
 STEPS = 6
@@ -68,29 +72,31 @@ def language_model():
 def fit(make, workdir: Path, mesh, shard_params_over: int = 0):
     training, init, batch_fn = make()
     with jax.numpy_dtype_promotion("standard"):
-        return loop.fit(training, init(), batch_fn, STEPS, workdir, log_every=STEPS, progress=False, mesh=mesh,
-                        shard_params_over=shard_params_over)  # fmt: skip
+        options = runner.Options(log_every=STEPS, progress=False, mesh=mesh, shard_params_over=shard_params_over)
+        return runner.fit(training, init(), batch_fn, STEPS, workdir, options=options).state
 
 
-def gradient_flow_runs() -> dict:
-    """The gradient-flow experiment's training segment (batches drawn inside the jitted scan) on 1 and 8 devices."""
+def gradient_flow_runs(out: Path) -> dict:
+    """The gradient-flow experiment's training (the runner's scan of steps, batches drawn inside the jitted scan) on
+    1 and 8 devices."""
     config = gradient_flow.Config(
         cells=("lstm",), seq_len=6, hidden=5, batch=ROWS, train_steps=STEPS, learning_rate=0.05
     )
     cell = gradient_flow.settings(config)[0].cell
     params = gradient_flow.init_model(cell, jax.random.key(6), config)
+    training = experiment.training(gradient_flow.task_loss_fn(cell, config), config.optimization, "float32", 1, STEPS)
+    key = jax.random.key(7)
     states = {}
     for n, mesh in ((1, None), (8, parallel.data_mesh(8))):
-        training, segment = gradient_flow.make_train_segment(cell, config, mesh)
-        state = training.init(jax.tree.map(jnp.copy, params), jax.random.key(7))  # the state is donated
-        if mesh is not None:
-            state = parallel.place_state(state, mesh)
-        executable = segment.lower(state, STEPS).compile()
-        states[n], _ = executable(state)
+        state = training.init(jax.tree.map(jnp.copy, params), key)  # the state is donated
+        options = runner.Options(checkpoint_every=0, steps_per_call=STEPS, progress=False, mesh=mesh)
+        batches = lambda step: gradient_flow.task_batch(config, jax.random.fold_in(key, step))
+        with jax.numpy_dtype_promotion("standard"):
+            states[n] = runner.fit(training, state, batches, STEPS, out / f"gradient_flow_{n}", options=options).state
     return {
         "8": largest_difference(jax.tree.leaves(states[1].params), jax.tree.leaves(states[8].params)),
         "moved": largest_difference(jax.tree.leaves(states[1].params), jax.tree.leaves(params)),
-        "all_reduce": "all-reduce" in executable.as_text(),
+        "devices": len(jax.tree.leaves(states[8].params)[0].sharding.device_set),
     }
 
 
@@ -152,16 +158,16 @@ def main(out: Path):
             call()
         except ValueError as e:
             result.setdefault("errors", []).append(str(e))
-    result["gradient_flow"] = gradient_flow_runs()
+    result["gradient_flow"] = gradient_flow_runs(out)
     result["word2vec"] = word2vec_runs()
     text = out / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog; " * 40)
     for n in (1, 4):
         config = lm_experiment.Config(corpus="chars", data=str(text), cell="gru", num_layers=1, hidden=16, bptt=8,
                                        batch_size=4, max_steps=STEPS, eval_bptt=16, num_devices=n)  # fmt: skip
-        (out / f"lm_{n}").mkdir()
         with jax.numpy_dtype_promotion("standard"):
-            result[f"lm_valid_nats_{n}"] = lm_experiment.run(config, out / f"lm_{n}")["valid"]["nats"]
+            valid = experiment.run(lm_experiment.EXPERIMENT, config, out / f"lm_{n}")["valid"]
+        result[f"lm_valid_nats_{n}"] = valid["nats"]
     tiny = scaling.Config(devices=(1, 2), hidden=8, num_layers=1, vocab=20, bptt=4, batch_per_device=2, global_batch=4,
                           steps=2, warmup=1)  # fmt: skip
     with jax.numpy_dtype_promotion("standard"):

@@ -1,4 +1,4 @@
-"""experiments/benchmark.py: the FLOP count, shape parsing, ratios and an end-to-end run with a tiny config."""
+"""benchmarks/benchmark.py: the FLOP count, shape parsing, ratios and an end-to-end run with a tiny config."""
 
 import json
 import math
@@ -7,11 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import harness as benchmark_lib
 import pytest
 
-from seqjax.experiments import benchmark as benchmark_lib
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +159,7 @@ def test_time_steps_stops_at_the_budget_after_three_timed_steps(benchmark):
 
 def test_language_model_rows_count_their_flops_and_time_the_experiments_step(benchmark):
     """zaremba_small: 400 tokens; per token 2 LSTM layers of 2 (200 + 200) 800 and a 2 * 200 * 10000 softmax, x3."""
-    from seqjax.experiments import lm_benchmark
+    import lm_benchmark
 
     assert lm_benchmark.lm_step_flops("zaremba_small") == 3 * 400 * (2 * (2 * 400 * 800) + 2 * 200 * 10_000)
     specs = lm_benchmark.build_lm_specs(["zaremba_small"], ["seqjax", "flax"], steps=2, warmup=0, budget_s=0.0)

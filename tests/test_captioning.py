@@ -1,11 +1,11 @@
 """Image captioning (one-to-many): the composed digit data, the CNN -> RNN captioner, the metrics, the experiment."""
 
-import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import captioning
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,10 +13,10 @@ import pytest
 from sklearn.datasets import load_digits
 
 import seqjax
-from seqjax import workdir
+from seqjax import config
+from seqjax import experiment as ex
 from seqjax.data import digit_captions as data_lib
 from seqjax.data.text import DataError
-from seqjax.experiments import captioning
 from seqjax.models import captioner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,11 +258,11 @@ def test_exact_and_per_word_accuracy_on_hand_built_predictions():
         [9, 9, 9, 9],  # no <eos> (length 4): not exact, words 2 of 2
     ])  # fmt: skip
     lengths = np.array([3, 3, 2, 2, 4])
-    metrics = captioning.caption_metrics(tokens, lengths, captions, caption_lengths)
+    metrics = captioner.caption_metrics(tokens, lengths, captions, caption_lengths)
     assert metrics["exact"] == pytest.approx(1 / 5)
     assert metrics["word_accuracy"] == pytest.approx((2 + 1 + 1 + 1 + 2) / (2 + 1 + 3 + 3 + 2))
     # decoded captions shorter than the true ones' padded width
-    short = captioning.caption_metrics(tokens[:, :2], np.array([2, 2, 2, 2, 2]), captions, caption_lengths)
+    short = captioner.caption_metrics(tokens[:, :2], np.array([2, 2, 2, 2, 2]), captions, caption_lengths)
     assert short == {"exact": 0.0, "word_accuracy": pytest.approx((2 + 1 + 1 + 1 + 2) / 11)}
 
 
@@ -273,19 +273,14 @@ TINY = dict(train_size=64, dev_size=20, test_size=20, conv1=3, conv2=4, image_fe
             checkpoint_every=1000)  # fmt: skip
 
 
-def claim(directory: Path, config: captioning.Config) -> Path:
-    return workdir.claim(directory, captioning.EXPERIMENT, dataclasses.asdict(config), fixed=captioning.FIXED_FLAGS)
-
-
 def test_runs_end_to_end_and_a_rerun_resumes_exactly(tmp_path):
     straight = captioning.Config(epochs=3, **TINY)
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        expected = captioning.run(straight, claim(tmp_path / "straight", straight))
+        expected = ex.run(captioning.EXPERIMENT, straight, tmp_path / "straight")
         first = captioning.Config(epochs=2, **TINY)
-        out = claim(tmp_path / "run", first)
-        partial = captioning.run(first, out)
-        resumed_config = dataclasses.replace(first, epochs=3)
-        resumed = captioning.run(resumed_config, claim(out, resumed_config))
+        out = tmp_path / "run"
+        partial = ex.run(captioning.EXPERIMENT, first, out)
+        resumed = ex.run(captioning.EXPERIMENT, config.replace(first, epochs=3), out)
     assert partial["steps"] == 8 and [h["step"] for h in partial["history"]] == [4, 8]
     assert resumed["steps"] == 12 and [h["step"] for h in resumed["history"]] == [4, 8, 12]
     for name in ("dev_exact", "dev_word_accuracy", "test", "best"):

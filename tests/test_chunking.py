@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tagging
 
-from seqjax import chunk_f1, workdir
+from seqjax import chunk_f1
+from seqjax import experiment as ex
 from seqjax.data import conll2000
 from seqjax.data.text import DataError
-from seqjax.experiments import tagging
 from seqjax.models import tagger
 
 # -- chunks and F1 ------------------------------------------------------------------------------------------------
@@ -293,9 +294,9 @@ TINY = dict(dataset="conll2000", num_layers=1, embed=16, char_embed=8, char_feat
 
 def test_learns_synthetic_chunks_and_selects_by_dev_f1(tmp_path):
     config = tagging.Config(data=str(synthetic_conll2000(tmp_path / "data")), epochs=2, **TINY)
-    out = workdir.claim(tmp_path / "run", tagging.EXPERIMENT, dataclasses.asdict(config), fixed=tagging.FIXED_FLAGS)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        results = tagging.run(config, out)
+        results = ex.run(tagging.EXPERIMENT, config, out)
     assert results["sentences"] == {"train": 270, "dev": 30, "test": 60} and results["steps"] == 2 * 16
     best = int(np.argmax(results["dev_f1"]))
     assert results["best"]["epoch"] == best + 1 and results["best"]["test_f1"] == results["test_f1"][best]

@@ -1,4 +1,4 @@
-"""experiments/fused_vs_scan.py: both paths timed, the default named, bad cells refused."""
+"""benchmarks/fused_vs_scan.py: both paths timed, the default named, bad cells refused."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from seqjax.scan import fused_by_default
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fused_vs_scan.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fused_vs_scan.py"
 
 
 def run(*args):

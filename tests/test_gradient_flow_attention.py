@@ -3,14 +3,15 @@
 import csv
 import math
 
+import gradient_flow
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seqjax import experiment as ex
 from seqjax import gradflow, initializers
 from seqjax.cells import rnn
-from seqjax.experiments import gradient_flow
 from seqjax.scan import unroll
 
 
@@ -108,7 +109,7 @@ def test_attention_curve_is_flat_in_a_closed_form_case_while_a_linear_rnn_decays
 
 def test_experiment_adds_input_gradients_only_when_attention_is_asked_for(tmp_path, key):
     config = gradient_flow.Config(cells=("rnn", "attention"), seq_len=5, hidden=4, batch=2, train_steps=1)
-    summary = gradient_flow.run(config, tmp_path)
+    summary = ex.run(gradient_flow.EXPERIMENT, config, tmp_path)
     with open(tmp_path / "gradient_norms.csv") as f:
         rows = list(csv.DictReader(f))
     measured = {(r["label"], r["measure"]) for r in rows}

@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gradient_flow
 import jax
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
+from seqjax import experiment as ex
 
-from seqjax.experiments import gradient_flow  # noqa: E402  (after sys.path: the tests use experiments/my_cells.py)
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # on sys.path (conftest): my_cells.py is found
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +36,12 @@ def test_run_writes_every_curve_including_a_user_cell(tmp_path):
         seq_len=6,
         hidden=4,
         batch=3,
-        forget_biases=(0.0, 2.0),
+        forget_bias=(0.0, 2.0),
         train_steps=4,
         num_snapshots=2,
         jacobian_examples=2,
     )
-    summary = gradient_flow.run(config, tmp_path)
+    summary = ex.run(gradient_flow.EXPERIMENT, config, tmp_path)
     rows = _read_rows(tmp_path / "gradient_norms.csv")
     # carry parts: rnn 1, lstm (hidden, cell) x 2 forget biases, indrnn 1 -> 6; snapshots 0, 2, 4;
     # measures: grad_norm, jacobian_frobenius, jacobian_spectral.
@@ -61,9 +61,9 @@ def test_run_writes_every_curve_including_a_user_cell(tmp_path):
 def test_linear_mode_matches_the_closed_form(tmp_path):
     """--linear with W = aI: ||dL/dh_t|| / ||dL/dh_T|| = a^(T-t), a = 3 explodes, a = 0.2 vanishes."""
     config = gradient_flow.Config(
-        seq_len=12, hidden=5, batch=2, recurrent_scales=(3.0, 0.2), train_steps=0, linear=True, task="random"
+        seq_len=12, hidden=5, batch=2, recurrent_scale=(3.0, 0.2), train_steps=0, linear=True, task="random"
     )
-    summary = gradient_flow.run(config, tmp_path)
+    summary = ex.run(gradient_flow.EXPERIMENT, config, tmp_path)
     assert summary["closed_form_max_rel_error"]["3"] < 1e-5
     assert summary["closed_form_max_rel_error"]["0.2"] < 1e-5
     rows = _read_rows(tmp_path / "gradient_norms.csv")
@@ -74,8 +74,8 @@ def test_linear_mode_matches_the_closed_form(tmp_path):
 
 def test_same_seed_same_numbers(tmp_path):
     config = gradient_flow.Config(cells=("gru",), seq_len=5, hidden=3, batch=2, train_steps=2, num_snapshots=1)
-    gradient_flow.run(config, tmp_path / "a")
-    gradient_flow.run(config, tmp_path / "b")
+    ex.run(gradient_flow.EXPERIMENT, config, tmp_path / "a")
+    ex.run(gradient_flow.EXPERIMENT, config, tmp_path / "b")
     assert (tmp_path / "a" / "gradient_norms.csv").read_text() == (tmp_path / "b" / "gradient_norms.csv").read_text()
 
 

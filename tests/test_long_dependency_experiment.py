@@ -1,21 +1,20 @@
 """experiments/long_dependency.py end to end, with tiny settings, into a temporary workdir."""
 
 import csv
-import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import long_dependency
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
+from seqjax import config as config_lib
+from seqjax import experiment as ex
 
-from seqjax import workdir  # noqa: E402
-from seqjax.experiments import long_dependency  # noqa: E402  (after sys.path: the tests use my_cells.py)
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # on sys.path (conftest): my_cells.py is found
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +37,7 @@ TINY = {
 
 def test_adding_with_a_user_cell_writes_everything_and_resumes(tmp_path):
     config = long_dependency.Config(cells=("gru", "my_cells:indrnn"), seq_lens=(5, 7), **TINY)
-    results = long_dependency.run(config, tmp_path, progress=False)
+    results = ex.run(long_dependency.EXPERIMENT, config, tmp_path)
     assert [(r["cell"], r["seq_len"]) for r in results] == [
         ("gru", 5),
         ("gru", 7),
@@ -56,7 +55,7 @@ def test_adding_with_a_user_cell_writes_everything_and_resumes(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     metrics = (tmp_path / "runs" / "gru_T7" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in metrics] == [2, 4]
-    again = long_dependency.run(config, tmp_path, progress=False)  # resumes: nothing left to train
+    again = ex.run(long_dependency.EXPERIMENT, config, tmp_path)  # resumes: nothing left to train
     assert [r["value"] for r in again] == [r["value"] for r in results]
     assert (tmp_path / "runs" / "gru_T7" / "metrics.jsonl").read_text().splitlines() == metrics
 
@@ -66,16 +65,16 @@ def test_adding_with_a_user_cell_writes_everything_and_resumes(tmp_path):
 )
 def test_token_tasks(tmp_path, task, metric, baseline):
     config = long_dependency.Config(cells=("lstm",), task=task, seq_lens=(10,), **TINY)
-    (result,) = long_dependency.run(config, tmp_path, progress=False)
+    (result,) = ex.run(long_dependency.EXPERIMENT, config, tmp_path)
     assert result["metric"] == metric and result["baseline"] == pytest.approx(baseline)
     assert 0.0 <= result["value"] <= 1.0
 
 
 def test_a_longer_rerun_continues_and_equals_a_straight_run(tmp_path):
     short = long_dependency.Config(cells=("lstm",), seq_lens=(6,), **{**TINY, "train_steps": 2})
-    long_dependency.run(short, tmp_path / "extended", progress=False)
-    (extended,) = long_dependency.run(dataclasses.replace(short, train_steps=4), tmp_path / "extended", progress=False)
-    (straight,) = long_dependency.run(dataclasses.replace(short, train_steps=4), tmp_path / "straight", progress=False)
+    ex.run(long_dependency.EXPERIMENT, short, tmp_path / "extended")
+    (extended,) = ex.run(long_dependency.EXPERIMENT, config_lib.replace(short, train_steps=4), tmp_path / "extended")
+    (straight,) = ex.run(long_dependency.EXPERIMENT, config_lib.replace(short, train_steps=4), tmp_path / "straight")
     assert extended["value"] == straight["value"]
     assert sorted(extended["profiles"]) == [0, 2, 4]  # the profiles before the rerun were kept on disk
     for step in (0, 2, 4):
@@ -101,9 +100,9 @@ def _cli(*args):
 def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_nothing(tmp_path):
     """Every refusal comes before any training (each run here ends within its flag and workdir checks)."""
     unknown = _cli(f"--workdir={tmp_path / 'a'}", "--task=parity")
-    assert unknown.returncode != 0 and "<adding|adding_hochreiter|copy|temporal_order>" in unknown.stderr
+    assert unknown.returncode != 0 and "--task must be one of adding, adding_hochreiter, copy" in unknown.stderr
     lengths = _cli(f"--workdir={tmp_path / 'a'}", "--seq_lens=10,-5")
-    assert lengths.returncode != 0 and "--seq_lens must be a list of positive integers" in lengths.stderr
+    assert lengths.returncode != 0 and "--seq_lens must be at least 1, got -5" in lengths.stderr
     (tmp_path / "file").write_text("x")
     not_a_dir = _cli(f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
     assert not_a_dir.returncode != 0 and "exists and is not a directory" in not_a_dir.stderr
@@ -125,8 +124,8 @@ def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_no
     # A workdir claimed by a run with --hidden=4 (the claim is what the CLI checks against; the refusals of
     # tests/test_workdir.py are the same function's, so the CLI is checked once here).
     earlier = long_dependency.Config(cells=("rnn",), seq_lens=(5,), hidden=4)
-    fixed = long_dependency.fixed_flags(earlier)
-    workdir.claim(tmp_path / "run", "long_dependency", dataclasses.asdict(earlier), fixed)
+    with ex.claimed(long_dependency.EXPERIMENT, earlier, tmp_path / "run"):
+        pass
     before = snapshot(tmp_path / "run")
     contradicting = _cli(f"--workdir={tmp_path / 'run'}", "--cells=rnn", "--seq_lens=5", "--hidden=8")
     assert contradicting.returncode != 0

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import jax
+import language_model
 import pytest
 
 from seqjax import distributed
-from seqjax.experiments import language_model
+from seqjax import experiment as ex
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(corpus="chars", cell="gru", num_layers=1, hidden=16, bptt=8, batch_size=4, max_steps=4, eval_bptt=16)
@@ -30,13 +31,13 @@ def test_two_processes_train_as_one(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     assert "[0] step 4/4" in done.stdout and "[1] step" not in done.stdout  # process 0's progress only
     two = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert [line["step"] for line in map(json.loads, (tmp_path / "two" / "eval.jsonl").read_text().splitlines())] == [4]
+    evaluations = (tmp_path / "two" / "eval" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in evaluations] == [4]
     assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 1  # step 4, written once
 
     config = language_model.Config(data=str(text), num_devices=1, **TINY)
-    (tmp_path / "one").mkdir()
     with jax.numpy_dtype_promotion("standard"):
-        one = language_model.run(config, tmp_path / "one")
+        one = ex.run(language_model.EXPERIMENT, config, tmp_path / "one")
     assert 0 < one["valid"]["nats"] < 5 and abs(one["valid"]["nats"] - two["valid"]["nats"]) < 1e-5, (one, two)
 
 

@@ -6,9 +6,9 @@ matrix product in the traced training step.
 """
 
 import collections
-import dataclasses
 import json
 
+import captioning
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,9 +16,9 @@ import pytest
 from jax.extend import core as jax_core
 
 import seqjax
-from seqjax import precision, scan, train, workdir
+from seqjax import experiment as ex
+from seqjax import precision, scan, train
 from seqjax.baselines import nnlm
-from seqjax.experiments import captioning
 from seqjax.models import captioner, classifier, lm, lm_training, seq2seq, tagger, transformer_lm
 
 BF16 = jnp.bfloat16
@@ -275,11 +275,9 @@ def test_an_experiment_trains_and_evaluates_in_bfloat16(tmp_path):
     config = captioning.Config(train_size=32, dev_size=8, test_size=8, conv1=3, conv2=4, image_features=10, embed=6,
                                hidden=12, batch_size=16, epochs=1, eval_batch_size=8, figure_examples=2, log_every=1,
                                compute_dtype="bfloat16")  # fmt: skip
-    out = workdir.claim(
-        tmp_path / "run", captioning.EXPERIMENT, dataclasses.asdict(config), fixed=captioning.FIXED_FLAGS
-    )
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        results = captioning.run(config, out)
+        results = ex.run(captioning.EXPERIMENT, config, out)
     assert results["steps"] == 2 and 0 <= results["test"]["word_accuracy"] <= 1
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(np.isfinite(losses))

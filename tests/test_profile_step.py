@@ -1,13 +1,13 @@
-"""experiments/profile_step.py: operation times summed from trace events, and an end-to-end tiny profile."""
+"""benchmarks/profile_step.py: operation times summed from trace events, and an end-to-end tiny profile."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from seqjax.experiments.profile_step import operation_times
+from profile_step import operation_times
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "profile_step.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
 
 
 def test_operation_times_sum_per_step_and_skip_runtime_events():

@@ -1,11 +1,11 @@
-"""experiments/remat_memory.py end to end with tiny shapes: every mode compiles, runs and is reported."""
+"""benchmarks/remat_memory.py end to end with tiny shapes: every mode compiles, runs and is reported."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "remat_memory.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "remat_memory.py"
 
 
 def test_modes_are_measured_and_segments_store_less(tmp_path):

@@ -1,6 +1,5 @@
 """Sentiment (many-to-one): the SST-2 loader, the classifier against hand-run cells, the experiment end to end."""
 
-import dataclasses
 import functools
 import json
 import subprocess
@@ -11,13 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sentiment
 from reference import CELLS, cell_context
 
+from seqjax import config as config_lib
+from seqjax import experiment as ex
 from seqjax import workdir
 from seqjax.cells import step_input
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError
-from seqjax.experiments import sentiment
 from seqjax.models import classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,11 +201,6 @@ def synthetic_sst(directory: Path, sizes=(("train", 480), ("dev", 100), ("test",
     return directory
 
 
-def claim(directory: Path, config: sentiment.Config) -> Path:
-    """The workdir as the CLI claims it (``flags.json``, which ``load_trained`` reads)."""
-    return workdir.claim(directory, sentiment.EXPERIMENT, dataclasses.asdict(config), fixed=sentiment.FIXED_FLAGS)
-
-
 TINY = dict(embed=16, hidden=16, dropout=0.1, min_count=1, batch_size=16, learning_rate=0.01, eval_batch_size=64,
             log_every=10, checkpoint_every=1000)  # fmt: skip
 
@@ -212,13 +208,13 @@ TINY = dict(embed=16, hidden=16, dropout=0.1, min_count=1, batch_size=16, learni
 def test_learns_synthetic_sentiment_and_reloads_the_best_dev_model(tmp_path):
     data = synthetic_sst(tmp_path / "data")
     config = sentiment.Config(data=str(data), epochs=3, **TINY)
-    out = claim(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count (and the
         # context is part of every compilation's key: everything below runs in it, nothing compiles twice)
-        results = sentiment.run(config, out)
-        assert sentiment.run(config, claim(out, config)) == results  # a rerun restores the last checkpoint: done
+        results = ex.run(sentiment.EXPERIMENT, config, out)
+        assert ex.run(sentiment.EXPERIMENT, config, out) == results  # a rerun restores the last checkpoint: done
         model, vocab, params, step = sentiment.load_trained(out)  # the best-dev model, for predictions
-        dev = sentiment.evaluate(model, params, sentiment.load_data(config).dev, config)
+        dev = sentiment.evaluate(model, params, sentiment.load_data(config).data.dev, config)
     assert results["steps"] == 3 * 30 and results["epochs"] == 3.0 and results["steps_per_epoch"] == 480 // 16
     assert [h["step"] for h in results["history"]] == [30, 60, 90]
     assert results["best"]["dev_accuracy"] >= 0.95 and results["final"]["test_accuracy"] >= 0.9  # chance: 0.5
@@ -227,7 +223,7 @@ def test_learns_synthetic_sentiment_and_reloads_the_best_dev_model(tmp_path):
     assert json.loads((out / "results.json").read_text()) == results
     assert (out / "metrics.jsonl").read_text().count("\n") == 90 // 10  # training metrics, once per logged step
     assert (out / "eval" / "metrics.jsonl").read_text().count("\n") == 3 and (out / "tensorboard").is_dir()
-    assert step == results["best"]["step"] and vocab.tokens == sentiment.load_data(config).vocab.tokens
+    assert step == results["best"]["step"] and vocab.tokens == sentiment.load_data(config).data.vocab.tokens
     assert dev["accuracy"] == results["best"]["dev_accuracy"]
 
 
@@ -254,10 +250,10 @@ def test_mr_fold_end_to_end_with_init_embeddings_and_resume(tmp_path):
         f"{word} {' '.join(map(str, row))}\n" for word, row in zip(("good", "zz", "clich\u00e9"), vectors, strict=True)
     ))  # fmt: skip
     config = sentiment.Config(data=str(data), dataset="mr", folds=5, fold=1, epochs=3, init_embeddings=str(w2v), **TINY)
-    out = sentiment.claim_workdir(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):
-        results = sentiment.run(config, out)
-        assert sentiment.run(config, sentiment.claim_workdir(out, config)) == results  # a rerun resumes: done
+        results = ex.run(sentiment.EXPERIMENT, config, out)
+        assert ex.run(sentiment.EXPERIMENT, config, out) == results  # a rerun resumes: done
     # 500 sentences, 5 folds: test 100; of the other 400, 40 dev and 360 train = 22 batches of 16.
     assert results["examples"] == {"train": 360, "dev": 40, "test": 100} and results["steps"] == 3 * 22
     assert results["fold"] == 1 and results["folds"] == 5 and results["dataset"] == "mr"
@@ -265,15 +261,15 @@ def test_mr_fold_end_to_end_with_init_embeddings_and_resume(tmp_path):
     assert results["best"]["dev_accuracy"] >= 0.9 and results["best"]["test_accuracy"] >= 0.9  # chance: 0.5
     assert json.loads((out / "results.json").read_text()) == results
     with pytest.raises(workdir.WorkdirError, match="--fold=1, this run has --fold=2"):
-        sentiment.claim_workdir(out, dataclasses.replace(config, fold=2))
+        ex.check_workdir(sentiment.EXPERIMENT, config_lib.replace(config, fold=2), out)
 
 
 def test_mr_every_fold_in_turn_reports_mean_and_std(tmp_path):
     data = synthetic_mr(tmp_path / "mr", per_label=40, seed=2)
     config = sentiment.Config(data=str(data), dataset="mr", folds=2, fold=-1, epochs=1, **TINY)
-    out = sentiment.claim_workdir(tmp_path / "cv", config)
+    out = tmp_path / "cv"
     with jax.numpy_dtype_promotion("standard"):
-        results = sentiment.run_folds(config, out)
+        results = ex.run(sentiment.EXPERIMENT, config, out)
     per_fold = [json.loads((out / f"fold_{k}" / "results.json").read_text()) for k in range(2)]
     tests = [r["best"]["test_accuracy"] for r in per_fold]
     assert [r["examples"]["test"] for r in per_fold] == [40, 40] and results["test_accuracy"] == tests
@@ -308,9 +304,9 @@ def test_a_slice_of_sst2_end_to_end(tmp_path):
         write(data / f"{split}.tsv", "".join(source[: lines + 1]))  # the header and the first lines
     tiny = {**TINY, "min_count": 2, "batch_size": 32, "max_len": 16, "pad_multiple": 16, "eval_batch_size": 128}
     config = sentiment.Config(data=str(data), epochs=1, **tiny)  # one padded shape: [32, 16]
-    out = claim(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):
-        results = sentiment.run(config, out)
+        results = ex.run(sentiment.EXPERIMENT, config, out)
     assert results["steps"] == 400 // 32 and results["examples"] == {"train": 400, "dev": 100, "test": 100}
     assert 0 <= results["best"]["dev_accuracy"] <= 1 and 0 <= results["best"]["test_accuracy"] <= 1
     assert results["vocab_size"] == len(json.loads((out / "vocab.json").read_text())["tokens"]) > 2

@@ -1,17 +1,18 @@
 """Movie Review polarity (MR) and --init_embeddings: the Latin-1 reader, the folds, word2vec rows, end to end."""
 
-import dataclasses
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sentiment
 
+from seqjax import config as config_lib
+from seqjax import experiment as ex
 from seqjax import workdir
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
-from seqjax.experiments import sentiment
 
 ROOT = Path(__file__).resolve().parents[1]
 MR = ROOT.parent / "shared" / "data" / "mr"
@@ -142,11 +143,11 @@ def test_init_embeddings_of_another_dimension_is_a_one_line_error_naming_flag_fi
 
 
 def test_a_run_recorded_before_the_new_flags_resumes_with_their_defaults(tmp_path):
-    old = {k: v for k, v in dataclasses.asdict(sentiment.Config()).items()
+    old = {k: v for k, v in config_lib.flat(sentiment.Config()).items()
            if k not in ("dataset", "folds", "fold", "init_embeddings")}  # fmt: skip
     for run in ("sst2", "mr"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "flags.json").write_text(json.dumps({"experiment": "sentiment", "flags": old}))
-    assert sentiment.claim_workdir(tmp_path / "sst2", sentiment.Config(epochs=5)) == tmp_path / "sst2"
-    with pytest.raises(workdir.WorkdirError, match="made with --dataset=sst2, this run has --dataset=mr"):
-        sentiment.claim_workdir(tmp_path / "mr", sentiment.Config(dataset="mr"))
+    ex.check_workdir(sentiment.EXPERIMENT, sentiment.Config(epochs=5), tmp_path / "sst2")
+    with pytest.raises(workdir.WorkdirError, match=r"made with --data=.*sst2, this run has --data=.*mr"):
+        ex.check_workdir(sentiment.EXPERIMENT, sentiment.Config(dataset="mr"), tmp_path / "mr")

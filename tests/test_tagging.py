@@ -1,6 +1,5 @@
 """POS tagging (many-to-many): the CoNLL-U reader, the tagger's padding invariance and masked loss, the experiment."""
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -10,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tagging
 
-from seqjax import workdir
+from seqjax import experiment as ex
 from seqjax.data import conllu as data_lib
 from seqjax.data.text import DataError
-from seqjax.experiments import tagging
 from seqjax.models import tagger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,15 +216,11 @@ TINY = dict(prefix="ewt", num_layers=1, embed=16, char_embed=8, char_features=24
             checkpoint_every=1000)  # fmt: skip
 
 
-def claim(directory: Path, config: tagging.Config) -> Path:
-    return workdir.claim(directory, tagging.EXPERIMENT, dataclasses.asdict(config), fixed=tagging.FIXED_FLAGS)
-
-
 def test_learns_synthetic_tags_including_unknown_words(tmp_path):
     config = tagging.Config(data=str(synthetic_conllu(tmp_path / "data")), epochs=3, **TINY)
-    out = claim(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        results = tagging.run(config, out)
+        results = ex.run(tagging.EXPERIMENT, config, out)
     assert results["steps"] == 3 * 15 and [h["step"] for h in results["history"]] == [15, 30, 45]
     best = int(np.argmax(results["dev_accuracy"]))
     assert results["best"]["epoch"] == best + 1 and results["best"]["test_accuracy"] == results["test_accuracy"][best]
@@ -277,8 +272,8 @@ def test_a_slice_of_ud_english_ewt_end_to_end(tmp_path):
     tiny = dict(TINY, prefix="en_ewt-ud", min_count=2, batch_size=50, pad_multiple=160, max_steps=3,
                 eval_batch_size=200, bidirectional=False)  # fmt: skip
     config = tagging.Config(data=str(data), **tiny)
-    out = claim(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):
-        results = tagging.run(config, out)
+        results = ex.run(tagging.EXPERIMENT, config, out)
     assert results["steps"] == 3 and results["sentences"] == {"train": 200, "dev": 200, "test": 200}
     assert 0 <= results["best"]["dev_accuracy"] <= 1 and results["tokens"]["train"] > 1000

@@ -1,17 +1,17 @@
 """The Transformer as the encoder of the sentiment classifier and the tagger: vs Flax's own modules with the
 same weights, padding and batch-mate invariance, config errors, and the tagging experiment end to end."""
 
-import dataclasses
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tagging
+from test_tagging import TINY, padded, synthetic_conllu
 
-from seqjax.experiments import tagging
+from seqjax import config as config_lib
+from seqjax import experiment as ex
 from seqjax.models import classifier, tagger, token_encoder
-from tests.test_tagging import TINY, claim, padded, synthetic_conllu
 
 V, E, D, HEADS, LAYERS = 20, 12, 16, 4, 2
 SENTENCE = [3, 7, 2, 9, 4]
@@ -137,9 +137,9 @@ def test_tagging_experiment_with_the_transformer_learns_synthetic_tags(tmp_path)
     tiny = dict(TINY, hidden=24, learning_rate=3e-3)
     cfg = tagging.Config(data=str(synthetic_conllu(tmp_path / "data")), epochs=3, encoder="transformer",
                          num_heads=2, bidirectional=False, **tiny)  # fmt: skip
-    out = claim(tmp_path / "run", cfg)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        results = tagging.run(cfg, out)
+        results = ex.run(tagging.EXPERIMENT, cfg, out)
     # chance: ~0.3 (the commonest tag); the unseen stems' words are <unk>: only the characters tell
     assert results["best"]["dev_accuracy"] >= 0.9 and results["best"]["test_accuracy"] >= 0.9, results
-    assert "encoder" in tagging.FIXED_FLAGS and dataclasses.asdict(cfg)["encoder"] == "transformer"
+    assert "encoder" in config_lib.fixed_names(cfg) and cfg.stack.encoder == "transformer"

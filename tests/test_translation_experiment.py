@@ -1,6 +1,5 @@
 """Translation: the pair readers, tokenization and split, and the experiment end to end on a generated task."""
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -9,11 +8,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import translation
 
-from seqjax import workdir
+from seqjax import config as config_lib
+from seqjax import experiment as ex
 from seqjax.data import translation as data_lib
 from seqjax.data.text import DataError
-from seqjax.experiments import translation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,16 +126,12 @@ TINY = dict(max_len=0, max_pairs=0, min_count=1, cell="lstm", attention="luong",
             examples=3, heatmaps=1, log_every=20, checkpoint_every=1000)  # fmt: skip
 
 
-def claim(directory: Path, config: translation.Config) -> Path:
-    return workdir.claim(directory, translation.EXPERIMENT, dataclasses.asdict(config), fixed=translation.FIXED_FLAGS)
-
-
 def test_learns_to_reverse_and_resumes(tmp_path):
     data = reversal_data(tmp_path / "data")
     config = translation.Config(data=str(data), epochs=4, **TINY)
-    out = claim(tmp_path / "run", config)
+    out = tmp_path / "run"
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam: b ** count with an int32 count
-        results = translation.run(config, out)
+        results = ex.run(translation.EXPERIMENT, config, out)
     steps_per_epoch = results["steps_per_epoch"]
     assert results["steps"] == 4 * steps_per_epoch and len(results["dev_bleu"]) == 4
     assert results["best"]["dev_bleu"] == max(results["dev_bleu"])
@@ -146,9 +142,9 @@ def test_learns_to_reverse_and_resumes(tmp_path):
     example = results["examples"][0]
     assert set(example) == {"source", "reference", "greedy", "beam"}
 
-    longer = dataclasses.replace(config, epochs=5)  # resumes from the last checkpoint, keeps the history
+    longer = config_lib.replace(config, epochs=5)  # resumes from the last checkpoint, keeps the history
     with jax.numpy_dtype_promotion("standard"):
-        resumed = translation.run(longer, claim(tmp_path / "run", longer))
+        resumed = ex.run(translation.EXPERIMENT, longer, tmp_path / "run")
     assert resumed["steps"] == 5 * steps_per_epoch and resumed["dev_bleu"][:4] == results["dev_bleu"]
     assert (out / "eval" / "metrics.jsonl").read_text().count("\n") == 5
 

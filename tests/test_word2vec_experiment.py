@@ -1,15 +1,15 @@
 """experiments/word2vec.py end to end on a generated two-topic corpus, plus a slice of PTB when present."""
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import word2vec as experiment  # experiments/word2vec.py
 
+from seqjax import config as config_lib
 from seqjax.data.word2vec_format import load_word2vec
-from seqjax.experiments import word2vec as experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT.parent / "shared" / "data" / "ptb" / "ptb.train.txt"
@@ -55,13 +55,13 @@ def test_run_writes_vectors_evaluates_and_resumes(corpus, eval_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     first = config(corpus, eval_dir, epochs=1, optimizer="adam", alpha=0.02)  # adam: the optimizer state resumes too
-    prepared = experiment.prepare(first)
+    prepared = experiment.load_data(first)
     assert len(prepared.vocab) == 12 and prepared.raw_words == 3500
-    results = experiment.run(first, out, prepared, log=lambda _: None)
+    results = experiment.train(first, out, prepared, log=lambda _: None)
     assert results["epochs_run"] == 1
     # A rerun with more epochs resumes after epoch 1 and trains only epoch 2.
     logged = []
-    results = experiment.run(dataclasses.replace(first, epochs=2), out, prepared, log=logged.append)
+    results = experiment.train(config_lib.replace(first, epochs=2), out, prepared, log=logged.append)
     assert logged[0] == "resuming after epoch 1"
     assert [h["epoch"] for h in results["history"]] == [2]
     vectors = load_word2vec(out / "vectors.bin", binary=True)
@@ -105,7 +105,7 @@ def test_a_slice_of_ptb_trains_end_to_end(tmp_path):
     run = experiment.Config(corpus=str(sliced), eval_dir=str(tmp_path), dim=20, epochs=2, batch_size=512)
     out = tmp_path / "run"
     out.mkdir()
-    results = experiment.run(run, out, experiment.prepare(run), log=lambda _: None)
+    results = experiment.train(run, out, experiment.load_data(run), log=lambda _: None)
     first, last = results["history"]
     assert last["mean_loss"] < first["mean_loss"]
     assert results["evaluation"] == {}  # no evaluation files in tmp_path

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from seqjax.experiments import word2vec_vs_gensim as comparison
+import word2vec_vs_gensim as comparison
 
 
 def row(system, seed, words_per_s, analogy):

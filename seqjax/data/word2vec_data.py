@@ -177,3 +177,20 @@ def cbow_examples(corpus: Corpus, windows: np.ndarray, window: int) -> tuple[np.
     contexts, mask = context_matrix(corpus, windows, window)
     has_context = mask.any(axis=1)
     return contexts[has_context], mask[has_context], corpus.ids[has_context]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A read corpus: its sentences' word count, vocabulary and encoding."""
+
+    raw_words: int
+    vocab: Vocabulary
+    corpus: Corpus
+
+
+def prepare(path: str | os.PathLike, encoding: str = "utf-8", min_count: int = 5, max_vocab: int = 0) -> Prepared:
+    """Reads and encodes the corpus ``path`` (one sentence per line); ``DataError`` (naming the file) for a bad or
+    empty corpus. ``max_vocab``: keep at most this many most frequent words (0: no limit)."""
+    sentences = read_sentences(path, encoding)
+    vocab = build_vocab(sentences, min_count, max_vocab or None, source=path)
+    return Prepared(sum(map(len, sentences)), vocab, encode(sentences, vocab))

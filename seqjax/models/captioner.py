@@ -36,6 +36,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from seqjax import decoding
 from seqjax.cells import Cell, cell_by_name, step_input
@@ -265,3 +266,34 @@ def decode(config: CaptionerConfig, params: dict, images: jax.Array, max_len: in
 def predict(config: CaptionerConfig, params: dict, images: jax.Array, captions: jax.Array, lengths: jax.Array):
     """``apply``, jitted: teacher-forced logits for evaluation."""
     return apply(config, params, images, captions, lengths)
+
+
+def caption_metrics(tokens, lengths, captions, caption_lengths) -> dict[str, float]:
+    """Exact-caption and per-word accuracy of decoded captions against the true ones (NumPy).
+
+    Args:
+      tokens: ``[n, l]`` decoded word ids; only the first ``lengths`` count.
+      lengths: ``[n]`` decoded lengths, counting ``<eos>`` (``l`` when none was decoded).
+      captions: ``[n, t]`` true word ids, the digits' names then ``<eos>``.
+      caption_lengths: ``[n]`` true lengths, counting ``<eos>``.
+
+    Returns:
+      ``{"exact": mean_i [lengths_i = caption_lengths_i and tokens_i = captions_i up to it],
+      "word_accuracy": sum_i #{j < caption_lengths_i - 1: j < lengths_i and tokens_ij = captions_ij}
+      / sum_i (caption_lengths_i - 1)}``.
+    """
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    captions, caption_lengths = np.asarray(captions), np.asarray(caption_lengths)
+    steps = captions.shape[1]
+    aligned = np.full(captions.shape, -1, np.int64)  # decoded tokens on the true captions' positions
+    width = min(steps, tokens.shape[1])
+    aligned[:, :width] = tokens[:, :width]
+    positions = np.arange(steps)[None, :]
+    same = (aligned == captions) & (positions < lengths[:, None])
+    real = positions < caption_lengths[:, None]
+    exact = (lengths == caption_lengths) & np.all(same | ~real, axis=1)
+    words = positions < caption_lengths[:, None] - 1
+    return {
+        "exact": float(np.mean(exact)),
+        "word_accuracy": float(np.sum(same & words) / max(int(np.sum(words)), 1)),
+    }

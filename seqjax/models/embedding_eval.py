@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -347,3 +348,44 @@ def evaluate_word_pairs(
         malformed=len(malformed),
         malformed_lines=tuple(malformed[:MAX_REPORTED_LINES]),
     )
+
+
+ANALOGIES = "questions-words.txt"
+PAIRS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+
+
+def evaluate_dir(vectors: WordVectors, eval_dir: str | Path, restrict_vocab: int) -> dict:
+    """Analogy accuracy (3CosAdd and 3CosMul) and WordSim-353 / SimLex-999 correlations, for the files present."""
+    eval_dir = Path(eval_dir)
+    results = {}
+    if (eval_dir / ANALOGIES).is_file():
+        for method in ("add", "mul"):
+            r = evaluate_analogies(vectors, eval_dir / ANALOGIES, restrict_vocab, method=method)
+            results[f"analogy_{method}"] = {
+                "accuracy": r.accuracy, "semantic": r.semantic_accuracy, "syntactic": r.syntactic_accuracy,
+                "coverage": r.coverage, "answered": r.total, "questions": r.questions, "malformed": r.malformed,
+                "sections": {s.name: [s.correct, s.total] for s in r.sections},
+            }  # fmt: skip
+    for name, filename in PAIRS.items():
+        if (eval_dir / filename).is_file():
+            r = evaluate_word_pairs(vectors, eval_dir / filename)
+            results[name] = {
+                "spearman": r.spearman, "pearson": r.pearson, "oov_ratio": r.oov_ratio,
+                "pairs_used": r.pairs_used, "malformed": r.malformed,
+            }  # fmt: skip
+    return results
+
+
+def describe(evaluation: dict) -> str:
+    """One line per evaluation, for the console."""
+    lines = []
+    for method in ("add", "mul"):
+        if (a := evaluation.get(f"analogy_{method}")) is not None:
+            lines.append(
+                f"analogy 3Cos{method.capitalize()}: {a['accuracy']:.2%} ({a['answered']}/{a['questions']} answered;"
+                f" semantic {a['semantic']:.2%}, syntactic {a['syntactic']:.2%})"
+            )
+    for name in PAIRS:
+        if (p := evaluation.get(name)) is not None:
+            lines.append(f"{name}: Spearman {p['spearman']:.3f}, Pearson {p['pearson']:.3f}, OOV {p['oov_ratio']:.1%}")
+    return "\n".join(lines)

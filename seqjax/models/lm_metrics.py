@@ -17,7 +17,9 @@ def nats_per_token(nll: float, count: int) -> float:
 
 
 def perplexity(nll: float, count: int) -> float:
-    return math.exp(nats_per_token(nll, count))
+    """``exp(nll / count)``; ``inf`` where that overflows a float (a diverged model), never an error."""
+    nats = nats_per_token(nll, count)
+    return math.exp(nats) if nats < 709.0 else math.inf
 
 
 def bits_per_token(nll: float, count: int) -> float:

@@ -1,7 +1,7 @@
-r"""Training-step throughput, seqjax vs Flax linen vs PyTorch; see seqjax.experiments.benchmark.
+r"""Training-step throughput, seqjax vs Flax linen vs PyTorch; see benchmarks/harness.py.
 
-    python experiments/benchmark.py --workdir=runs/benchmark --rounds=3
-    python experiments/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
+    python benchmarks/benchmark.py --workdir=runs/benchmark --rounds=3
+    python benchmarks/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
 
 Prints a markdown table and writes results.json and results.md into --workdir (nothing else).
 """
@@ -10,11 +10,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+import lm_benchmark
 from absl import app, flags
-
-from seqjax import workdir
-from seqjax.experiments import lm_benchmark
-from seqjax.experiments.benchmark import (
+from harness import (
     KNOWN_CELLS,
     KNOWN_IMPLS,
     add_peak_fraction,
@@ -28,6 +26,8 @@ from seqjax.experiments.benchmark import (
     run_benchmark,
     write_results,
 )
+
+from seqjax import workdir
 
 
 def _check_names(values: Sequence[str], known: Sequence[str], what: str) -> bool:

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqjax.experiments.language_model import PRESETS, Config
+from harness import sibling_experiments
+
+from seqjax import config as config_lib
+
+sibling_experiments()
+from language_model import PRESETS, Config, training_step  # noqa: E402  (experiments/language_model.py's own step)
 
 LM_VOCAB = 10_000  # Penn Treebank's
 LM_PRESETS = ("zaremba_small", "zaremba_medium", "zaremba_large")
 
 
 def lm_config(preset: str) -> Config:
-    return Config(**PRESETS[preset])
+    return config_lib.build(Config, PRESETS[preset])
 
 
 def lm_shape(preset: str) -> str:
@@ -61,12 +66,9 @@ def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from seqjax.experiments.language_model import initial_state, make_lm_training, model_config
-
     config = lm_config(spec["preset"])
-    model = model_config(config, LM_VOCAB)
-    training, _ = make_lm_training(config, model, steps_per_epoch=8)
-    state = {"state": initial_state(config, model, training)}
+    training, initial = training_step(config, LM_VOCAB, steps_per_epoch=8)
+    state = {"state": initial}
     streams = jnp.asarray(_tokens(config))
     step_fn = jax.jit(training.step, donate_argnums=0)
     counter = {"k": 0}
@@ -102,7 +104,7 @@ def measure_torch_lm(spec: dict[str, Any], time_steps, threads: int) -> dict[str
     modules = torch.nn.ModuleList([embedding, lstm, output])
     for p in modules.parameters():
         torch.nn.init.uniform_(p, -config.init_scale, config.init_scale)
-    optimizer = torch.optim.SGD(modules.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.SGD(modules.parameters(), lr=config.optimization.learning_rate)
     streams = torch.from_numpy(_tokens(config)).long()
     carry = {"k": 0, "state": None}
 
@@ -119,7 +121,7 @@ def measure_torch_lm(spec: dict[str, Any], time_steps, threads: int) -> dict[str
         )
         loss = nll / config.batch_size  # summed over the window, averaged over the batch
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(modules.parameters(), config.clip)
+        torch.nn.utils.clip_grad_norm_(modules.parameters(), config.optimization.clip)
         optimizer.step()
         return loss
 

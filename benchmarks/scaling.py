@@ -1,6 +1,15 @@
-"""Data-parallel scaling of the LSTM language model's training step: step time and tokens/s on 1, 2, 4, ... devices.
+r"""Data-parallel scaling of the LSTM LM's training step (see scaling).
 
-The step is ``language_model.py``'s own (``make_lm_training``: embedding -> stacked LSTM -> softmax, truncated
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/scaling.py --workdir=runs/scaling_cpu
+    python benchmarks/scaling.py --workdir=runs/scaling_gpu --devices=1,2,4,8 --hidden=650   # a GPU machine
+    python benchmarks/scaling.py --workdir=runs/scaling_gpu_bf16 --devices=1 --hidden=650 --compute_dtype=bfloat16
+
+On CPU the forced devices share the machine's cores: the rows prove that the path runs and show its
+overhead, not a speed-up. Writes scaling.json, scaling.csv and scaling.png into --workdir.
+
+Data-parallel scaling of the LSTM language model's training step: step time and tokens/s on 1, 2, 4, ... devices.
+
+The step is ``language_model.py``'s own (``training_step``: embedding -> stacked LSTM -> softmax, truncated
 BPTT with the carry in ``TrainState.model_state``, clipping, SGD) on random tokens, run through
 ``seqjax.parallel`` on a mesh of the first n devices:
 
@@ -16,15 +25,21 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import sys
 import time
 from typing import Any
 
 import jax
 import numpy as np
+from absl import app, flags
+from harness import positive_ints, sibling_experiments
 
-from seqjax import parallel
-from seqjax.experiments import language_model
+from seqjax import config as config_lib
+from seqjax import parallel, plots, precision, workdir
 from seqjax.models import lm
+
+sibling_experiments()
+import language_model  # noqa: E402  (experiments/language_model.py: the step measured is its own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,23 +58,18 @@ class Config:
 
 
 def _lm_config(config: Config, batch_size: int) -> language_model.Config:
-    return dataclasses.replace(
-        language_model.Config(**language_model.PRESETS["zaremba_small"]),
-        hidden=config.hidden,
-        num_layers=config.num_layers,
-        bptt=config.bptt,
-        batch_size=batch_size,
-        compute_dtype=config.compute_dtype,
-        seed=config.seed,
-    )
+    preset = language_model.PRESETS["zaremba_small"]
+    return config_lib.build(
+        language_model.Config,
+        {**preset, "hidden": config.hidden, "num_layers": config.num_layers, "bptt": config.bptt,
+         "batch_size": batch_size, "compute_dtype": config.compute_dtype, "seed": config.seed},
+    )  # fmt: skip
 
 
 def time_step(config: Config, devices: int, batch_size: int) -> dict[str, Any]:
     """One row: the median step time of the LM step with ``batch_size`` rows on ``devices`` devices."""
     experiment = _lm_config(config, batch_size)
-    model = language_model.model_config(experiment, config.vocab)
-    training, _ = language_model.make_lm_training(experiment, model, steps_per_epoch=1_000_000)
-    state = language_model.initial_state(experiment, model, training)
+    training, state = language_model.training_step(experiment, config.vocab, steps_per_epoch=1_000_000)
     rng = np.random.default_rng(config.seed)
     windows = config.steps + config.warmup
     streams = rng.integers(0, config.vocab, size=(batch_size, windows * config.bptt + 1), dtype=np.int32)
@@ -125,3 +135,44 @@ def num_params(config: Config) -> int:
     model = lm.LMConfig(vocab_size=config.vocab, num_layers=config.num_layers, hidden_size=config.hidden)
     shapes = jax.eval_shape(lambda key: lm.init_params(model, key), jax.random.key(0))
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = Config(devices=tuple(int(v) for v in DEVICES.value), hidden=HIDDEN.value, num_layers=NUM_LAYERS.value,
+                    vocab=VOCAB.value, bptt=BPTT.value, batch_per_device=BATCH_PER_DEVICE.value,
+                    global_batch=GLOBAL_BATCH.value, steps=STEPS.value, warmup=WARMUP.value,
+                    compute_dtype=COMPUTE_DTYPE.value)  # fmt: skip
+    try:
+        out = workdir.claim(WORKDIR.value, "scaling", dataclasses.asdict(config))
+        rows = run(config)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    device = jax.devices()[0]
+    title = (f"{model_summary(config)} ({num_params(config):,} params) on {jax.device_count()} x "
+             f"{device.platform} ({device.device_kind})")  # fmt: skip
+    workdir.write_json(out / "scaling.json", {"title": title, "rows": rows})
+    workdir.write_csv(out / "scaling.csv", rows)
+    plots.scaling_figure(rows, title, out / "scaling.png")
+    print(f"{title}\nwrote scaling.json, scaling.csv and scaling.png into {out}")
+
+
+if __name__ == "__main__":  # the flags exist only when this is the script run: importing it defines none
+    WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+    DEVICES = flags.DEFINE_list(
+        "devices", ["1", "2", "4", "8"], "Device counts to measure (the first is the reference)."
+    )
+    HIDDEN = flags.DEFINE_integer("hidden", 200, "LSTM hidden size (= embedding size).", lower_bound=1)
+    NUM_LAYERS = flags.DEFINE_integer("num_layers", 2, "LSTM layers.", lower_bound=1)
+    VOCAB = flags.DEFINE_integer("vocab", 10_000, "Vocabulary size (random tokens).", lower_bound=2)
+    BPTT = flags.DEFINE_integer("bptt", 20, "Window length.", lower_bound=1)
+    BATCH_PER_DEVICE = flags.DEFINE_integer("batch_per_device", 20, "Weak scaling: rows per device.", lower_bound=1)
+    GLOBAL_BATCH = flags.DEFINE_integer("global_batch", 160, "Strong scaling: rows in all.", lower_bound=1)
+    STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per row.", lower_bound=1)
+    WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1)
+    COMPUTE_DTYPE = flags.DEFINE_enum("compute_dtype", "float32", list(precision.COMPUTE_DTYPES),
+                                      "bfloat16: bfloat16 products, float32 parameters and state.")  # fmt: skip
+
+    flags.register_validator("devices", positive_ints, "--devices must be a list of positive integers")
+    sys.exit(app.run(main))

@@ -1,9 +1,16 @@
-"""Where a training step's time goes: per-HLO-operation times from a JAX profiler trace.
+r"""Per-operation profile of one training step (see profile_step).
+
+    python benchmarks/profile_step.py --cell=lstm --shape=32x128x256 --workdir=runs/profile_lstm
+    python benchmarks/profile_step.py --cell=lstm --shape=32x128x256 --nofused --workdir=runs/profile_lstm_scan
+
+Writes profile.json (every operation) and profile.md (the top ones) into --workdir.
+
+Where a training step's time goes: per-HLO-operation times from a JAX profiler trace.
 
 ``profile(spec)`` jits the gradient of ``mean(y**2)`` over ``unroll``'s outputs (the benchmark's
 step), runs it under ``jax.profiler.trace(create_perfetto_trace=True)`` and sums the duration of
 every XLA operation (fusions, dots, copies; on CPU these appear only when the process started with
-``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true``, which ``experiments/profile_step.py`` sets) per
+``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true``, which ``benchmarks/profile_step.py`` sets) per
 step. Operations inside the time loop appear once per time step; ``count`` says how often.
 """
 
@@ -12,14 +19,24 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from seqjax.experiments.benchmark import inputs, parse_shape
+# XLA reads its flags once, when its backend starts: ask XLA:CPU to name its operations in traces first.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true".strip()
+
+from absl import app, flags
+from harness import inputs, parse_shape, valid_shape
+
+from seqjax import workdir
+from seqjax.cells import BUILTIN_CELLS
 
 # Runtime bookkeeping in the trace, not XLA operations.
+
 _RUNTIME_PREFIXES = (
     "Allocate",
     "Thunk",
@@ -107,3 +124,32 @@ def format_table(result: dict[str, Any], top: int = 25) -> str:
         share = op["ms_per_step"] / traced if traced else 0.0
         lines.append(f"| {op['op']} | {op['ms_per_step']:.2f} | {100 * share:.1f}% | {op['count_per_step']} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    spec = {"cell": CELL.value, "shape": SHAPE.value, "fused": FUSED.value, "steps": STEPS.value}
+    try:
+        out = workdir.claim(WORKDIR.value, "profile_step", spec)
+    except workdir.WorkdirError as e:
+        raise app.UsageError(str(e)) from e
+    result = profile(spec)
+    table = format_table(result, TOP.value)
+    workdir.write_json(out / "profile.json", result)
+    workdir.write_atomic(out / "profile.md", f"`{' '.join(sys.argv)}`\n\n" + table)
+    print(table, end="")
+
+
+if __name__ == "__main__":  # the flags exist only when this is the script run: importing it defines none
+    WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+    CELL = flags.DEFINE_enum("cell", "lstm", list(BUILTIN_CELLS), "The cell.")
+    SHAPE = flags.DEFINE_string("shape", "32x128x256", "BxTxH (input size D = H).")
+    FUSED = flags.DEFINE_bool(
+        "fused", True, "The fused sequence (hand-written VJP) or, with --nofused, the scanned step."
+    )
+    STEPS = flags.DEFINE_integer("steps", 3, "Profiled steps (after two warm-up calls).", lower_bound=1)
+    TOP = flags.DEFINE_integer("top", 25, "Operations listed in profile.md.", lower_bound=1)
+
+    flags.register_validator("shape", valid_shape, "--shape must be BxTxH with positive integers, e.g. 32x128x256")
+    sys.exit(app.run(main))

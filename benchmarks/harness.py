@@ -10,7 +10,7 @@ For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) an
 
 the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
 N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
-Each measurement runs in its own subprocess (``python -m seqjax.experiments.benchmark SPEC``), so allocator state and
+Each measurement runs in its own subprocess (``python benchmarks/harness.py SPEC``), so allocator state and
 compilation caches do not leak from one implementation into the next. A measurement times ``steps`` steps, or
 fewer (at least 3) once it has spent ``budget_s`` seconds, so that large shapes stay affordable.
 
@@ -369,8 +369,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_lm(spec: dict[str, Any]) -> dict[str, Any]:
-    """A language-model training step (``seqjax.experiments.lm_benchmark``), with this worker's peak RSS."""
-    from seqjax.experiments import lm_benchmark
+    """A language-model training step (``benchmarks/lm_benchmark.py``), with this worker's peak RSS."""
+    import lm_benchmark
 
     if spec["impl"] == "torch_lm":
         if importlib.util.find_spec("torch") is None:
@@ -386,7 +386,7 @@ def with_rates(row: dict[str, Any]) -> dict[str, Any]:
     shape = parse_shape(row["shape"])
     median = statistics.median(row["step_times_s"])
     if "preset" in row:
-        from seqjax.experiments.lm_benchmark import lm_step_flops
+        from lm_benchmark import lm_step_flops
 
         flops = lm_step_flops(row["preset"])
     else:
@@ -428,7 +428,7 @@ def merge_rounds(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs ``spec`` in a fresh Python process (this module as ``__main__``); its last stdout line is the row."""
-    command = [sys.executable, "-m", "seqjax.experiments.benchmark", json.dumps(spec)]
+    command = [sys.executable, __file__, json.dumps(spec)]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode == 0 and lines:
@@ -512,7 +512,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
-        "rnn, lstm, gru; lm rows: seqjax.experiments.lm_benchmark.lm_step_flops); % matmul peak = GFLOP/s / "
+        "rnn, lstm, gru; lm rows: benchmarks/lm_benchmark.py.lm_step_flops); % matmul peak = GFLOP/s / "
         "the best measured float32 2048^3 product (JAX or torch); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
         "fastest Flax variant (or torch) at the same cell and shape; * = the path seqjax.unroll takes by default "
@@ -615,6 +615,39 @@ def write_results(workdir: str | os.PathLike, meta: dict[str, Any], rows: Sequen
     )
     workdir_lib.write_atomic(path / RESULTS_MD, report)
     return path / RESULTS_JSON, path / RESULTS_MD
+
+
+def positive_ints(values: Sequence[str]) -> bool:
+    """A non-empty list of integers >= 1 (as absl's list flags give them, strings): a flag validator."""
+    return bool(values) and all(v.strip().isdigit() and int(v) >= 1 for v in values)
+
+
+def valid_shape(text: str) -> bool:
+    """``BxTxH`` with positive integers, e.g. ``32x128x256``: a flag validator."""
+    return positive_ints(text.split("x")) and len(text.split("x")) == 3
+
+
+def known_cells(names: Sequence[str]) -> bool:
+    """Every name builds a cell; otherwise an ``absl.flags.ValidationError`` listing the known cells."""
+    from absl import flags
+
+    from seqjax.cells import cell_by_name
+
+    if not names:
+        raise flags.ValidationError("--cells must name at least one cell")
+    for name in names:
+        try:
+            cell_by_name(name)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from e
+    return True
+
+
+def sibling_experiments() -> None:
+    """Puts ``experiments/`` on ``sys.path``: the benchmarks time the experiments' own steps (language_model.py)."""
+    path = str(Path(__file__).resolve().parents[1] / "experiments")
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 if __name__ == "__main__":

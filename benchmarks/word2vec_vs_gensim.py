@@ -1,4 +1,13 @@
-"""seqjax's word2vec and gensim's, side by side: same corpus, same settings, several seeds, one process.
+r"""word2vec in seqjax vs gensim on the same corpus and settings, over several seeds (needs gensim).
+
+    pip install -e '.[benchmark]'
+    python benchmarks/word2vec_vs_gensim.py --workdir=runs/w2v_vs_gensim           # PTB, 3 seeds
+    python benchmarks/word2vec_vs_gensim.py --corpus=text8.txt --seeds=0 --workdir=runs/w2v_text8
+
+Prints per-run lines and a table (mean ± spread over seeds, and seqjax / gensim ratios); writes
+results.json and results.md into --workdir. See word2vec_vs_gensim.
+
+seqjax's word2vec and gensim's, side by side: same corpus, same settings, several seeds, one process.
 
 For every model (skip-gram, CBOW) and seed, each system builds its vocabulary, then trains; only
 ``train`` is timed (for seqjax that includes compiling the step, for gensim its worker threads).
@@ -10,15 +19,20 @@ epochs over the training seconds. Both systems' vectors are scored by the same e
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from absl import app, flags
 
-from seqjax.experiments import word2vec as experiment
-from seqjax.models import word2vec
+from seqjax import experiment, workdir
+from seqjax.data import word2vec_data
+from seqjax.data.text import DataError
+from seqjax.models import embedding_eval, word2vec
 from seqjax.models import word2vec_training as training
+from seqjax.models.word2vec_training import MODELS
 from seqjax.models.word_vectors import WordVectors
 
 SYSTEMS = ("gensim", "seqjax")
@@ -54,7 +68,7 @@ def import_gensim():
 
 
 def scores(vectors: WordVectors, settings: Settings) -> dict:
-    evaluation = experiment.evaluate(vectors, settings.eval_dir, settings.restrict_vocab)
+    evaluation = embedding_eval.evaluate_dir(vectors, settings.eval_dir, settings.restrict_vocab)
     analogy = evaluation.get("analogy_add", {})
     return {
         "analogy": analogy.get("accuracy"),
@@ -83,7 +97,7 @@ def run_gensim(model: str, seed: int, settings: Settings) -> dict:
     return {"seconds": seconds, "words_per_s": raw_words / seconds, **scores(vectors, settings)}
 
 
-def run_seqjax(model: str, seed: int, settings: Settings, prepared: experiment.Prepared) -> dict:
+def run_seqjax(model: str, seed: int, settings: Settings, prepared: word2vec_data.Prepared) -> dict:
     config = training.TrainConfig(
         model=model, window=settings.window, negative=settings.negative, shared_negatives=settings.shared_negatives,
         sample=settings.sample, alpha=settings.alpha, min_alpha=settings.min_alpha, epochs=settings.epochs,
@@ -106,8 +120,7 @@ def compare(
     settings: Settings, models: Sequence[str], seeds: Sequence[int], log: Callable[[str], None] = print
 ) -> list[dict]:
     """Rows ``{"system", "model", "seed", "seconds", "words_per_s", "analogy", ...}``, systems interleaved by seed."""
-    config = experiment.Config(corpus=settings.corpus, min_count=settings.min_count)
-    prepared = experiment.prepare(config)
+    prepared = word2vec_data.prepare(settings.corpus, min_count=settings.min_count)
     rows = []
     for model in models:
         for seed in seeds:
@@ -174,3 +187,55 @@ def markdown(table: list[dict]) -> str:
                 cells.append(f"{entry[metric]:.3f} ± {entry[metric + '_spread']:.3f}")
         lines.append(f"| {entry['model']} | {entry['system']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    experiment.quiet_logs()
+    settings = Settings(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Settings)})
+    seeds = [int(s) for s in SEEDS.value]
+    try:
+        import_gensim()
+        out = workdir.prepare(WORKDIR.value)
+        rows = compare(settings, MODELS_FLAG.value, seeds)
+    except (ImportError, DataError, workdir.WorkdirError) as e:
+        raise app.UsageError(str(e)) from e
+    workdir.write_json(out / "results.json", {"settings": dataclasses.asdict(settings), "rows": rows})
+    table = summarize(rows)
+    report = markdown(table)
+    print(report)
+    workdir.write_json(out / "results.json", {"settings": dataclasses.asdict(settings), "rows": rows, "table": table})
+    workdir.write_atomic(out / "results.md", report + "\n")
+
+
+if __name__ == "__main__":  # the flags exist only when this is the script run: importing it defines none
+    HELP = {
+        "corpus": "Text file, one sentence per line.",
+        "dim": "Vector size.",
+        "window": "Maximum window.",
+        "negative": "Noise words per example.",
+        "sample": "Subsampling threshold.",
+        "min_count": "Minimum word count.",
+        "epochs": "Passes over the corpus.",
+        "alpha": "Initial learning rate.",
+        "min_alpha": "Final learning rate.",
+        "workers": "gensim's worker threads.",
+        "batch_size": "seqjax's examples per SGD step.",
+        "shared_negatives": "seqjax: if > 0, this many noise words shared by a batch.",
+        "eval_dir": "Folder with questions-words.txt, wordsim353.tsv, simlex999.txt.",
+        "restrict_vocab": "Analogies use this many most frequent words.",
+    }
+    WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+    MODELS_FLAG = flags.DEFINE_list("models", list(MODELS), f"Any of {', '.join(MODELS)}.")
+    SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each system runs once per seed.")
+    for field in dataclasses.fields(Settings):
+        define = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}[type(field.default)]
+        define(field.name, field.default, HELP[field.name])
+    flags.register_validator(
+        "models", lambda v: bool(v) and set(v) <= set(MODELS), f"--models: any of {', '.join(MODELS)}"
+    )
+    flags.register_validator(
+        "seeds", lambda v: bool(v) and all(s.isdigit() for s in v), "--seeds: non-negative integers, comma-separated"
+    )
+    sys.exit(app.run(main))

@@ -1,1 +1,0 @@
-"""The logic of the experiments, importable and testable; ``experiments/*.py`` are their flag-parsing entry points."""

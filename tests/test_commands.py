@@ -1,0 +1,65 @@
+"""Every command README.md and docs/ show (``python experiments/X.py ...``, ``python benchmarks/X.py ...``) names
+only flags its script defines: the scripts' own flag lists (``--helpxml``) against the documents' commands."""
+
+import re
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", ROOT / "launch" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMAND = re.compile(r"python ((?:experiments|benchmarks)/\w+\.py)((?:[^`|\n]|\\\n)*)")
+ABSL = {"help", "helpfull", "helpshort", "helpxml", "flagfile", "undefok", "verbosity", "v", "logtostderr"}
+
+
+def documented_commands() -> dict[str, list[tuple[str, str]]]:
+    """``{script: [(where, argument string), ...]}`` for every command in the documents."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for document in DOCUMENTS:
+        text = document.read_text()
+        for match in COMMAND.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            arguments = match.group(2).replace("\\\n", " ").split("#")[0]  # a shell comment ends the command
+            found.setdefault(match.group(1), []).append((f"{document.relative_to(ROOT)}:{line}", arguments))
+    return found
+
+
+def flag_names(arguments: str) -> list[str]:
+    """The flags an argument string sets: ``--name=value``, ``--name``, ``--noname``."""
+    words = shlex.split(arguments.replace("...", " "))
+    return [word[2:].split("=", 1)[0] for word in words if word.startswith("--") and len(word) > 2]
+
+
+def defined_flags(script: str) -> set[str]:
+    """Every flag ``script`` defines (its own and absl's), and ``no<name>`` for its booleans."""
+    done = subprocess.run([sys.executable, str(ROOT / script), "--helpxml"], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=ROOT)  # fmt: skip
+    assert "<AllFlags>" in done.stdout, done.stderr[-2000:]  # absl prints the flags and exits (status 1)
+    tree = ET.fromstring(done.stdout[done.stdout.index("<?xml") :])
+    names = set(ABSL)
+    for flag in tree.iter("flag"):
+        name = flag.findtext("name")
+        names.add(name)
+        if flag.findtext("type") == "bool":
+            names.add(f"no{name}")
+    return names
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_documents_show_commands_of_every_experiment():
+    assert {"experiments/gradient_flow.py", "experiments/language_model.py", "benchmarks/benchmark.py"} <= set(COMMANDS)
+    assert sum(len(v) for v in COMMANDS.values()) > 40
+
+
+@pytest.mark.parametrize("script", sorted(COMMANDS))
+def test_every_documented_flag_exists(script):
+    known = defined_flags(script)
+    unknown = [(where, name) for where, arguments in COMMANDS[script] for name in flag_names(arguments)
+               if name not in known]  # fmt: skip
+    assert not unknown, f"{script}: flags the documents use but the script does not define: {unknown}"

@@ -1,0 +1,298 @@
+"""seqjax.runner.fit: exact resumption after kill -9, evaluations and selection, early stopping, NaN handling,
+metrics files, checkpoint mismatches."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqjax import runner, train, workdir
+from seqjax.cells import LSTMCarry
+
+SCRIPT = Path(__file__).with_name("runner_run.py")
+
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+    """optax's Adam computes b ** count with an int32 count, which strict dtype promotion rejects."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def _run(workdir, num_steps, kill_at=None, evaluate=False):
+    args = [sys.executable, str(SCRIPT), str(workdir), str(num_steps), str(kill_at or 0)] + (
+        ["evaluate"] if evaluate else []
+    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _metrics(workdir):
+    return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    """A run SIGKILLed after step 12 (checkpoint at 10) and rerun equals a straight run, bit for bit."""
+    straight = _run(tmp_path / "straight", 20)
+    assert straight.returncode == 0, straight.stderr
+    killed = _run(tmp_path / "resumed", 20, kill_at=12)
+    assert killed.returncode == -9
+    assert not (tmp_path / "resumed" / "final.npz").exists()
+    resumed = _run(tmp_path / "resumed", 20)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "checkpoints/10" in resumed.stdout
+    a, b = np.load(tmp_path / "straight" / "final.npz"), np.load(tmp_path / "resumed" / "final.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
+    steps = [m["step"] for m in _metrics(tmp_path / "resumed")]
+    assert steps == [3, 6, 9, 12, 15, 18, 20]  # step 12, logged before the kill, is written once
+    straight_losses = [m["loss"] for m in _metrics(tmp_path / "straight")]
+    assert [m["loss"] for m in _metrics(tmp_path / "resumed")] == straight_losses
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["10", "15", "20"]
+    assert any((tmp_path / "resumed" / "tensorboard").iterdir())
+
+
+def _linear_training(skip_nonfinite=False):
+    def loss_fn(params, batch, key):
+        del key
+        return jnp.mean(jnp.square(batch * params["w"] - 1.0)), {}
+
+    training = train.make_training(loss_fn, train.optimizer("sgd", 0.1), skip_nonfinite=skip_nonfinite)
+    return training, training.init({"w": jnp.zeros((3,))}, jax.random.key(0))
+
+
+def _batch_with_nan_at(bad_step):
+    def batch_fn(k):
+        return jnp.full((3,), jnp.nan if k == bad_step else 1.0)
+
+    return batch_fn
+
+
+def test_nonfinite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    training, state = _linear_training()
+    with pytest.raises(runner.NonFiniteError, match=r"^update 8 \(batch 7\) gave a non-finite .*checkpoints/5$"):
+        runner.fit(
+            training,
+            state,
+            _batch_with_nan_at(7),
+            20,
+            tmp_path,
+            options=runner.Options(log_every=2, checkpoint_every=5, progress=False),
+        )
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["5"]
+    assert [m["step"] for m in _metrics(tmp_path)] == [2, 4, 6]  # nothing from step 7 on was written
+
+
+def test_skipped_nonfinite_steps_are_counted(tmp_path):
+    training, state = _linear_training(skip_nonfinite=True)
+    final = runner.fit(
+        training,
+        state,
+        _batch_with_nan_at(3),
+        10,
+        tmp_path,
+        options=runner.Options(log_every=5, checkpoint_every=5, stop_on_nonfinite=False, progress=False),
+    ).state
+    assert int(final.step) == 10 and bool(jnp.all(jnp.isfinite(final.params["w"])))
+    assert [m["nonfinite_total"] for m in _metrics(tmp_path)] == [1.0, 1.0]
+
+
+def test_checkpoint_of_another_model_is_a_one_line_error_and_changes_nothing(tmp_path):
+    training, state = _linear_training()
+    runner.fit(
+        training,
+        state,
+        _batch_with_nan_at(-1),
+        5,
+        tmp_path,
+        options=runner.Options(log_every=5, checkpoint_every=5, progress=False),
+    )
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    metrics_before = (tmp_path / "metrics.jsonl").read_text()
+    other = train.make_training(lambda p, b, k: (jnp.sum(p["w"]), {}), train.optimizer("sgd", 0.1))
+    with pytest.raises(ValueError, match=r"checkpoints/5 does not fit this run") as error:
+        runner.fit(
+            other,
+            other.init({"w": jnp.zeros((4,))}, jax.random.key(0)),
+            _batch_with_nan_at(-1),
+            10,
+            tmp_path,
+            options=runner.Options(progress=False),
+        )
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_a_finished_run_rerun_does_nothing(tmp_path):
+    training, state = _linear_training()
+    first = runner.fit(
+        training,
+        state,
+        _batch_with_nan_at(-1),
+        6,
+        tmp_path,
+        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
+    ).state
+    w = np.asarray(first.params["w"])
+    training, state = _linear_training()
+    again = runner.fit(
+        training,
+        state,
+        _batch_with_nan_at(-1),
+        6,
+        tmp_path,
+        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
+    ).state
+    np.testing.assert_array_equal(np.asarray(again.params["w"]), w)
+    assert [m["step"] for m in _metrics(tmp_path)] == [3, 6]
+
+
+def test_model_state_is_handed_from_step_to_step_and_checkpointed(tmp_path):
+    """A stateful loss reads the previous step's model_state; a resumed run restores it, NamedTuples intact."""
+
+    def loss_fn(params, state, batch, key):
+        del key
+        loss = jnp.sum(jnp.square(params["w"] - batch))
+        new_state = LSTMCarry(state.hidden + 1.0, state.cell + batch)  # counts steps, sums the batches
+        return loss, ({}, new_state)
+
+    training = train.make_training(loss_fn, train.optimizer("sgd", 0.1), stateful=True)
+    zeros = jnp.zeros((2,))
+    start = training.init({"w": jnp.zeros((2,))}, jax.random.key(0), LSTMCarry(zeros, zeros))  # one buffer, twice
+    first = runner.fit(
+        training, start, lambda k: jnp.full((2,), float(k)), 3, tmp_path, options=runner.Options(checkpoint_every=3)
+    ).state
+    np.testing.assert_array_equal(first.model_state.hidden, [3.0, 3.0])
+    np.testing.assert_array_equal(first.model_state.cell, [3.0, 3.0])  # 0 + 1 + 2
+    template = training.init({"w": jnp.zeros((2,))}, jax.random.key(0), LSTMCarry(zeros, zeros))
+    resumed = runner.fit(
+        training, template, lambda k: jnp.full((2,), float(k)), 5, tmp_path, options=runner.Options(checkpoint_every=3)
+    ).state
+    assert isinstance(resumed.model_state, LSTMCarry)
+    np.testing.assert_array_equal(resumed.model_state.hidden, [5.0, 5.0])
+    np.testing.assert_array_equal(resumed.model_state.cell, [10.0, 10.0])  # 0 + 1 + 2 + 3 + 4
+
+
+def test_a_resumed_run_reuses_the_compiled_step(tmp_path, caplog):
+    """Restored arrays are placed like fresh ones, so resuming in the same process does not compile the step again."""
+    training, state = _linear_training()
+    runner.fit(
+        training,
+        state,
+        _batch_with_nan_at(-1),
+        3,
+        tmp_path,
+        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
+    )
+    _, state = _linear_training()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        resumed = runner.fit(
+            training,
+            state,
+            _batch_with_nan_at(-1),
+            6,
+            tmp_path,
+            options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
+        ).state
+    assert int(resumed.step) == 6
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+    assert not [m for m in compiled if "train_step" in m], compiled
+
+
+# -- evaluations, the best state, early stopping -------------------------------------------------------------------
+
+SCORES = {0: 0.1, 2: 0.5, 4: 0.4, 6: 0.6, 8: 0.55, 10: 0.58, 12: 0.9, 14: 0.2}  # a scripted dev score per step
+
+
+def _scripted_evaluation(**options):
+    """Evaluates the score ``SCORES`` lists for the state's step (read from the parameters: w counts the steps)."""
+
+    def evaluate(params):
+        step = round(float(params["w"][0]))
+        return {"score": SCORES[step], "profile": [step, 2 * step]}
+
+    return runner.Evaluation(evaluate, **options)
+
+
+def _counting_training():
+    """w <- w + 1 at every update: the parameters tell the step they were made at."""
+    training = train.make_training(lambda p, b, k: (-jnp.sum(p["w"]), {}), train.optimizer("sgd", 1.0))
+    return training, training.init({"w": jnp.zeros((3,))}, jax.random.key(0))
+
+
+def _read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_evaluations_follow_the_schedule_and_the_best_state_is_kept(tmp_path):
+    """every=2, at=(0,): steps 0, 2, .., 10 and the last (11); the best score (0.6, step 6) is the state kept."""
+    training, state = _counting_training()
+    evaluation = _scripted_evaluation(every=2, at=(0,), steps_per_epoch=2, select="score")
+    SCORES[11] = 0.3
+    fit = runner.fit(training, state, lambda k: 0.0, 11, tmp_path, evaluation=evaluation,
+                     options=runner.Options(progress=False, checkpoint_every=100))  # fmt: skip
+    assert [h["step"] for h in fit.history] == [0, 2, 4, 6, 8, 10, 11] and fit.stopped_at is None
+    assert [h["epoch"] for h in fit.history] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.5]
+    assert fit.best["step"] == 6 and fit.best["score"] == 0.6
+    assert fit.history[3]["profile"] == [6.0, 12.0]  # lists are kept (and not sent to TensorBoard)
+    assert _read_lines(tmp_path / "eval" / "metrics.jsonl") == fit.history == runner.read_history(tmp_path)
+    best = runner.restore_best(tmp_path, _counting_training()[1])
+    assert int(best.step) == 6 and float(best.params["w"][0]) == pytest.approx(6.0)
+    # every evaluation is followed by a checkpoint of the same step (and the last step has one): resumes start there
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())[-3:] == [8, 10, 11]
+
+
+def test_early_stopping_after_patience_evaluations_without_a_new_best(tmp_path):
+    """Scores 0.1, 0.5, 0.4, 0.6 (best, step 6), 0.55, 0.58: with patience 2 the run stops at step 10, never
+    reaching the 0.9 of step 12; a rerun of the same call trains no further and reports the same."""
+    evaluation = _scripted_evaluation(every=2, at=(0,), select="score", patience=2)
+    options = runner.Options(progress=False, checkpoint_every=100)
+    training, state = _counting_training()
+    fit = runner.fit(training, state, lambda k: 0.0, 14, tmp_path, evaluation=evaluation, options=options)
+    assert fit.stopped_at == 10 and int(fit.state.step) == 10 and fit.best["step"] == 6
+    assert [h["step"] for h in fit.history] == [0, 2, 4, 6, 8, 10]
+    again = runner.fit(training, _counting_training()[1], lambda k: 0.0, 14, tmp_path, evaluation=evaluation,
+                       options=options)  # fmt: skip
+    assert again.stopped_at == 10 and int(again.state.step) == 10 and again.history == fit.history
+    assert len(_read_lines(tmp_path / "eval" / "metrics.jsonl")) == 6
+    # minimising: the lowest score is best; 0.1 at step 0 is never beaten, so patience 2 stops at step 4
+    training, state = _counting_training()
+    lowest = _scripted_evaluation(every=2, at=(0,), select="score", mode="min", patience=2)
+    low = runner.fit(training, state, lambda k: 0.0, 14, tmp_path / "min", evaluation=lowest, options=options)
+    assert low.stopped_at == 4 and low.best["step"] == 0
+
+
+def test_a_kill_during_an_evaluation_loses_and_repeats_nothing(tmp_path):
+    """Killed while evaluating step 10 (after the checkpoint of step 8): the rerun evaluates 10 once, keeps the
+    same best state and ends with the evaluations of a straight run."""
+    straight = _run(tmp_path / "straight", 20, evaluate=True)
+    assert straight.returncode == 0, straight.stderr
+    killed = _run(tmp_path / "killed", 20, kill_at=10, evaluate=True)
+    assert killed.returncode == -9
+    lines = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
+    assert [line["step"] for line in lines] == [0, 4, 8]  # 10's evaluation was under way: not written
+    resumed = _run(tmp_path / "killed", 20, evaluate=True)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = _read_lines(tmp_path / "straight" / "eval" / "metrics.jsonl")
+    got = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
+    assert [h["step"] for h in got] == [h["step"] for h in expected] == [0, 4, 8, 10, 12, 16, 20]
+    assert [h["loss"] for h in got] == [h["loss"] for h in expected]  # the same evaluations, each once
+    a, b = (np.load(tmp_path / run / "best.npz") for run in ("straight", "killed"))
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_one_writer_per_workdir(tmp_path):
+    with workdir.lock(tmp_path / "run"):
+        with pytest.raises(workdir.WorkdirError, match=r"is in use by another run \(process \d+\)"):
+            with workdir.lock(tmp_path / "run"):
+                pass
+    with workdir.lock(tmp_path / "run"):  # released when its holder is done (or dies)
+        pass

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqjax.data.word2vec_format import load_word2vec
 from seqjax.experiments import word2vec as experiment
+from seqjax.models.word_vectors import load_word2vec
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT.parent / "shared" / "data" / "ptb" / "ptb.train.txt"

@@ -40,10 +40,9 @@ import numpy as np
 from seqjax import train, workdir
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
-from seqjax.data.word2vec_format import load_word2vec
 from seqjax.experiments import dev_selection
 from seqjax.models import classifier
-from seqjax.models.word_vectors import WordVectors
+from seqjax.models.word_vectors import WordVectors, load_word2vec
 
 EXPERIMENT = "sentiment"
 VOCAB_JSON = "vocab.json"

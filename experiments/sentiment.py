@@ -27,9 +27,8 @@ from seqjax import config, workdir
 from seqjax import experiment as ex
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
-from seqjax.data.word2vec_format import load_word2vec
 from seqjax.models import classifier
-from seqjax.models.word_vectors import WordVectors
+from seqjax.models.word_vectors import WordVectors, load_word2vec
 
 DATASETS = ("sst2", "mr")
 DEFAULT_DATA = {"sst2": "../shared/data/sst2", "mr": "../shared/data/mr"}

@@ -32,10 +32,9 @@ from seqjax import experiment as ex
 from seqjax.checkpoints import Checkpointer
 from seqjax.data import word2vec_data as data
 from seqjax.data.text import DataError
-from seqjax.data.word2vec_format import load_word2vec, save_word2vec
 from seqjax.models import embedding_eval, word2vec
 from seqjax.models import word2vec_training as training
-from seqjax.models.word_vectors import WordVectors
+from seqjax.models.word_vectors import WordVectors, load_word2vec, save_word2vec
 from seqjax.train import TrainState
 
 

@@ -1,4 +1,13 @@
-"""Cells combined: stacked (deep) cells and bidirectional reading."""
+"""Cells combined: the deep recurrent stack, stacked (deep) cells and bidirectional reading.
+
+Two ways to stack layers of cells:
+
+- ``init_layers`` and ``unroll_layers``: the deep stack of the models (language model, classifier, tagger,
+  seq2seq encoder). One ``unroll`` per layer and direction, so a layer may be read both ways and its
+  outputs dropped out (a fresh mask per element and step) before the next layer reads them.
+- ``stacked``: the layers as one ``Cell`` stepped by a single scan, layer l reading layer l-1's output at the
+  same step, so that the unroller's options (probes, resets, truncated BPTT) see the whole stack's state.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.base import Cell, Params, step_input
+from seqjax.cells.base import Carry, Cell, Params, step_input
 from seqjax.scan import Unrolled, unroll
 
 
@@ -49,6 +58,35 @@ def stacked(cells: Sequence[Cell]) -> Cell:
     return Cell(init_params, step, init_carry, project, name="stacked_" + "_".join(c.name for c in cells))
 
 
+def bidirectional(
+    forward_cell: Cell,
+    backward_cell: Cell,
+    params: tuple[Params, Params],
+    xs: jax.Array,
+    *,
+    lengths: jax.Array | None = None,
+    initial_carry: tuple[Carry, Carry] | None = None,
+    **unroll_kwargs,
+) -> Unrolled:
+    """Reads ``xs [b, t, d]`` left to right and right to left; outputs concatenated ``[b, t, 2h]``.
+
+    The backward direction starts at each sequence's own last element (``lengths``), so padding is
+    never read into its state. The final carry is ``(forward final carry, backward final carry)``,
+    the latter being the backward state after reading position 0; ``initial_carry``, if given, is
+    such a pair (zeros if omitted).
+    """
+    forward_carry, backward_carry = (None, None) if initial_carry is None else initial_carry
+    forward = unroll(forward_cell, params[0], xs, initial_carry=forward_carry, lengths=lengths, **unroll_kwargs)
+    backward = unroll(
+        backward_cell, params[1], xs, initial_carry=backward_carry, lengths=lengths, reverse=True, **unroll_kwargs
+    )
+    carries = None
+    if forward.carries is not None:
+        carries = (forward.carries, backward.carries)
+    outputs = jnp.concatenate([forward.outputs, backward.outputs], axis=-1)
+    return Unrolled((forward.carry, backward.carry), outputs, carries)
+
+
 def init_layers(
     cell: Cell, keys: Sequence[jax.Array], input_size: int, hidden_size: int, both_ways: bool
 ) -> list[Params]:
@@ -56,7 +94,8 @@ def init_layers(
 
     Layer 0 reads ``input_size`` features, layer l > 0 the ``[k h]`` outputs of the layer below (k = 2 when
     ``both_ways``). A layer read both ways (``bidirectional``) holds ``(forward, backward)`` params, drawn
-    from ``split(keys[l])``; a one-way layer holds the forward params of the same key.
+    from ``split(keys[l])``; a one-way layer holds the forward params of the same key (``split(keys[l])[0]``).
+    ``unroll_layers`` runs them.
     """
     layers = []
     for layer, key in enumerate(keys):
@@ -67,28 +106,76 @@ def init_layers(
     return layers
 
 
-def bidirectional(
-    forward_cell: Cell,
-    backward_cell: Cell,
-    params: tuple[Params, Params],
+# Options of ``unroll`` that differ per layer or direction, which ``unroll_layers`` therefore cannot forward.
+_PER_LAYER_OPTIONS = ("initial_carry", "reverse", "return_carries", "probe")
+
+
+def unroll_layers(
+    cell: Cell,
+    layers: Sequence[Params],
     xs: jax.Array,
     *,
+    both_ways: bool = False,
     lengths: jax.Array | None = None,
+    initial_carries: Sequence[Carry] | None = None,
+    dropout_rates: float | Sequence[float] = 0.0,
+    dropout_keys: Sequence[jax.Array | None] | None = None,
     **unroll_kwargs,
 ) -> Unrolled:
-    """Reads ``xs [b, t, d]`` left to right and right to left; outputs concatenated ``[b, t, 2h]``.
+    """The deep recurrent stack: ``len(layers)`` layers of ``cell`` over ``xs [b, t, d]``, one unroll each.
 
-    The backward direction starts at each sequence's own last element (``lengths``), so padding is
-    never read into its state. The final carry is ``(forward final carry, backward final carry)``,
-    the latter being the backward state after reading position 0.
+    For layers l = 0 .. L-1, with ``y^{-1} = xs``::
+
+        u^l          = drop(y^{l-1}, dropout_rates[l], dropout_keys[l])     dropout on each layer's input
+        c^l, y^l     = unroll(cell, layers[l], u^l, c^l_0)                  y^l [b, t, h]
+        both ways:     y^l = [fwd y^l ; bwd y^l]  (``bidirectional``)       y^l [b, t, 2h]
+
+    ``drop`` is ``dropout``: a fresh mask per element and step, none on the recurrent paths; a ``None`` key or
+    a zero rate leaves the input as it is. No dropout is applied to the top layer's outputs (a readout
+    applies its own).
+
+    Args:
+      cell: the cell of every layer and direction.
+      layers: per layer, the cell's params, or ``(forward, backward)`` params when ``both_ways``, as
+        ``init_layers`` makes them.
+      xs: ``[b, t, d]`` inputs of layer 0.
+      both_ways: whether every layer is read in both directions.
+      lengths: ``[b]`` int true lengths of right-padded sequences (``unroll``): padded steps hold the
+        carries and give zero outputs; the backward direction starts at each sequence's own end.
+      initial_carries: one carry per layer (a ``(forward, backward)`` pair when ``both_ways``); zeros if
+        omitted.
+      dropout_rates: the rate on each layer's input: one for every layer, or one per layer.
+      dropout_keys: one key (or ``None``) per layer; ``None`` applies no dropout (evaluation).
+      **unroll_kwargs: options every layer's ``unroll`` takes alike (``unroll``, ``remat``, ``hoist``,
+        ``fused``, ``time_major``).
+
+    Returns:
+      ``Unrolled(carry, outputs, None)``: ``carry`` a tuple of every layer's final carry (bottom first; a
+      ``(forward, backward)`` pair when ``both_ways``), ``outputs`` the top layer's ``[b, t, k h]``
+      (k = 2 when ``both_ways``), zero at padded steps.
     """
-    forward = unroll(forward_cell, params[0], xs, lengths=lengths, **unroll_kwargs)
-    backward = unroll(backward_cell, params[1], xs, lengths=lengths, reverse=True, **unroll_kwargs)
-    carries = None
-    if forward.carries is not None:
-        carries = (forward.carries, backward.carries)
-    outputs = jnp.concatenate([forward.outputs, backward.outputs], axis=-1)
-    return Unrolled((forward.carry, backward.carry), outputs, carries)
+    num_layers = len(layers)
+    if not num_layers:
+        raise ValueError("unroll_layers needs at least one layer")
+    rates = list(dropout_rates) if isinstance(dropout_rates, Sequence) else [dropout_rates] * num_layers
+    keys = [None] * num_layers if dropout_keys is None else list(dropout_keys)
+    carries = [None] * num_layers if initial_carries is None else list(initial_carries)
+    for name, values in (("dropout_rates", rates), ("dropout_keys", keys), ("initial_carries", carries)):
+        if len(values) != num_layers:
+            raise ValueError(f"{name} has {len(values)} entries for {num_layers} layers")
+    clashes = sorted(set(unroll_kwargs) & set(_PER_LAYER_OPTIONS))
+    if clashes:
+        raise ValueError(f"unroll_layers cannot pass {', '.join(clashes)} to every layer alike")
+    finals = []
+    for params, rate, key, carry in zip(layers, rates, keys, carries, strict=True):
+        xs = dropout(xs, rate, key)
+        if both_ways:
+            result = bidirectional(cell, cell, params, xs, lengths=lengths, initial_carry=carry, **unroll_kwargs)
+        else:
+            result = unroll(cell, params, xs, initial_carry=carry, lengths=lengths, **unroll_kwargs)
+        xs = result.outputs  # [b, t, k h]
+        finals.append(result.carry)
+    return Unrolled(tuple(finals), xs, None)
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:

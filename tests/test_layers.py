@@ -1,4 +1,5 @@
-"""``stacked`` and ``bidirectional`` against compositions built by hand (unrolls, loops over reversed prefixes)."""
+"""``stacked``, ``bidirectional`` and ``unroll_layers`` against compositions built by hand (unrolls, loops over
+reversed prefixes, per-example loops over steps)."""
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,15 @@ from reference import (
     loop,
     make_params,
     normal,
+    per_example,
+    random_like,
     stack_time,
     zero_eps,
 )
 
 from seqjax import LSTMCarry, gradflow, gru, lstm, rnn, unroll
 from seqjax.cells import step_input
-from seqjax.layers import bidirectional, stacked
+from seqjax.layers import bidirectional, init_layers, stacked, unroll_layers
 
 LENGTHS = (4, T, 1)
 
@@ -154,3 +157,111 @@ def test_stacked_needs_a_cell():
     with pytest.raises(ValueError, match="at least one cell"):
         stacked([])
     assert stacked([rnn()]).name == "stacked_rnn"
+
+
+def dropout_by_hand(x, rate, key):
+    """Inverted dropout written out in NumPy: keep where ``bernoulli(key, 1 - rate)``, scale by ``1 / (1 - rate)``."""
+    if key is None or rate == 0.0:
+        return x
+    keep = np.asarray(jax.random.bernoulli(key, 1.0 - rate, x.shape))
+    return jnp.asarray(np.where(keep, np.asarray(x) / np.float32(1.0 - rate), np.float32(0.0)))
+
+
+def layers_by_hand(cell, layers, xs, lengths, both_ways, carries, rates, keys):
+    """Layer by layer: dropout on its input, then each example alone over its valid prefix (backwards too)."""
+    finals = []
+    for params, carry, rate, key in zip(layers, carries, rates, keys, strict=True):
+        xs = dropout_by_hand(xs, rate, key)
+        if both_ways:
+            forward_carry, backward_carry = (None, None) if carry is None else carry
+            forward = per_example(cell, params[0], xs, lengths, carry=forward_carry)
+            backward = per_example(cell, params[1], xs, lengths, carry=backward_carry, reverse=True)
+            finals.append((forward[0], backward[0]))
+            xs = jnp.concatenate([forward[1], backward[1]], axis=-1)
+        else:
+            carry, xs = per_example(cell, params, xs, lengths, carry=carry)
+            finals.append(carry)
+    return tuple(finals), xs
+
+
+def random_layers(cell, num_layers, both_ways, seed):
+    """Per layer, params of the shapes ``init_layers`` makes, every leaf random (``make_params``)."""
+    sizes = [D] + [(2 if both_ways else 1) * H] * (num_layers - 1)
+    layers = []
+    for layer, d in enumerate(sizes):
+        forward = make_params(cell, seed=seed + 100 * layer, d=d)
+        layers.append((forward, make_params(cell, seed=seed + 100 * layer + 50, d=d)) if both_ways else forward)
+    return layers
+
+
+@pytest.mark.parametrize(
+    ("name", "num_layers", "both_ways", "lengths", "rates", "with_carries"),
+    [
+        pytest.param("lstm", 2, True, LENGTHS, (0.3, 0.5), True, id="lstm-2-both-ways-lengths-dropout-carries"),
+        pytest.param("gru", 3, False, None, 0.25, False, id="gru-3-one-way-dropout"),
+        pytest.param("gru_cho", 1, True, None, 0.0, True, id="gru_cho-1-both-ways-carries"),
+        pytest.param("lstm_peephole", 2, False, LENGTHS, (0.0, 0.4), True, id="lstm_peephole-2-lengths-carries"),
+    ],
+)
+def test_unroll_layers_vs_per_example_loops(name, num_layers, both_ways, lengths, rates, with_carries):
+    """unroll_layers vs dropout written out and each example's own Python loop over steps, layer by layer."""
+    cell = CELLS[name]
+    layers = random_layers(cell, num_layers, both_ways, seed=130)
+    shapes = jax.eval_shape(lambda: init_layers(cell, jax.random.split(jax.random.key(0), num_layers), D, H, both_ways))
+    assert jax.tree.structure(shapes) == jax.tree.structure(layers)
+    assert [a.shape for a in jax.tree.leaves(shapes)] == [a.shape for a in jax.tree.leaves(layers)]
+    xs = normal(31, (B, T, D))
+    keys = list(jax.random.split(jax.random.key(3), num_layers))
+    rate_list = list(rates) if isinstance(rates, tuple) else [rates] * num_layers
+    carries = None
+    if with_carries:
+        zeros = [cell.init_carry(p[0] if both_ways else p, (B,)) for p in layers]
+        carries = [random_like(z, 200 + 10 * layer) for layer, z in enumerate(zeros)]
+        if both_ways:
+            carries = [(c, random_like(zeros[layer], 205 + 10 * layer)) for layer, c in enumerate(carries)]
+    lengths_arg = None if lengths is None else jnp.array(lengths)
+
+    result = jax.jit(
+        lambda layers, xs, carries, keys: unroll_layers(
+            cell,
+            layers,
+            xs,
+            both_ways=both_ways,
+            lengths=lengths_arg,
+            initial_carries=carries,
+            dropout_rates=rates,
+            dropout_keys=keys,
+        )
+    )(layers, xs, carries, keys)
+
+    valid = (T,) * B if lengths is None else lengths
+    expected_finals, expected_outputs = layers_by_hand(
+        cell, layers, xs, valid, both_ways, carries or [None] * num_layers, rate_list, keys
+    )
+    assert result.outputs.shape == (B, T, (2 if both_ways else 1) * H)
+    assert_tree_close(result.outputs, expected_outputs)
+    assert_tree_close(result.carry, expected_finals)
+    assert result.carries is None
+    for i, length in enumerate(valid):
+        np.testing.assert_array_equal(result.outputs[i, length:], 0.0)
+    if any(rate_list):  # the masks matter: without the keys the outputs differ
+        evaluation = unroll_layers(
+            cell, layers, xs, both_ways=both_ways, lengths=lengths_arg, initial_carries=carries, dropout_rates=rates
+        )
+        assert not np.allclose(evaluation.outputs, result.outputs)
+
+
+def test_unroll_layers_refuses_mismatched_arguments():
+    """One rate, key and carry per layer, at least one layer, and no per-direction unroll options."""
+    cell = CELLS["rnn"]
+    layers, xs = random_layers(cell, 2, False, seed=140), normal(32, (B, T, D))
+    with pytest.raises(ValueError, match="dropout_rates has 3 entries for 2 layers"):
+        unroll_layers(cell, layers, xs, dropout_rates=(0.1, 0.2, 0.3))
+    with pytest.raises(ValueError, match="dropout_keys has 1 entries for 2 layers"):
+        unroll_layers(cell, layers, xs, dropout_keys=[jax.random.key(0)])
+    with pytest.raises(ValueError, match="initial_carries has 1 entries"):
+        unroll_layers(cell, layers, xs, initial_carries=[cell.init_carry(layers[0], (B,))])
+    with pytest.raises(ValueError, match="cannot pass probe, reverse"):
+        unroll_layers(cell, layers, xs, reverse=True, probe=None)
+    with pytest.raises(ValueError, match="at least one layer"):
+        unroll_layers(cell, [], xs)

@@ -9,7 +9,7 @@ import pytest
 import word2vec as experiment  # experiments/word2vec.py
 
 from seqjax import config as config_lib
-from seqjax.data.word2vec_format import load_word2vec
+from seqjax.models.word_vectors import load_word2vec
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT.parent / "shared" / "data" / "ptb" / "ptb.train.txt"

@@ -1,4 +1,7 @@
-"""word2vec text and binary files: round trips, compatibility with gensim both ways, one-line errors."""
+"""word2vec text and binary files: round trips, compatibility with gensim both ways, one-line errors.
+
+The format reads and writes plain words and arrays; ``WordVectors``' own ``load_word2vec`` and ``save_word2vec`` wrap
+it (tests/test_word_vectors.py)."""
 
 import os
 import stat
@@ -8,8 +11,7 @@ import pytest
 
 from seqjax.data import word2vec_format
 from seqjax.data.text import DataError
-from seqjax.data.word2vec_format import load_word2vec, save_word2vec
-from seqjax.models.word_vectors import WordVectors
+from seqjax.data.word2vec_format import read_word2vec, write_word2vec
 
 WORDS = ("the", "café", "naïve", "日本語", "emoji🙂", "</s>", "x")
 
@@ -18,18 +20,19 @@ def example_vectors(d=5, seed=0):
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((len(WORDS), d)).astype(np.float32) * np.float32(10.0) ** rng.integers(-6, 4, (1, d))
     vectors[-1] = 0
-    return WordVectors(WORDS, vectors)
+    return vectors.astype(np.float32)
 
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_round_trip_is_exact(tmp_path, binary):
-    wv = example_vectors()
+    vectors = example_vectors()
     path = tmp_path / "vectors.bin"
-    save_word2vec(path, wv, binary=binary)
-    loaded = load_word2vec(path, binary=binary)
-    assert loaded.words == WORDS
+    write_word2vec(path, WORDS, vectors, binary=binary)
+    words, loaded = read_word2vec(path, binary=binary)
+    assert words == WORDS
     # Binary stores the float32 bits; text writes %.9g, which reads back to the same float32.
-    np.testing.assert_array_equal(loaded.vectors, wv.vectors)
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, vectors)
     assert sorted(os.listdir(tmp_path)) == ["vectors.bin"]  # no temporary file left
     mask = os.umask(0)
     os.umask(mask)
@@ -37,43 +40,49 @@ def test_round_trip_is_exact(tmp_path, binary):
 
 
 def test_binary_layout_and_records_without_newline(tmp_path):
-    wv = example_vectors(d=2)
+    vectors = example_vectors(d=2)
     path = tmp_path / "v.bin"
-    save_word2vec(path, wv, binary=True)
+    write_word2vec(path, WORDS, vectors, binary=True)
     data = path.read_bytes()
-    record = "café".encode() + b" " + wv.vector("café").astype("<f4").tobytes() + b"\n"
+    record = "café".encode() + b" " + vectors[WORDS.index("café")].astype("<f4").tobytes() + b"\n"
     assert data.startswith(f"{len(WORDS)} 2\n".encode()) and record in data
     assert len(data) == len(f"{len(WORDS)} 2\n") + sum(len(w.encode()) + 2 + 8 for w in WORDS)
     # gensim 4 writes no newline after each vector; both layouts read the same.
     gensim_style = f"{len(WORDS)} 2\n".encode() + b"".join(
-        w.encode() + b" " + v.astype("<f4").tobytes() for w, v in zip(WORDS, wv.vectors, strict=True)
+        w.encode() + b" " + v.astype("<f4").tobytes() for w, v in zip(WORDS, vectors, strict=True)
     )
     path.write_bytes(gensim_style)
-    np.testing.assert_array_equal(load_word2vec(path, binary=True).vectors, wv.vectors)
+    np.testing.assert_array_equal(read_word2vec(path, binary=True)[1], vectors)
 
 
 def test_text_reads_word2vec_c_trailing_spaces(tmp_path):
     path = tmp_path / "v.txt"
     path.write_text("2 3\nthe 0.1 -2 3e-4 \nof 1.000000 2.000000 3.000000 \n")
-    wv = load_word2vec(path, binary=False)
-    assert wv.words == ("the", "of")
-    np.testing.assert_allclose(wv.vectors, [[0.1, -2, 3e-4], [1, 2, 3]], rtol=1e-7)
+    words, vectors = read_word2vec(path, binary=False)
+    assert words == ("the", "of")
+    np.testing.assert_allclose(vectors, [[0.1, -2, 3e-4], [1, 2, 3]], rtol=1e-7)
 
 
-def test_save_rejects_whitespace_words_and_failed_save_keeps_old_file(tmp_path, monkeypatch):
+def test_save_rejects_bad_tables_and_failed_save_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "v.txt"
-    save_word2vec(path, example_vectors(), binary=False)
+    write_word2vec(path, WORDS, example_vectors(), binary=False)
     good = path.read_bytes()
     with pytest.raises(ValueError, match="whitespace"):
-        save_word2vec(path, WordVectors(("a b", "c"), np.ones((2, 2))), binary=False)
+        write_word2vec(path, ("a b", "c"), np.ones((2, 2)), binary=False)
+    with pytest.raises(ValueError, match="'a' appears twice"):
+        write_word2vec(path, ("a", "a"), np.ones((2, 2)), binary=False)
+    with pytest.raises(ValueError, match="shape"):
+        write_word2vec(path, ("a", "b"), np.ones((3, 2)), binary=False)
+    with pytest.raises(TypeError, match="not a string"):
+        write_word2vec(path, ("a", 1), np.ones((2, 2)), binary=False)
 
-    def fail_midway(f, vectors):
+    def fail_midway(f, words, vectors):
         f.write(b"2 2\nhalf")
         raise OSError("disk full")
 
     monkeypatch.setattr(word2vec_format, "_write_text", fail_midway)
     with pytest.raises(OSError, match="disk full"):
-        save_word2vec(path, example_vectors(), binary=False)
+        write_word2vec(path, WORDS, example_vectors(), binary=False)
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ["v.txt"]
 
@@ -81,26 +90,26 @@ def test_save_rejects_whitespace_words_and_failed_save_keeps_old_file(tmp_path, 
 @pytest.mark.parametrize("binary", [False, True])
 def test_gensim_reads_ours(tmp_path, binary):
     gensim_models = pytest.importorskip("gensim.models")
-    wv = example_vectors(d=7, seed=1)
+    vectors = example_vectors(d=7, seed=1)
     path = tmp_path / "ours.w2v"
-    save_word2vec(path, wv, binary=binary)
+    write_word2vec(path, WORDS, vectors, binary=binary)
     kv = gensim_models.KeyedVectors.load_word2vec_format(str(path), binary=binary)
     assert tuple(kv.index_to_key) == WORDS
-    np.testing.assert_array_equal(kv.vectors, wv.vectors)
+    np.testing.assert_array_equal(kv.vectors, vectors)
 
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_we_read_gensims(tmp_path, binary):
     gensim_models = pytest.importorskip("gensim.models")
-    wv = example_vectors(d=7, seed=2)
+    vectors = example_vectors(d=7, seed=2)
     kv = gensim_models.KeyedVectors(vector_size=7)
-    kv.add_vectors(list(WORDS), wv.vectors)
+    kv.add_vectors(list(WORDS), vectors)
     path = tmp_path / "theirs.w2v"
     kv.save_word2vec_format(str(path), binary=binary)
-    loaded = load_word2vec(path, binary=binary)
-    assert loaded.words == WORDS
+    words, loaded = read_word2vec(path, binary=binary)
+    assert words == WORDS
     # gensim writes str(np.float32), the shortest repr that reads back exactly.
-    np.testing.assert_array_equal(loaded.vectors, wv.vectors)
+    np.testing.assert_array_equal(loaded, vectors)
 
 
 def record(word: bytes, values) -> bytes:
@@ -139,7 +148,7 @@ def test_bad_files_raise_one_line_data_error_naming_the_file(tmp_path, case):
     if contents is not None:
         path.write_bytes(contents)
     with pytest.raises(DataError) as info:
-        load_word2vec(path, binary=binary)
+        read_word2vec(path, binary=binary)
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
     assert fragment in message

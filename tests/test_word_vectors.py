@@ -1,11 +1,13 @@
-"""WordVectors: lookups, unit vectors, most_similar, analogies (single and batched) vs their equations and gensim."""
+"""WordVectors: lookups, unit vectors, most_similar, analogies (single and batched) vs their equations and gensim;
+its word2vec files."""
 
 import warnings
 
 import numpy as np
 import pytest
 
-from seqjax.models.word_vectors import WordVectors, unit_rows
+from seqjax.data.text import DataError
+from seqjax.models.word_vectors import WordVectors, load_word2vec, save_word2vec, unit_rows
 
 
 def random_vectors(v=60, d=8, seed=0, zero_rows=()):
@@ -40,6 +42,22 @@ def test_construction_validates_and_copies():
         WordVectors(("a", "b"), np.ones((3, 3)))
     with pytest.raises(ValueError, match="shape"):
         WordVectors(("a", "b"), np.ones(2))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_word2vec_files_round_trip(tmp_path, binary):
+    """save_word2vec then load_word2vec gives the same table; the file is word2vec's (header, then a word a line)."""
+    wv = random_vectors(v=5, d=3, seed=4, zero_rows=(2,))
+    path = tmp_path / "vectors.w2v"
+    save_word2vec(path, wv, binary=binary)
+    assert path.read_bytes().startswith(b"5 3\nw0 ")
+    loaded = load_word2vec(path, binary=binary)
+    assert isinstance(loaded, WordVectors) and loaded.words == wv.words
+    np.testing.assert_array_equal(loaded.vectors, wv.vectors)
+    with pytest.raises(ValueError, match="whitespace"):
+        save_word2vec(path, WordVectors(("a b", "c"), np.ones((2, 2))), binary=binary)
+    with pytest.raises(DataError, match="no such file"):
+        load_word2vec(tmp_path / "missing.w2v", binary=binary)
 
 
 def test_lookups():

@@ -9,7 +9,9 @@ file's order (word2vec writes the most frequent words first):
   the newline and gensim 4 does not (it strips a leading newline from the next word instead); on reading, a single
   ``\\n`` after the floats is skipped if present.
 
-Words may not contain whitespace (nor be empty): the formats could not delimit them. Files are written atomically
+The functions here read and write plain arrays: v words and their ``[v, d]`` float32 vectors
+(``seqjax.models.word_vectors`` wraps them in its ``WordVectors`` table). Words may not contain whitespace (nor be
+empty): the formats could not delimit them; nor may a word appear twice. Files are written atomically
 (a temporary file in the same directory, then ``os.replace``), so a failed save never leaves a half-written file in
 place of a good one. Reading checks everything and raises ``DataError`` with one line naming the file and what was
 expected.
@@ -20,52 +22,61 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from seqjax import workdir
 from seqjax.data.text import DataError
-from seqjax.models.word_vectors import WordVectors
 
 _FLOAT32_LE = np.dtype("<f4")
 
 
-def _check_words(words: tuple[str, ...]) -> None:
+def _check_table(words: Sequence[str], vectors: np.ndarray) -> None:
+    if vectors.ndim != 2 or vectors.shape[0] != len(words):
+        raise ValueError(f"vectors must have shape [{len(words)}, d] (one row per word), got {vectors.shape}")
+    first = {}
     for i, word in enumerate(words):
+        if not isinstance(word, str):
+            raise TypeError(f"word {i} is a {type(word).__name__}, not a string")
         if not word or word.split() != [word]:
             raise ValueError(
                 f"word {i} ({word!r}) is empty or contains whitespace; the word2vec formats cannot store it"
             )
+        if first.setdefault(word, i) != i:
+            raise ValueError(f"word {word!r} appears twice (at {first[word]} and {i})")
 
 
-def _write_text(f, vectors: WordVectors) -> None:
-    f.write(f"{len(vectors)} {vectors.dim}\n".encode())
-    for word, row in zip(vectors.words, vectors.vectors.tolist(), strict=True):
+def _write_text(f, words: Sequence[str], vectors: np.ndarray) -> None:
+    f.write(f"{len(words)} {vectors.shape[1]}\n".encode())
+    for word, row in zip(words, vectors.tolist(), strict=True):
         f.write(f"{word} {' '.join(f'{x:.9g}' for x in row)}\n".encode())
 
 
-def _write_binary(f, vectors: WordVectors) -> None:
-    f.write(f"{len(vectors)} {vectors.dim}\n".encode())
-    rows = vectors.vectors.astype(_FLOAT32_LE, copy=False)
-    for word, row in zip(vectors.words, rows, strict=True):
+def _write_binary(f, words: Sequence[str], vectors: np.ndarray) -> None:
+    f.write(f"{len(words)} {vectors.shape[1]}\n".encode())
+    rows = vectors.astype(_FLOAT32_LE, copy=False)
+    for word, row in zip(words, rows, strict=True):
         f.write(word.encode() + b" " + row.tobytes() + b"\n")
 
 
-def save_word2vec(path: str | os.PathLike, vectors: WordVectors, binary: bool) -> None:
-    """Writes ``vectors`` to ``path`` in word2vec's binary or text format, atomically.
+def write_word2vec(path: str | os.PathLike, words: Sequence[str], vectors: np.ndarray, binary: bool) -> None:
+    """Writes ``words`` and their ``vectors`` to ``path`` in word2vec's binary or text format, atomically.
 
     Args:
       path: the file to (over)write; its directory must exist.
-      vectors: v words (without whitespace) and their [v, d] float32 vectors.
+      words: v distinct words, none empty or containing whitespace (``ValueError`` otherwise).
+      vectors: [v, d] floating; written as float32.
       binary: the binary format if True, else text.
     """
     path = Path(path)
-    _check_words(vectors.words)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    _check_table(words, vectors)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            (_write_binary if binary else _write_text)(f, vectors)
+            (_write_binary if binary else _write_text)(f, words, vectors)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, workdir.new_file_mode())  # mkstemp creates 0600; give the file the usual permissions
@@ -166,15 +177,15 @@ def _read_binary(path: Path, data: bytes) -> tuple[list[str], np.ndarray]:
     return words, vectors
 
 
-def load_word2vec(path: str | os.PathLike, binary: bool) -> WordVectors:
-    """Reads a word2vec binary or text file (as written by word2vec.c, gensim or ``save_word2vec``).
+def read_word2vec(path: str | os.PathLike, binary: bool) -> tuple[tuple[str, ...], np.ndarray]:
+    """Reads a word2vec binary or text file (as written by word2vec.c, gensim or ``write_word2vec``).
 
     Args:
       path: the file.
       binary: whether it is in the binary format.
 
     Returns:
-      ``WordVectors`` with the v words in file order and [v, d] float32 vectors.
+      ``(words, vectors)``: the v distinct words in file order and their [v, d] float32 vectors.
 
     Raises:
       DataError: the file is missing, its header is not ``"<v> <d>"``, a text line does not hold a word and d
@@ -192,4 +203,4 @@ def load_word2vec(path: str | os.PathLike, binary: bool) -> WordVectors:
     for i, word in enumerate(words):
         if first.setdefault(word, i) != i:
             raise DataError(f"{path}: word {word!r} appears twice (records {first[word] + 1} and {i + 1})")
-    return WordVectors(tuple(words), vectors)
+    return tuple(words), vectors

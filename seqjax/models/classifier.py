@@ -3,7 +3,7 @@
 For a right-padded batch ``tokens [b, t]`` with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
 
     x_s      = E[w_s]                                    E [V, e]  (s < n; the padding is never read)
-    h^1_s    = cell(h^1_{s-1}, drop_e(x_s))              one seqjax.unroll per layer and direction, with lengths
+    h^1_s    = cell(h^1_{s-1}, drop_e(x_s))              seqjax.layers.unroll_layers, with lengths
     h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))          bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s], [2h]
     v        = pool(h^L)                                 [k h], k = 2 if bidirectional else 1
     logits   = drop(v) W + c                             W [k h, C], c [C]
@@ -42,10 +42,8 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
-from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout, init_layers
+from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
-from seqjax.scan import unroll
 
 POOLINGS = ("last", "mean", "max")
 
@@ -173,17 +171,16 @@ def sentence_vectors(
     lengths = jnp.asarray(lengths)
     if config.encoder == "transformer":
         return _attention_sentence_vectors(config, params, tokens, lengths, key)
-    cell = classifier_cell(config)
-    keys = [None] * config.num_layers if key is None else list(jax.random.split(key, config.num_layers))
-    x = params["embedding"][tokens]  # [b, t, e]
-    for layer, (layer_params, k) in enumerate(zip(params["layers"], keys, strict=True)):
-        x = dropout(x, config.embed_dropout if layer == 0 else config.dropout, k)
-        if config.bidirectional:
-            result = read_both_ways(cell, cell, layer_params, x, lengths=lengths)
-        else:
-            result = unroll(cell, layer_params, x, lengths=lengths)
-        x = result.outputs  # [b, t, k h]
-    return _pool(config.pooling, x, result.carry, config.bidirectional, lengths)
+    stack = unroll_layers(
+        classifier_cell(config),
+        params["layers"],
+        params["embedding"][tokens],  # [b, t, e]
+        both_ways=config.bidirectional,
+        lengths=lengths,
+        dropout_rates=[config.embed_dropout] + [config.dropout] * (config.num_layers - 1),
+        dropout_keys=None if key is None else list(jax.random.split(key, config.num_layers)),
+    )  # outputs [b, t, k h]
+    return _pool(config.pooling, stack.outputs, stack.carry[-1], config.bidirectional, lengths)
 
 
 def _attention_sentence_vectors(

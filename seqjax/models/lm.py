@@ -3,7 +3,7 @@
 For tokens ``w_1 .. w_T`` (ids in ``[0, V)``) and ``L`` layers of any seqjax cell::
 
     x_t       = E[w_t]                                        E [V, e]   (embedding lookup, not a one-hot product)
-    h^1_t     = cell_1(h^1_{t-1}, drop(x_t))                  each layer a seqjax.unroll over the window
+    h^1_t     = cell_1(h^1_{t-1}, drop(x_t))                  seqjax.layers.unroll_layers: one unroll per layer
     h^l_t     = cell_l(h^l_{t-1}, drop(h^{l-1}_t))
     logits_t  = drop(h^L_t) W_out + b_out                     W_out [h, V], or E^T with tied weights (e = h)
     p(w_{t+1} | w_1..w_t) = softmax(logits_t)
@@ -25,8 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import Cell, cell_by_name
-from seqjax.layers import dropout
-from seqjax.scan import unroll
+from seqjax.layers import dropout, init_layers, unroll_layers
 
 CELL_INITS = ("uniform", "cell")
 
@@ -93,17 +92,14 @@ def init_params(config: LMConfig, key: jax.Array) -> dict:
     def uniform(k, shape):
         return jax.random.uniform(k, shape, jnp.float32, -scale, scale)
 
-    layers = []
-    for layer, k in enumerate(k_layers):
-        k_init, k_uniform = jax.random.split(k)
-        input_size = config.embedding_size if layer == 0 else config.hidden_size
-        params = cell.init_params(k_init, input_size, config.hidden_size)
-        if config.cell_init == "uniform":
-            leaves, treedef = jax.tree.flatten(params)
-            keys = jax.random.split(k_uniform, len(leaves))
+    layers = init_layers(cell, k_layers, config.embedding_size, config.hidden_size, both_ways=False)
+    if config.cell_init == "uniform":
+        # Every leaf redrawn from the second half of the layer's key (init_layers draws a one-way layer from the first).
+        for layer, k in enumerate(k_layers):
+            leaves, treedef = jax.tree.flatten(layers[layer])
+            keys = jax.random.split(jax.random.split(k)[1], len(leaves))
             uniform_leaves = [uniform(k_leaf, leaf.shape) for k_leaf, leaf in zip(keys, leaves, strict=True)]
-            params = jax.tree.unflatten(treedef, uniform_leaves)
-        layers.append(params)
+            layers[layer] = jax.tree.unflatten(treedef, uniform_leaves)
     params = {
         "embedding": uniform(k_embed, (config.vocab_size, config.embedding_size)),
         "layers": layers,
@@ -140,17 +136,20 @@ def apply(
     Returns:
       ``(logits [B, T, V], carries)``.
     """
-    cell = lm_cell(config)
     keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
-    x = dropout(params["embedding"][tokens], config.dropout, keys[0])  # [B, T, e]
-    new_carries = []
-    for layer, (layer_params, carry) in enumerate(zip(params["layers"], carries, strict=True)):
-        result = unroll(cell, layer_params, x, initial_carry=carry)
-        new_carries.append(result.carry)
-        x = dropout(result.outputs, config.dropout, keys[layer + 1])  # [B, T, h]
+    # keys[l] drops layer l's input (the embeddings for l = 0), keys[L] the top layer's outputs.
+    stack = unroll_layers(
+        lm_cell(config),
+        params["layers"],
+        params["embedding"][tokens],  # [B, T, e]
+        initial_carries=carries,
+        dropout_rates=config.dropout,
+        dropout_keys=keys[:-1],
+    )
+    x = dropout(stack.outputs, config.dropout, keys[-1])  # [B, T, h]
     logits = x @ output_weights(config, params)
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
-    return logits, tuple(new_carries)
+    return logits, stack.carry
 
 
 def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -6,7 +6,7 @@ direction), k = 2 if bidirectional else 1, a attention size, V target vocabulary
 Encoder, for a right-padded source ``x [b, s]`` with true lengths ``n [b]``::
 
     u_s     = drop(E_x[x_s])                                  E_x [V_x, e]
-    h^l_s   = cell(h^l_{s-1}, drop(h^{l-1}_s))                one seqjax.unroll per layer and direction, lengths n
+    h^l_s   = cell(h^l_{s-1}, drop(h^{l-1}_s))                seqjax.layers.unroll_layers, with lengths n
     m_s     = h^L_s                                           the memory [b, s, k h]; bidirectional: [fwd; bwd]
 
 Decoder start: layer l starts from the encoder's layer-l final carry (each example's own last real step);
@@ -54,8 +54,7 @@ import jax.numpy as jnp
 from seqjax import initializers, precision
 from seqjax.cells import Cell, cell_by_name
 from seqjax.cells.base import step_input
-from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout, init_layers
+from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models.classifier import hidden_state
 from seqjax.scan import unroll
 
@@ -205,19 +204,17 @@ def encode(
     config: Seq2SeqConfig, params: dict, src: jax.Array, src_lengths: jax.Array, key: jax.Array | None = None
 ) -> tuple[Memory, DecoderState]:
     """The memory of ``src [b, s]`` (lengths ``[b]``, each 1..s) and the decoder's initial state."""
-    cell = model_cell(config)
     src_lengths = jnp.asarray(src_lengths)
-    keys = [None] * config.num_layers if key is None else list(jax.random.split(key, config.num_layers))
-    x = params["src_embedding"][src]  # [b, s, e]
-    finals = []
-    for layer_params, k in zip(params["encoder"], keys, strict=True):
-        x = dropout(x, config.dropout, k)
-        if config.bidirectional:
-            result = read_both_ways(cell, cell, layer_params, x, lengths=src_lengths)
-        else:
-            result = unroll(cell, layer_params, x, lengths=src_lengths)
-        x = result.outputs  # [b, s, k h]
-        finals.append(result.carry)
+    stack = unroll_layers(
+        model_cell(config),
+        params["encoder"],
+        params["src_embedding"][src],  # [b, s, e]
+        both_ways=config.bidirectional,
+        lengths=src_lengths,
+        dropout_rates=config.dropout,
+        dropout_keys=None if key is None else list(jax.random.split(key, config.num_layers)),
+    )
+    x, finals = stack.outputs, stack.carry  # the memory [b, s, k h]; every layer's final carry
     if config.bidirectional:
         finals = [_bridge(bridge, *final) for bridge, final in zip(params["bridge"], finals, strict=True)]
     att = params["attention"]

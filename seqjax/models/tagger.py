@@ -5,7 +5,7 @@ with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
 
     x_s      = [ E[word_s] ; charcnn(chars_s) ; P[pos_s] ]    E [V, e]; charcnn: [f]; P [Q, p] (if Q > 0)
     charcnn  = max_{j < len} relu(K [c_{j-1}; c_j; c_{j+1}] + k)  c_j = C[char_j] (0 outside the word), K [3c, f]
-    h^1_s    = cell(h^1_{s-1}, drop(x_s))                    one seqjax.unroll per layer and direction, lengths
+    h^1_s    = cell(h^1_{s-1}, drop(x_s))                    seqjax.layers.unroll_layers, with lengths
     h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))              bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s]
     logits_s = drop(h^L_s) W + c                             W [k h, T], c [T], k = 2 if bidirectional else 1
 
@@ -38,10 +38,8 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.cells import Cell, cell_by_name
-from seqjax.layers import bidirectional as read_both_ways
-from seqjax.layers import dropout, init_layers
+from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
-from seqjax.scan import unroll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,13 +206,15 @@ def apply(
             config.attention(), params["encoder"], dropout(x, config.dropout, k_in), lengths, k_encoder
         )
     else:
-        cell = tagger_cell(config)
-        for layer_params, k in zip(params["layers"], keys[:-1], strict=True):
-            x = dropout(x, config.dropout, k)
-            if config.bidirectional:
-                x = read_both_ways(cell, cell, layer_params, x, lengths=lengths).outputs
-            else:
-                x = unroll(cell, layer_params, x, lengths=lengths).outputs  # [b, t, k h]
+        x = unroll_layers(
+            tagger_cell(config),
+            params["layers"],
+            x,
+            both_ways=config.bidirectional,
+            lengths=lengths,
+            dropout_rates=config.dropout,
+            dropout_keys=keys[:-1],
+        ).outputs  # [b, t, k h]
     logits = dropout(x, config.dropout, keys[-1]) @ params["out_w"]
     return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
 

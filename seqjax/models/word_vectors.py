@@ -1,6 +1,7 @@
 """Word vectors and the queries people ask of them: nearest words, cosine similarity, analogies.
 
-NumPy only (no JAX): a trained embedding matrix is copied to the host once and queried here.
+NumPy only (no JAX): a trained embedding matrix is copied to the host once and queried here. ``load_word2vec`` and
+``save_word2vec`` read and write the table in word2vec's text and binary files (``seqjax.data.word2vec_format``).
 
 Dimension legend: v vocabulary size, d vector size, r the number of candidate words searched (the first
 ``restrict_vocab`` words; words are stored in descending frequency order, so these are the most frequent), n
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from seqjax.data import word2vec_format
 
 METHODS = ("add", "mul")
 
@@ -289,3 +293,22 @@ class WordVectors:
             best[scores[rows, best] == -np.inf] = -1
             predicted[start : start + len(a)] = best
         return predicted
+
+
+def load_word2vec(path: str | os.PathLike, binary: bool) -> WordVectors:
+    """The ``WordVectors`` of a word2vec binary or text file, words in file order (``word2vec_format.read_word2vec``).
+
+    Raises:
+      DataError: the file is missing or malformed (one line naming the file and what was expected).
+    """
+    words, vectors = word2vec_format.read_word2vec(path, binary)
+    return WordVectors(words, vectors)
+
+
+def save_word2vec(path: str | os.PathLike, vectors: WordVectors, binary: bool) -> None:
+    """Writes ``vectors`` to ``path`` in word2vec's binary or text format, atomically.
+
+    See ``word2vec_format.write_word2vec``; words may not contain whitespace (``ValueError``): the formats could not
+    delimit them.
+    """
+    word2vec_format.write_word2vec(path, vectors.words, vectors.vectors, binary)

@@ -5,14 +5,16 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test lint format benchmark
 
+# pip -qq prints errors only; PYTHONWARNINGS silences setuptools' notes about editable installs (warnings, never errors).
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "installing seqjax[test] into $(VENV) (once)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -qq --upgrade pip
+	@PYTHONWARNINGS=ignore $(PY) -m pip install -qq -e '.[test]'
+	@touch $@
 
 demo: $(VENV)/.installed
-	$(PY) experiments/gradient_flow.py --workdir=runs/gradient_flow
+	@$(PY) experiments/gradient_flow.py --workdir=runs/gradient_flow
 
 test: lint $(VENV)/.installed
 	$(PY) -m pytest

@@ -19,6 +19,7 @@ Tasks, losses, metrics and the criterion for "solved":
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def build_cell(c: Config, name: str) -> Cell:
 
 def run_dir(out: Path, cell: str, seq_len: int) -> Path:
     """Where one cell at one length trains: ``<workdir>/runs/<cell>_T<seq_len>``."""
-    return out / "runs" / f"{cell.replace(':', '_')}_T{seq_len}"
+    return out / "runs" / f"{re.sub(r'[^A-Za-z0-9.=_-]+', '_', cell)}_T{seq_len}"  # a cell's file path: one name
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -16,6 +16,7 @@ a linear layer. After every epoch dev and test are evaluated; the best-dev state
 accuracy, measured at that epoch and never used for selection, is the one reported in results.json.
 """
 
+import functools
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from seqjax import config, workdir
 from seqjax import experiment as ex
+from seqjax.data import batching
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError, Vocab
 from seqjax.models import classifier
@@ -69,15 +71,7 @@ class Config:
     embed_scale: float = config.setting(1.0, "Embeddings start N(0, embed_scale^2).", above=0)
     min_count: int = config.setting(2, "Training tokens seen fewer times become <unk>.", at_least=1)
     max_len: int = config.setting(64, "Sentences keep their first max_len tokens.", at_least=1)
-    batch_size: int = config.setting(64, "Sentences per update.", at_least=1)
-    bucket: bool = config.setting(True, "Batch sentences of similar length together (the batches still shuffled).")
-    bucket_pool: int = config.setting(50, "With --bucket: sort pools of this many batches by length.", at_least=1)
-    pad_multiple: int = config.setting(
-        8, "Pad each batch to a multiple of this many steps (bounds the compiled shapes).", at_least=1, fixed=False
-    )
-    eval_batch_size: int = config.setting(
-        256, "Sentences per batch when evaluating (speed only).", at_least=1, fixed=False
-    )
+    batching: config.Batches = config.Batches(batch_size=64, pad_multiple=8)
     optimization: config.Optimization = config.Optimization()
     epochs: config.Epochs = config.Epochs(epochs=4)
     run: config.Run = config.Run()
@@ -104,8 +98,10 @@ def load_data(c: Config) -> Inputs:
         data = data_lib.load_sst2(c.data, c.min_count, c.max_len)
     else:
         data = data_lib.load_mr(c.data, c.folds, fold, c.min_count, c.max_len)
-    if len(data.train) < c.batch_size:
-        raise DataError(f"{c.data}: {len(data.train)} training examples, fewer than --batch_size={c.batch_size}")
+    if len(data.train) < c.batching.batch_size:
+        raise DataError(
+            f"{c.data}: {len(data.train)} training examples, fewer than --batch_size={c.batching.batch_size}"
+        )
     return Inputs(data, load_init_vectors(c))
 
 
@@ -140,17 +136,10 @@ def initialise_embedding(embedding: jax.Array, vocab: Vocab, vectors: WordVector
 
 
 def model_config(c: Config, vocab_size: int) -> classifier.ClassifierConfig:
-    s = c.stack
     return classifier.ClassifierConfig(
         vocab_size=vocab_size,
-        cell=s.cell,
-        encoder=s.encoder,
-        num_heads=s.num_heads,
-        mlp_ratio=s.mlp_ratio,
-        num_layers=s.num_layers,
-        hidden_size=s.hidden,
+        **c.stack.model_fields(),
         embed_size=c.embed,
-        bidirectional=s.reads_both_ways,
         pooling=c.pooling,
         dropout=c.dropout,
         embed_dropout=c.embed_dropout,
@@ -161,7 +150,9 @@ def model_config(c: Config, vocab_size: int) -> classifier.ClassifierConfig:
 def evaluate(model, params, data: data_lib.Encoded, c: Config) -> dict[str, float]:
     """``{"accuracy", "loss"}`` (loss: mean cross-entropy in nats) over every example of ``data``, no dropout."""
     correct, nll = 0, 0.0
-    for indices, tokens, lengths, labels in data_lib.eval_batches(data, c.eval_batch_size, c.pad_multiple):
+    for indices, tokens, lengths, labels in data_lib.eval_batches(
+        data, c.batching.eval_batch_size, c.batching.pad_multiple
+    ):
         logits = np.asarray(classifier.predict(model, params, jnp.asarray(tokens), jnp.asarray(lengths)), np.float64)
         logits, labels = logits[: len(indices)], labels[: len(indices)]
         log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
@@ -178,12 +169,8 @@ def plan(c: Config, inputs: Inputs) -> ex.Plan:
         embedding, found = initialise_embedding(params["embedding"], data.vocab, inputs.vectors)
         params = {**params, "embedding": embedding}
         print(f"--init_embeddings: {found} of {len(data.vocab) - 2} vocabulary words found in {c.init_embeddings}")
-    steps_per_epoch = len(data.train) // c.batch_size
-
-    def batches(k: int):
-        epoch, index = divmod(k, steps_per_epoch)
-        order = data_lib.epoch_batches(data.train.lengths, c.batch_size, c.run.seed, epoch, c.bucket, c.bucket_pool)
-        return tuple(jnp.asarray(a) for a in data_lib.take(data.train, order[index], c.pad_multiple))
+    b = c.batching
+    take = functools.partial(data_lib.take, data.train, pad_multiple=b.pad_multiple)
 
     def evaluate_splits(params) -> dict[str, float]:
         dev, test = (evaluate(model, params, split, c) for split in (data.dev, data.test))
@@ -202,8 +189,8 @@ def plan(c: Config, inputs: Inputs) -> ex.Plan:
     return ex.Plan(
         params=params,
         loss=ex.model_loss(classifier.batch_loss, model),
-        batches=batches,
-        steps_per_epoch=steps_per_epoch,
+        batches=batching.step_batches(data.train.lengths, b.batch_size, c.run.seed, take, b.bucket, b.bucket_pool),
+        steps_per_epoch=len(data.train) // b.batch_size,
         evaluate=evaluate_splits,
         select="dev_accuracy",
         describe=describe,
@@ -214,7 +201,7 @@ def plan(c: Config, inputs: Inputs) -> ex.Plan:
 def report(c: Config, inputs: Inputs, plan: ex.Plan, fit, out: Path) -> dict[str, Any]:
     data, best, history = inputs.data, fit.best, fit.history
     results = {
-        **ex.summary(fit, plan, examples=c.batch_size),
+        **ex.summary(fit, plan, examples=c.batching.batch_size),
         "vocab_size": len(data.vocab),
         "examples": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)},
         "dev_accuracy": [h["dev_accuracy"] for h in history],

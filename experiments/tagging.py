@@ -14,6 +14,7 @@ and test are scored; the best-dev state (accuracy, or chunk F1) is kept and its 
 epoch and never used for selection, is reported in results.json (chunking: with per-type scores).
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,8 @@ import numpy as np
 
 from seqjax import chunk_f1, config
 from seqjax import experiment as ex
-from seqjax.data import conll2000
+from seqjax.data import batching, conll2000
 from seqjax.data import conllu as data_lib
-from seqjax.data.sentiment import epoch_batches
 from seqjax.data.text import DataError, Vocab
 from seqjax.models import tagger
 
@@ -65,15 +65,7 @@ class Config:
     )
     embed_scale: float = config.setting(0.1, "Embeddings start N(0, embed_scale^2).", above=0)
     min_count: int = config.setting(2, "Training words seen fewer times become <unk>.", at_least=1)
-    batch_size: int = config.setting(32, "Sentences per update.", at_least=1)
-    bucket: bool = config.setting(True, "Batch sentences of similar length together (the batches still shuffled).")
-    bucket_pool: int = config.setting(50, "With --bucket: sort pools of this many batches by length.", at_least=1)
-    pad_multiple: int = config.setting(
-        16, "Pad each batch to a multiple of this many steps (bounds the compiled shapes).", at_least=1, fixed=False
-    )
-    eval_batch_size: int = config.setting(
-        256, "Sentences per batch when evaluating (speed only).", at_least=1, fixed=False
-    )
+    batching: config.Batches = config.Batches(batch_size=32, pad_multiple=16)
     optimization: config.Optimization = config.Optimization(learning_rate=2e-3)
     epochs: config.Epochs = config.Epochs(epochs=5)
     run: config.Run = config.Run()
@@ -86,8 +78,10 @@ def load_data(c: Config) -> Data:
         data = conll2000.load_conll2000(c.data, c.min_count, c.max_word_len, c.dev_fraction)
     else:
         data = data_lib.load_conllu(c.data, c.min_count, c.max_word_len, c.prefix)
-    if len(data.train) < c.batch_size:
-        raise DataError(f"{c.data}: {len(data.train)} training sentences, fewer than --batch_size={c.batch_size}")
+    if len(data.train) < c.batching.batch_size:
+        raise DataError(
+            f"{c.data}: {len(data.train)} training sentences, fewer than --batch_size={c.batching.batch_size}"
+        )
     return data
 
 
@@ -103,37 +97,30 @@ def reads_pos(c: Config) -> bool:
 def take(c: Config, split: data_lib.Encoded, indices: np.ndarray) -> tuple[np.ndarray, ...]:
     """The model's batch ``(words, chars, lengths, tags[, pos])`` of the sentences ``indices``."""
     if not chunking(c):
-        return data_lib.take(split, indices, c.pad_multiple)
-    return conll2000.take(split, indices, c.pad_multiple)[: 5 if reads_pos(c) else 4]
+        return data_lib.take(split, indices, c.batching.pad_multiple)
+    return conll2000.take(split, indices, c.batching.pad_multiple)[: 5 if reads_pos(c) else 4]
 
 
 def eval_batches(c: Config, split: data_lib.Encoded):
     """``(indices, words, chars, lengths, tags[, pos])`` covering ``split`` (``seqjax.data.conllu.eval_batches``)."""
     if not chunking(c):
-        yield from data_lib.eval_batches(split, c.eval_batch_size, c.pad_multiple)
+        yield from data_lib.eval_batches(split, c.batching.eval_batch_size, c.batching.pad_multiple)
         return
-    for indices, *batch in conll2000.eval_batches(split, c.eval_batch_size, c.pad_multiple):
+    for indices, *batch in conll2000.eval_batches(split, c.batching.eval_batch_size, c.batching.pad_multiple):
         yield (indices, *batch[: 5 if reads_pos(c) else 4])
 
 
 def model_config(c: Config, vocabs: data_lib.Vocabularies, pos: Vocab | None = None) -> tagger.TaggerConfig:
     """The tagger of ``c``; ``pos``: the given tags' vocabulary, when ``reads_pos(c)``."""
-    s = c.stack
     return tagger.TaggerConfig(
         vocab_size=len(vocabs.words),
         char_vocab_size=len(vocabs.chars),
         num_tags=len(vocabs.tags),
-        cell=s.cell,
-        encoder=s.encoder,
-        num_heads=s.num_heads,
-        mlp_ratio=s.mlp_ratio,
-        num_layers=s.num_layers,
-        hidden_size=s.hidden,
+        **c.stack.model_fields(),
         embed_size=c.embed,
         char_embed_size=c.char_embed,
         char_features=c.char_features,
         char_window=c.char_window,
-        bidirectional=s.reads_both_ways,
         dropout=c.dropout,
         embed_scale=c.embed_scale,
         pos_vocab_size=len(pos) if pos is not None and reads_pos(c) else 0,
@@ -178,17 +165,14 @@ def evaluate(model, params, data: data_lib.Encoded, c: Config, tag_names: Vocab 
 def plan(c: Config, data: Data) -> ex.Plan:
     pos = data.pos if reads_pos(c) else None
     model = model_config(c, data.vocabs, pos)
-    steps_per_epoch = len(data.train) // c.batch_size
+    b = c.batching
+    steps_per_epoch = len(data.train) // b.batch_size
+    one_batch = functools.partial(take, c, data.train)
     tag_names = data.vocabs.tags if chunking(c) else None
     scores = ("f1", "precision", "recall", "accuracy", "loss") if chunking(c) else ("accuracy", "loss")
     files = {"vocab.json": data.vocabs.words, "chars.json": data.vocabs.chars, "tags.json": data.vocabs.tags}
     if pos is not None:
         files["pos.json"] = pos
-
-    def batches(k: int):
-        epoch, index = divmod(k, steps_per_epoch)
-        order = epoch_batches(data.train.lengths, c.batch_size, c.run.seed, epoch, c.bucket, c.bucket_pool)
-        return tuple(jnp.asarray(a) for a in take(c, data.train, order[index]))
 
     def evaluate_splits(params) -> dict[str, float]:
         dev, test = (evaluate(model, params, split, c, tag_names) for split in (data.dev, data.test))
@@ -205,7 +189,7 @@ def plan(c: Config, data: Data) -> ex.Plan:
     return ex.Plan(
         params=tagger.init_params(model, ex.keys(c.run.seed)[0]),
         loss=ex.model_loss(tagger.batch_loss, model),
-        batches=batches,
+        batches=batching.step_batches(data.train.lengths, b.batch_size, c.run.seed, one_batch, b.bucket, b.bucket_pool),
         steps_per_epoch=steps_per_epoch,
         evaluate=evaluate_splits,
         select="dev_f1" if chunking(c) else "dev_accuracy",
@@ -220,7 +204,7 @@ def report(c: Config, data: Data, plan: ex.Plan, fit, out: Path) -> dict[str, An
         ("dev_f1", "test_f1", "dev_accuracy", "test_accuracy") if chunking(c) else ("dev_accuracy", "test_accuracy")
     )
     results: dict[str, Any] = {
-        **ex.summary(fit, plan, sentences=c.batch_size),
+        **ex.summary(fit, plan, sentences=c.batching.batch_size),
         "vocab_size": len(data.vocabs.words),
         "chars": len(data.vocabs.chars),
         "tags": list(data.vocabs.tags.tokens),

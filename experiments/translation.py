@@ -25,8 +25,8 @@ import numpy as np
 
 from seqjax import bleu, config, decoding, plots
 from seqjax import experiment as ex
+from seqjax.data import batching
 from seqjax.data import translation as data_lib
-from seqjax.data.sentiment import epoch_batches
 from seqjax.data.text import DataError
 from seqjax.models import seq2seq
 
@@ -72,12 +72,7 @@ class Config:
         0.2, "Dropout on the embeddings, between encoder layers and before the output layer.", at_least=0, below=1
     )
     embed_scale: float = config.setting(0.1, "Embeddings start N(0, embed_scale^2).", above=0)
-    batch_size: int = config.setting(64, "Pairs per update.", at_least=1)
-    bucket: bool = config.setting(True, "Batch pairs of similar length together (the batches still shuffled).")
-    bucket_pool: int = config.setting(50, "With --bucket: sort pools of this many batches by length.", at_least=1)
-    pad_multiple: int = config.setting(
-        4, "Pad each batch to a multiple of this many steps (bounds the compiled shapes).", at_least=1, fixed=False
-    )
+    batching: config.Batches = config.Batches(batch_size=64, pad_multiple=4)
     decode_len: int = config.setting(
         0,
         "The most tokens of a translation, <eos> included (0: the longest training target + 5).",
@@ -95,9 +90,6 @@ class Config:
         "Dev pairs translated after each epoch for model selection (a fixed random subset; 0: all).",
         at_least=0,
         fixed=False,
-    )
-    eval_batch_size: int = config.setting(
-        256, "Pairs per batch when translating (speed only).", at_least=1, fixed=False
     )
     examples: int = config.setting(10, "Test translations shown in results.json.", at_least=0, fixed=False)
     heatmaps: int = config.setting(
@@ -122,8 +114,8 @@ def load_data(c: Config) -> data_lib.TranslationData:
         c.dataset, c.data, c.direction, c.max_len, c.max_pairs, c.run.seed, c.dev_fraction, c.test_fraction
     )
     data = data_lib.prepare(splits, c.min_count)
-    if len(data.train) < c.batch_size:
-        raise DataError(f"{c.data}: {len(data.train)} training pairs, fewer than --batch_size={c.batch_size}")
+    if len(data.train) < c.batching.batch_size:
+        raise DataError(f"{c.data}: {len(data.train)} training pairs, fewer than --batch_size={c.batching.batch_size}")
     return data
 
 
@@ -205,7 +197,7 @@ def evaluate(
     """
     hypotheses, attention, nll, count = {}, {}, 0.0, 0
     for indices, src, src_lengths, tgt_in, tgt_out, tgt_lengths in data_lib.eval_batches(
-        data, c.eval_batch_size, c.pad_multiple, subset
+        data, c.batching.eval_batch_size, c.batching.pad_multiple, subset
     ):
         n = len(indices)
         args = (jnp.asarray(src), jnp.asarray(src_lengths))
@@ -257,13 +249,9 @@ def dev_subset(c: Config, data: data_lib.TranslationData) -> np.ndarray:
 
 def plan(c: Config, data: data_lib.TranslationData) -> ex.Plan:
     model, max_len, subset = model_config(c, data), decode_len(c, data), dev_subset(c, data)
-    steps_per_epoch = len(data.train) // c.batch_size
+    b = c.batching
+    take = functools.partial(data_lib.take, data.train, pad_multiple=b.pad_multiple)
     lengths = data_lib.batch_lengths(data.train)
-
-    def batches(k: int):
-        epoch, index = divmod(k, steps_per_epoch)
-        order = epoch_batches(lengths, c.batch_size, c.run.seed, epoch, c.bucket, c.bucket_pool)
-        return tuple(jnp.asarray(a) for a in data_lib.take(data.train, order[index], c.pad_multiple))
 
     def evaluate_dev(params) -> dict[str, float]:
         dev = evaluate(model, params, data.dev, data.tgt_vocab, c, max_len, subset)
@@ -272,8 +260,8 @@ def plan(c: Config, data: data_lib.TranslationData) -> ex.Plan:
     return ex.Plan(
         params=seq2seq.init_params(model, ex.keys(c.run.seed)[0]),
         loss=ex.model_loss(seq2seq.batch_loss, model),
-        batches=batches,
-        steps_per_epoch=steps_per_epoch,
+        batches=batching.step_batches(lengths, b.batch_size, c.run.seed, take, b.bucket, b.bucket_pool),
+        steps_per_epoch=len(data.train) // b.batch_size,
         evaluate=evaluate_dev,
         select="dev_bleu",
         describe=lambda m: f"dev BLEU {m['dev_bleu']:.2f} (greedy, {len(subset)} pairs), loss {m['dev_loss']:.4f}",

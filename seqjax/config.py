@@ -285,8 +285,8 @@ def _parsed(s: Flat, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- shared settings
 
 CELL_HELP = (
-    f"Recurrent cell: {', '.join(BUILTIN_CELLS)}, or 'module:attr' for your own (the module importable: on "
-    "PYTHONPATH or beside the script)."
+    f"Recurrent cell: {', '.join(BUILTIN_CELLS)}; or your own, 'path/to/file.py:attr' (e.g. "
+    "examples/my_cells.py:indrnn) or 'module:attr' (the module on PYTHONPATH)."
 )
 
 
@@ -377,6 +377,19 @@ class Devices:
 
 
 @declare
+class Batches:
+    """Training batches of examples of varied length (sentences, pairs): their size, bucketing and padding."""
+
+    batch_size: int = setting(64, "Examples per update.", at_least=1)
+    bucket: bool = setting(True, "Batch examples of similar length together (less padding); batches still shuffled.")
+    bucket_pool: int = setting(50, "With --bucket: sort pools of this many batches by length.", at_least=1)
+    pad_multiple: int = setting(
+        8, "Pad each batch to a multiple of this many steps (bounds the compiled shapes).", at_least=1, fixed=False
+    )
+    eval_batch_size: int = setting(256, "Examples per batch when evaluating (speed only).", at_least=1, fixed=False)
+
+
+@declare
 class Encoder:
     """What reads a sentence's token vectors: ``num_layers`` recurrent layers of a cell, or self-attention blocks."""
 
@@ -396,7 +409,9 @@ class Encoder:
         if self.encoder == "transformer" and self.hidden % self.num_heads:
             raise ConfigError(f"--encoder=transformer: --hidden={self.hidden} is not divisible by --num_heads")
 
-    @property
-    def reads_both_ways(self) -> bool:
-        """Whether the recurrent layers read both ways (never for the Transformer)."""
-        return self.bidirectional and self.encoder == "rnn"
+    def model_fields(self) -> dict[str, Any]:
+        """These settings as the classifier's and tagger's model configs name them (the Transformer reads both
+        ways by itself: ``bidirectional`` is the recurrent layers')."""
+        return dict(encoder=self.encoder, cell=self.cell, num_layers=self.num_layers, hidden_size=self.hidden,
+                    bidirectional=self.bidirectional and self.encoder == "rnn", num_heads=self.num_heads,
+                    mlp_ratio=self.mlp_ratio)  # fmt: skip

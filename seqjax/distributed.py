@@ -61,6 +61,19 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
     return True
 
 
+def sync(name: str) -> None:
+    """Waits until every process of a multi-process run reaches ``sync(name)``; nothing in a single process.
+
+    Every check before the first write is made by every process on the same files: the barrier keeps the
+    primary from writing before the others have checked (they would see another directory, and a process that
+    alone opens a checkpoint would wait for the others forever).
+    """
+    if jax.distributed.is_initialized() and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def is_primary() -> bool:
     """Whether this process writes the run's files and prints its progress: process 0, or the only one.
 

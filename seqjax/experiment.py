@@ -265,6 +265,7 @@ def run_plan(experiment: Experiment, config: Any, data: Any, out: str | os.PathL
     plan = experiment.plan(config, data)
     state = initial_state(config, plan)
     _check_checkpoint(out, state)
+    distributed.sync(f"checked {out}")
     with workdir.lock(out):
         _claim(experiment, config, out)
         for name, write in plan.files.items():
@@ -280,6 +281,7 @@ def claimed(experiment: Experiment, config: Any, out: str | os.PathLike) -> Iter
     """For an experiment's own ``run``: checks ``out``, then holds its lock and claims it while the block runs."""
     out = Path(out)
     check_workdir(experiment, config, out)
+    distributed.sync(f"checked {out}")
     with workdir.lock(out):
         _claim(experiment, config, out)
         yield out

@@ -14,8 +14,8 @@ import numpy as np
 import seqjax
 from seqjax.cells import step_input
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-import my_cells  # the user's cell lives outside the package, in experiments/
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+import my_cells  # the user's cell lives outside the package, in examples/
 
 B, T, D, H = 3, 7, 3, 4  # T = 7: divisible by none of the scan unroll factors 2, 3
 

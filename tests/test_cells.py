@@ -23,7 +23,7 @@ from seqjax.cells import (
 )
 
 D, H, B, T = 3, 4, 2, 5
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
 def randomize(params, key, scale=0.6):
@@ -282,7 +282,7 @@ def builtin_factories():
 
 @pytest.fixture
 def my_cells(monkeypatch):
-    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     import my_cells
 
     return my_cells
@@ -427,9 +427,14 @@ def test_cell_by_name_unknown_lists_known():
         assert name in str(info.value)
 
 
-def test_cell_by_name_imports_user_cell(my_cells):
-    """'my_cells:indrnn' is the Cell object defined in experiments/my_cells.py; a factory function is called."""
+def test_cell_by_name_imports_user_cell(my_cells, monkeypatch):
+    """'my_cells:indrnn' is the Cell object defined in examples/my_cells.py, found as a module on sys.path or by its
+    file (once: the same object every time); a factory function is called."""
     assert cell_by_name("my_cells:indrnn") is my_cells.indrnn
+    by_file = cell_by_name(f"{EXAMPLES / 'my_cells.py'}:indrnn")
+    assert by_file.name == "indrnn" and by_file is cell_by_name(f"{EXAMPLES / 'my_cells.py'}:indrnn")
+    monkeypatch.chdir(EXAMPLES.parent)
+    assert cell_by_name("examples/my_cells.py:indrnn") is by_file  # relative to the working directory
     assert cell_by_name("seqjax.cells:gru").name == "gru"  # a function of no arguments returning a Cell
 
 
@@ -441,6 +446,7 @@ def test_cell_by_name_imports_user_cell(my_cells):
         (":indrnn", "cannot import cell"),
         ("math:pi", "is not a seqjax.cells.Cell"),
         ("my_cells:indrnn_init", "function of no arguments"),  # callable, but needs arguments
+        ("no/such/file.py:cell", "cannot import cell 'no/such/file.py:cell': no such file"),
     ],
 )
 def test_cell_by_name_bad_spec(my_cells, spec, message):

@@ -13,7 +13,8 @@ import pytest
 
 from seqjax import experiment as ex
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # on sys.path (conftest): my_cells.py is found
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+INDRNN = "examples/my_cells.py:indrnn"  # a user's cell by its file (the tests run from the repository's root)
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def _read_rows(path):
 def test_run_writes_every_curve_including_a_user_cell(tmp_path):
     """Rows = (cells' carry parts) x snapshots x measures x T; files exist; training moves the loss."""
     config = gradient_flow.Config(
-        cells=("rnn", "lstm", "my_cells:indrnn"),
+        cells=("rnn", "lstm", INDRNN),
         seq_len=6,
         hidden=4,
         batch=3,
@@ -46,7 +47,7 @@ def test_run_writes_every_curve_including_a_user_cell(tmp_path):
     # carry parts: rnn 1, lstm (hidden, cell) x 2 forget biases, indrnn 1 -> 6; snapshots 0, 2, 4;
     # measures: grad_norm, jacobian_frobenius, jacobian_spectral.
     assert len(rows) == 6 * 3 * 3 * config.seq_len
-    assert {r["label"] for r in rows} == {"rnn", "lstm b_f=0", "lstm b_f=2", "my_cells:indrnn"}
+    assert {r["label"] for r in rows} == {"rnn", "lstm b_f=0", "lstm b_f=2", INDRNN}
     assert sorted({int(r["train_step"]) for r in rows}) == [0, 2, 4]
     hidden_last = [r for r in rows if r["carry"] == "hidden" and r["steps_back"] == "0" and r["measure"] == "grad_norm"]
     assert all(float(r["ratio"]) == pytest.approx(1.0) for r in hidden_last)
@@ -54,7 +55,7 @@ def test_run_writes_every_curve_including_a_user_cell(tmp_path):
     flags = json.loads((tmp_path / "flags.json").read_text())["flags"]
     assert flags["cells"] == list(config.cells)
     assert (tmp_path / "gradient_flow.png").stat().st_size > 10_000
-    assert [s["label"] for s in summary["settings"]] == ["rnn", "lstm b_f=0", "lstm b_f=2", "my_cells:indrnn"]
+    assert [s["label"] for s in summary["settings"]] == ["rnn", "lstm b_f=0", "lstm b_f=2", INDRNN]
     assert json.loads((tmp_path / "summary.json").read_text())["settings"][0]["snapshots"][0]["train_step"] == 0
 
 

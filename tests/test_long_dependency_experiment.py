@@ -14,7 +14,8 @@ import pytest
 from seqjax import config as config_lib
 from seqjax import experiment as ex
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # on sys.path (conftest): my_cells.py is found
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+INDRNN = "examples/my_cells.py:indrnn"  # a user's cell by its file (the tests run from the repository's root)
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +37,13 @@ TINY = {
 
 
 def test_adding_with_a_user_cell_writes_everything_and_resumes(tmp_path):
-    config = long_dependency.Config(cells=("gru", "my_cells:indrnn"), seq_lens=(5, 7), **TINY)
+    config = long_dependency.Config(cells=("gru", INDRNN), seq_lens=(5, 7), **TINY)
     results = ex.run(long_dependency.EXPERIMENT, config, tmp_path)
     assert [(r["cell"], r["seq_len"]) for r in results] == [
         ("gru", 5),
         ("gru", 7),
-        ("my_cells:indrnn", 5),
-        ("my_cells:indrnn", 7),
+        (INDRNN, 5),
+        (INDRNN, 7),
     ]
     for r in results:
         assert r["metric"] == "test MSE" and r["baseline"] == pytest.approx(1 / 6) and np.isfinite(r["value"])

@@ -131,25 +131,10 @@ def test_checkpoint_of_another_model_is_a_one_line_error_and_changes_nothing(tmp
 
 
 def test_a_finished_run_rerun_does_nothing(tmp_path):
-    training, state = _linear_training()
-    first = runner.fit(
-        training,
-        state,
-        _batch_with_nan_at(-1),
-        6,
-        tmp_path,
-        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
-    ).state
+    options = runner.Options(log_every=3, checkpoint_every=3, progress=False)
+    first = runner.fit(*_linear_training(), _batch_with_nan_at(-1), 6, tmp_path, options=options).state
     w = np.asarray(first.params["w"])
-    training, state = _linear_training()
-    again = runner.fit(
-        training,
-        state,
-        _batch_with_nan_at(-1),
-        6,
-        tmp_path,
-        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
-    ).state
+    again = runner.fit(*_linear_training(), _batch_with_nan_at(-1), 6, tmp_path, options=options).state
     np.testing.assert_array_equal(np.asarray(again.params["w"]), w)
     assert [m["step"] for m in _metrics(tmp_path)] == [3, 6]
 

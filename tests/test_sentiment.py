@@ -17,6 +17,7 @@ from seqjax import config as config_lib
 from seqjax import experiment as ex
 from seqjax import workdir
 from seqjax.cells import step_input
+from seqjax.data import batching
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError
 from seqjax.models import classifier
@@ -96,11 +97,11 @@ def test_missing_or_empty_files(tmp_path):
 
 def test_epoch_batches_shuffle_bucket_and_repeat():
     lengths = np.random.default_rng(0).integers(1, 40, size=1000).astype(np.int32)
-    first = data_lib.epoch_batches(lengths, 32, seed=3, epoch=0, bucket_pool=10)
+    first = batching.epoch_batches(lengths, 32, seed=3, epoch=0, bucket_pool=10)
     assert first.shape == (31, 32) and len(set(first.ravel().tolist())) == 31 * 32  # full batches, no repeats
-    np.testing.assert_array_equal(first, data_lib.epoch_batches(lengths, 32, seed=3, epoch=0, bucket_pool=10))
-    assert not np.array_equal(first, data_lib.epoch_batches(lengths, 32, seed=3, epoch=1, bucket_pool=10))
-    plain = data_lib.epoch_batches(lengths, 32, seed=3, epoch=0, bucket=False)
+    np.testing.assert_array_equal(first, batching.epoch_batches(lengths, 32, seed=3, epoch=0, bucket_pool=10))
+    assert not np.array_equal(first, batching.epoch_batches(lengths, 32, seed=3, epoch=1, bucket_pool=10))
+    plain = batching.epoch_batches(lengths, 32, seed=3, epoch=0, bucket=False)
 
     def padded_steps(batches):
         return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
@@ -173,7 +174,7 @@ def test_logits_ignore_padding_and_batch_mates_and_last_pooling_equals_the_cell_
 
 
 def test_a_users_cell_object_reads_like_a_builtin_one(key):
-    """IndRNN from experiments/my_cells.py, a plain ``Cell`` (array carry), read both ways: ``last`` = by hand."""
+    """IndRNN from examples/my_cells.py, a plain ``Cell`` (array carry), read both ways: ``last`` = by hand."""
     config = classifier.ClassifierConfig(vocab_size=V, cell=CELLS["indrnn"], hidden_size=H, embed_size=E,
                                          bidirectional=True, pooling="last")  # fmt: skip
     params = classifier.init_params(config, key)

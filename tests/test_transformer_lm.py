@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import language_model
 import numpy as np
 import pytest
+from test_language_model_experiment import markov_text
 
 from seqjax import config as config_lib
 from seqjax import experiment as ex
@@ -120,19 +121,8 @@ def test_window_evaluation_scores_every_target_once_with_the_stated_context(tiny
     assert total == pytest.approx(expected, rel=1e-5)
 
 
-def _markov_text(path, length):
-    rng = np.random.default_rng(0)
-    symbols, transitions = "abcd\n", rng.dirichlet(np.full(5, 0.3), size=5)
-    state, chars = 0, []
-    for _ in range(length):
-        state = rng.choice(5, p=transitions[state])
-        chars.append(symbols[state])
-    path.write_text("".join(chars))
-    return path
-
-
 def test_experiment_trains_a_transformer_and_resumes(tmp_path):
-    text = _markov_text(tmp_path / "text.txt", 1200)
+    text = markov_text(tmp_path / "text.txt", 1200)
     corpus = load_corpus("chars", text)
     config = language_model.Config(
         corpus="chars", data=str(text), model="transformer", num_layers=1, hidden=8, num_heads=2, mlp_ratio=2,

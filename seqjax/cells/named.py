@@ -1,9 +1,13 @@
-"""Cells by name, for flags: the built-in names, or ``package.module:attribute`` for a user's cell."""
+"""Cells by name, for flags: the built-in names, or ``module:attribute`` or ``file.py:attribute`` for your own."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import inspect
+import sys
+from pathlib import Path
 
 from seqjax import initializers
 from seqjax.cells.base import Cell
@@ -22,8 +26,10 @@ def cell_by_name(
     """Builds the cell called ``name``.
 
     Args:
-      name: one of ``BUILTIN_CELLS``, or ``"module.path:attr"`` where ``attr`` is a ``Cell`` (used
-        as it is: the options below do not apply to it) or a function of no arguments returning one.
+      name: one of ``BUILTIN_CELLS``; or ``"module.path:attr"`` (the module importable: on ``sys.path``) or
+        ``"path/to/file.py:attr"`` (the file loaded as a module of its own, relative to the working directory),
+        where ``attr`` is a ``Cell`` (used as it is: the options below do not apply to it) or a function of no
+        arguments returning one.
       recurrent_init: initialiser of the recurrent weights of built-in cells.
       forget_bias: initial forget-gate bias of built-in LSTMs.
     """
@@ -38,15 +44,17 @@ def cell_by_name(
     if ":" in name:
         return _import_cell(name)
     raise ValueError(
-        f"unknown cell {name!r}; known: {', '.join(BUILTIN_CELLS)}, or 'module.path:attribute' for your own"
+        f"unknown cell {name!r}; known: {', '.join(BUILTIN_CELLS)}, or 'module:attribute' or 'file.py:attribute' for "
+        "your own"
     )
 
 
 def _import_cell(spec: str) -> Cell:
-    module_name, _, attr = spec.partition(":")
+    module_name, _, attr = spec.rpartition(":")
     try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError, TypeError) as e:  # ValueError/TypeError: empty or relative module
+        module = _file_module(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
+        obj = getattr(module, attr)
+    except (ImportError, AttributeError, ValueError, TypeError, OSError) as e:  # ValueError/TypeError: empty module
         raise ValueError(f"cannot import cell {spec!r}: {e}") from e
     if callable(obj) and not isinstance(obj, Cell):
         try:
@@ -57,3 +65,21 @@ def _import_cell(spec: str) -> Cell:
     if not isinstance(obj, Cell):
         raise ValueError(f"{spec!r} is not a seqjax.cells.Cell (got {type(obj).__name__})")
     return obj
+
+
+def _file_module(path: str):
+    """The Python file ``path`` loaded as a module (once per file: its cells are the same objects every time)."""
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise ImportError(f"no such file {file}")
+    return _load(file)
+
+
+@functools.cache
+def _load(file: Path):
+    name = f"seqjax_user_cells.{file.stem}_{abs(hash(str(file)))}"
+    module_spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module

@@ -27,7 +27,7 @@ import numpy as np
 from seqjax import chunk_f1
 from seqjax.data import conllu
 from seqjax.data.sentiment import UNK_ID, build_vocab
-from seqjax.data.text import DataError, Vocab, read_text
+from seqjax.data.text import DataError, Vocab, read_lines, shorten
 
 SPLITS = conllu.SPLITS
 FILES = {"train": "train.txt", "test": "test.txt"}
@@ -74,14 +74,10 @@ class ChunkingData:
     test: Encoded
 
 
-def _shorten(line: str, limit: int = 60) -> str:
-    return repr(line if len(line) <= limit else line[:limit] + "...")
-
-
 def read_split(path: str | os.PathLike) -> Split:
     """The sentences of one CoNLL-2000 file (module docstring); ``DataError`` naming file and line."""
     path = Path(path)
-    lines = read_text(path).split("\n")  # not splitlines(): it also splits on \x85, \u2028, ...
+    lines = read_lines(path)
     sentences: list[tuple[tuple[str, ...], ...]] = []  # per sentence: (forms, pos, chunks)
     rows: list[list[str]] = []
 
@@ -98,11 +94,11 @@ def read_split(path: str | os.PathLike) -> Split:
         fields = line.split(" ")
         if len(fields) != COLUMNS or not all(fields):
             raise DataError(f"{path}:{number}: expected 3 space-separated columns 'word POS chunk', found "
-                            f"{_shorten(line)}")  # fmt: skip
+                            f"{shorten(line)}")  # fmt: skip
         try:
             chunk_f1.split_tag(fields[2])
         except ValueError:
-            found = _shorten(fields[2])
+            found = shorten(fields[2])
             raise DataError(f"{path}:{number}: the chunk tag must be O, B-X or I-X, found {found}") from None
         rows.append(fields)
     end_sentence()

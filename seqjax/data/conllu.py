@@ -21,7 +21,7 @@ right-padded with ``<pad>``; a form longer than ``w = max_word_len`` keeps its f
 last ``w // 2`` characters, prefix and suffix being what tells a word's class), ``lengths [b]`` int32,
 ``tags [b, t]`` int32 (0 at padding: read them only at ``s < length``). ``t`` is the batch's longest
 sentence rounded up to a multiple of ``pad_multiple``; sentences are never cut (every token is tagged).
-Training order: ``seqjax.data.sentiment.epoch_batches`` (shuffled per epoch, bucketed by length).
+Training order: ``seqjax.data.batching.epoch_batches`` (shuffled per epoch, bucketed by length).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from seqjax.data.sentiment import PAD, PAD_ID, UNK, UNK_ID, build_vocab, padded_length
-from seqjax.data.text import DataError, Vocab, read_text
+from seqjax.data.text import DataError, Vocab, read_lines, shorten
 
 SPLITS = ("train", "dev", "test")
 COLUMNS = 10
@@ -93,14 +93,10 @@ class TaggingData:
     test: Encoded
 
 
-def _shorten(line: str, limit: int = 60) -> str:
-    return repr(line if len(line) <= limit else line[:limit] + "...")
-
-
 def read_split(path: str | os.PathLike) -> Split:
     """The sentences of one CoNLL-U file (module docstring); ``DataError`` naming file and line."""
     path = Path(path)
-    lines = read_text(path).split("\n")  # not splitlines(): it also splits on \x85, \u2028, ...
+    lines = read_lines(path)
     forms, tags = [], []
     sentence_forms: list[str] = []
     sentence_tags: list[str] = []
@@ -122,14 +118,14 @@ def read_split(path: str | os.PathLike) -> Split:
         fields = line.split("\t")
         if len(fields) != COLUMNS:
             raise DataError(f"{path}:{number}: expected {COLUMNS} tab-separated columns, found {len(fields)}: "
-                            f"{_shorten(line)}")  # fmt: skip
+                            f"{shorten(line)}")  # fmt: skip
         token_id = fields[0]
         if "-" in token_id or "." in token_id:  # a multiword token's range, an empty node
             continue
         if not token_id.isascii() or not token_id.isdigit():
-            raise DataError(f"{path}:{number}: the ID must be an integer, found {_shorten(token_id)}")
+            raise DataError(f"{path}:{number}: the ID must be an integer, found {shorten(token_id)}")
         if not fields[1] or not fields[3]:
-            raise DataError(f"{path}:{number}: empty FORM or UPOS: {_shorten(line)}")
+            raise DataError(f"{path}:{number}: empty FORM or UPOS: {shorten(line)}")
         sentence_forms.append(fields[1])
         sentence_tags.append(fields[3])
     end_sentence()

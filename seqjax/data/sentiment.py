@@ -16,14 +16,7 @@ int32, ``labels [b]`` int32. Sentences longer than ``max_len`` keep their first 
 ``t`` is the batch's longest sentence rounded up to a multiple of ``pad_multiple``, so a jitted step
 compiles for at most ``ceil(max_len / pad_multiple)`` shapes.
 
-Training order (``epoch_batches``): epoch e permutes the training examples with a generator seeded by
-``(seed, e)`` and drops the last ``n mod b`` of the permutation (every batch is full; other examples
-are dropped in other epochs). With ``bucket``, the permutation is cut into pools of ``bucket_pool``
-batches, each pool is sorted by length and cut into batches, and the order of all the batches is
-shuffled: a batch holds sentences of similar length (on SST-2's phrase-level train split, mean
-length 9.4 and maximum 52, this cuts the padded steps several-fold), while which sentences meet in
-a batch still changes every epoch. The batches of an epoch are a function of ``(seed, epoch)``
-alone, so a resumed run sees the same batches as an uninterrupted one.
+Training order: ``seqjax.data.batching`` (shuffled per epoch, bucketed by length).
 
 MR (Pang & Lee 2005, ``../shared/data/mr/rt-polarity.{pos,neg}``, ``read_polarity``, ``load_mr``): 5,331
 positive and 5,331 negative sentences, one per line, already lower-cased and tokenized, in Latin-1/cp1252
@@ -45,7 +38,6 @@ fold's train part only.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 from collections import Counter
@@ -54,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqjax.data.text import DataError, Vocab, read_text
+from seqjax.data.text import DataError, Vocab, read_lines, shorten
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -102,14 +94,10 @@ class SentimentData:
     test: Encoded
 
 
-def _shorten(line: str, limit: int = 60) -> str:
-    return repr(line if len(line) <= limit else line[:limit] + "...")
-
-
 def read_split(path: str | os.PathLike) -> Split:
     """The examples of one ``label<TAB>text`` file (module docstring); ``DataError`` naming file and line."""
     path = Path(path)
-    lines = read_text(path).split("\n")  # not splitlines(): it also splits on \x85, \u2028, ... inside text
+    lines = read_lines(path)
     if lines[-1] == "":
         lines.pop()  # the final newline
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]  # CRLF files, as SST-2 is distributed
@@ -117,17 +105,17 @@ def read_split(path: str | os.PathLike) -> Split:
     if header not in [("label", column) for column in TEXT_COLUMNS]:
         expected = " or ".join(f"'label<TAB>{column}'" for column in TEXT_COLUMNS)
         hint = " (GLUE's column order? this loader reads label<TAB>text)" if header[-1:] == ("label",) else ""
-        raise DataError(f"{path}:1: expected the header {expected}, found {_shorten(lines[0])}{hint}")
+        raise DataError(f"{path}:1: expected the header {expected}, found {shorten(lines[0])}{hint}")
     sentences, labels = [], []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
         if len(fields) != 2:
             raise DataError(
-                f"{path}:{number}: expected 2 tab-separated fields (label, text), found {len(fields)}: {_shorten(line)}"
+                f"{path}:{number}: expected 2 tab-separated fields (label, text), found {len(fields)}: {shorten(line)}"
             )
         label, text = fields
         if label not in LABELS:
-            raise DataError(f"{path}:{number}: the label must be 0 or 1, found {_shorten(label)}")
+            raise DataError(f"{path}:{number}: the label must be 0 or 1, found {shorten(label)}")
         tokens = tuple(text.lower().split())
         if not tokens:
             raise DataError(f"{path}:{number}: empty text")
@@ -198,7 +186,7 @@ def read_polarity(path: str | os.PathLike) -> tuple[tuple[str, ...], ...]:
         number = next(i for i, line in enumerate(lines, start=1) if not line.isascii())
         raise DataError(
             f"{path}:{number}: the file is UTF-8 (a re-encoded copy?), expected MR's Latin-1/cp1252 bytes "
-            f"(e.g. b'\\xe9' for 'é'): {_shorten(lines[number - 1].decode('utf-8'))}"
+            f"(e.g. b'\\xe9' for 'é'): {shorten(lines[number - 1].decode('utf-8'))}"
         )
     sentences = []
     for number, line in enumerate(lines, start=1):
@@ -285,41 +273,6 @@ def take(data: Encoded, indices: np.ndarray, pad_multiple: int = 1) -> tuple[np.
     stored = min(width, data.ids.shape[1])
     tokens[:, :stored] = data.ids[indices, :stored]
     return tokens, lengths, data.labels[indices]
-
-
-@functools.lru_cache(maxsize=2)
-def _epoch_batches(
-    lengths: bytes, batch_size: int, seed: int, epoch: int, bucket: bool, bucket_pool: int
-) -> np.ndarray:
-    lengths_array = np.frombuffer(lengths, np.int32)
-    rng = np.random.default_rng([seed, epoch])
-    num_batches = len(lengths_array) // batch_size
-    order = rng.permutation(len(lengths_array))[: num_batches * batch_size]
-    if bucket:
-        pool = bucket_pool * batch_size
-        order = np.concatenate(
-            [
-                chunk[np.argsort(lengths_array[chunk], kind="stable")]
-                for chunk in np.split(order, range(pool, len(order), pool))
-            ]
-        )
-        batches = order.reshape(num_batches, batch_size)
-        return batches[rng.permutation(num_batches)].astype(np.int32)
-    return order.reshape(num_batches, batch_size).astype(np.int32)
-
-
-def epoch_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket: bool = True, bucket_pool: int = 50
-) -> np.ndarray:
-    """The example indices of every batch of epoch ``epoch``, ``[n // batch_size, batch_size]`` int32.
-
-    See the module docstring; a function of its arguments alone (cached for the current epoch).
-    """
-    if batch_size < 1 or bucket_pool < 1:
-        raise ValueError(f"batch_size and bucket_pool must be >= 1, got {batch_size} and {bucket_pool}")
-    if len(lengths) < batch_size:
-        raise DataError(f"{len(lengths)} training examples, fewer than the batch size {batch_size}")
-    return _epoch_batches(np.asarray(lengths, np.int32).tobytes(), batch_size, seed, epoch, bucket, bucket_pool)
 
 
 def eval_batches(data: Encoded, batch_size: int, pad_multiple: int = 1) -> Iterator[tuple[np.ndarray, ...]]:

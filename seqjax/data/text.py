@@ -50,6 +50,16 @@ def read_text(path: str | os.PathLike) -> str:
     return text
 
 
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """``read_text(path)`` cut at ``\n`` alone (``splitlines`` also cuts at ``\x85``, ``\u2028``, ... in a line)."""
+    return read_text(path).split("\n")
+
+
+def shorten(line: str, limit: int = 60) -> str:
+    """``repr(line)``, cut to its first ``limit`` characters: a bad line quoted in a one-line error."""
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
 def tokens_of(text: str, fmt: str, source: str = "<text>") -> list[str]:
     """The token sequence of a corpus text in format ``fmt`` (see the module docstring)."""
     if fmt == "chars":

@@ -29,7 +29,7 @@ training token seen at least ``min_count`` times, most frequent first, ties in s
 
 Batches (``take``): ``src [b, s]`` int32 right-padded with ``<pad>``, ``src_lengths [b]``, ``tgt_in [b, t]`` =
 ``<bos> y_1 .. y_n``, ``tgt_out [b, t]`` = ``y_1 .. y_n <eos>``, ``tgt_lengths [b]`` = n + 1; s and t rounded up to
-a multiple of ``pad_multiple``. The batches of an epoch come from ``seqjax.data.sentiment.epoch_batches``
+a multiple of ``pad_multiple``. The batches of an epoch come from ``seqjax.data.batching.epoch_batches``
 (bucketed by the longer side), a function of ``(seed, epoch)`` alone, so batch k is a function of
 ``(seed, k)``.
 """
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from seqjax.data.sentiment import padded_length
-from seqjax.data.text import DataError, Vocab, read_text
+from seqjax.data.text import DataError, Vocab, read_lines
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -100,7 +100,7 @@ def _pairs(sources: Sequence[str], targets: Sequence[str]) -> Pairs:
 
 
 def _lines(path: Path) -> list[str]:
-    lines = read_text(path).split("\n")  # not splitlines(): it also splits on \x85, \u2028 inside text
+    lines = read_lines(path)
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]

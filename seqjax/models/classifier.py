@@ -49,7 +49,7 @@ POOLINGS = ("last", "mean", "max")
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(token_encoder.ReadsTokens):
     """A classifier's shape and regularisation.
 
     Attributes:
@@ -95,19 +95,7 @@ class ClassifierConfig:
             raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout} and {self.embed_dropout}")
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
-        token_encoder.check_encoder(self.encoder, self.bidirectional)
-        if self.encoder == "transformer":
-            self.attention()  # checks the heads
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    def attention(self) -> token_encoder.TokenEncoderConfig:
-        """The self-attention stack of ``encoder="transformer"``."""
-        return token_encoder.TokenEncoderConfig(
-            self.num_layers, self.hidden_size, self.num_heads, self.mlp_ratio, self.dropout
-        )
+        self.check_reader()
 
 
 @functools.cache

@@ -43,7 +43,7 @@ from seqjax.models import token_encoder
 
 
 @dataclasses.dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(token_encoder.ReadsTokens):
     """A tagger's shape and regularisation.
 
     Attributes:
@@ -98,19 +98,7 @@ class TaggerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
-        token_encoder.check_encoder(self.encoder, self.bidirectional)
-        if self.encoder == "transformer":
-            self.attention()  # checks the heads
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    def attention(self) -> token_encoder.TokenEncoderConfig:
-        """The self-attention stack of ``encoder="transformer"``."""
-        return token_encoder.TokenEncoderConfig(
-            self.num_layers, self.hidden_size, self.num_heads, self.mlp_ratio, self.dropout
-        )
+        self.check_reader()
 
     @property
     def input_size(self) -> int:

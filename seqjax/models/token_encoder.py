@@ -74,6 +74,29 @@ def check_encoder(encoder: str, bidirectional: bool) -> None:
         raise ValueError("bidirectional does not apply to the transformer encoder (self-attention reads both ways)")
 
 
+class ReadsTokens:
+    """What the classifier's and the tagger's configs share: how they read a sentence's token vectors.
+
+    A mixin of their frozen dataclasses, which declare ``encoder``, ``bidirectional``, ``num_layers``,
+    ``hidden_size``, ``num_heads``, ``mlp_ratio`` and ``dropout``.
+    """
+
+    def check_reader(self) -> None:
+        """``ValueError`` for an unknown encoder, a bidirectional Transformer or heads that do not divide."""
+        check_encoder(self.encoder, self.bidirectional)
+        if self.encoder == "transformer":
+            self.attention()  # checks the heads
+
+    @property
+    def directions(self) -> int:
+        """k: 2 for a bidirectional recurrent stack, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def attention(self) -> TokenEncoderConfig:
+        """The self-attention stack of ``encoder="transformer"``."""
+        return TokenEncoderConfig(self.num_layers, self.hidden_size, self.num_heads, self.mlp_ratio, self.dropout)
+
+
 def init_params(key: jax.Array, input_size: int, config: TokenEncoderConfig) -> dict:
     """The parameters (module docstring), float32: Glorot-uniform kernels, zero biases, unit norms."""
     k_in, k_encoder = jax.random.split(key)

@@ -2,7 +2,9 @@
 
     h_t = relu(x_t W + u * h_{t-1} + b)        (u [h]: one recurrent weight per unit)
 
-Use it from any experiment as ``--cells=rnn,lstm,gru,my_cells:indrnn``.
+Use it from any experiment by its file, ``--cells=rnn,lstm,gru,examples/my_cells.py:indrnn`` (gradient_flow,
+long_dependency) or ``--cell=examples/my_cells.py:indrnn`` (language_model, sentiment, tagging, ...), or by its
+module, ``my_cells:indrnn``, with ``examples/`` on ``PYTHONPATH``.
 """
 
 import jax

@@ -102,6 +102,17 @@ def gru_to_flax(p):
 
 
 @pytest.mark.parametrize(("activation", "flax_fn"), [("tanh", jnp.tanh), ("relu", jax.nn.relu)])
+def same_as_flax(cell, params, module, flax_params, xs):
+    """The seqjax cell and the Flax module, from a zero carry: the same parameter tree, carries and outputs."""
+    carry0 = jnp.zeros((B, H), jnp.float32)
+    assert_flax_tree(module, flax_params, xs[0], carry0)
+    carries, ys = run_seqjax(cell, params, xs)
+    f_carries, f_ys = run_flax(module, flax_params, carry0, xs)
+    assert_close_seq(carries, f_carries)
+    assert_close_seq(ys, f_ys)
+    return ys
+
+
 def test_rnn_matches_flax_simple_cell(key, activation, flax_fn):
     """Reference: flax.linen.SimpleCell (bias on the input Dense 'i') with the same weights, T steps."""
     k_p, k_r, k_x = jax.random.split(key, 3)
@@ -110,13 +121,7 @@ def test_rnn_matches_flax_simple_cell(key, activation, flax_fn):
     xs = inputs(k_x)
     module = nn.SimpleCell(features=H, activation_fn=flax_fn)
     flax_params = rnn_to_flax(params)
-    carry0 = jnp.zeros((B, H), jnp.float32)
-    assert_flax_tree(module, flax_params, xs[0], carry0)
-
-    carries, ys = run_seqjax(cell, params, xs)
-    f_carries, f_ys = run_flax(module, flax_params, carry0, xs)
-    assert_close_seq(carries, f_carries)
-    assert_close_seq(ys, f_ys)
+    ys = same_as_flax(cell, params, module, flax_params, xs)
     if activation == "relu":  # the relu branch is exercised: some units are off, some on
         assert (np.asarray(ys[-1]) == 0).any() and (np.asarray(ys[-1]) > 0).any()
 
@@ -171,13 +176,7 @@ def test_gru_reset_after_matches_flax(key):
     xs = inputs(k_x)
     module = nn.GRUCell(features=H)
     flax_params = gru_to_flax(params)
-    carry0 = jnp.zeros((B, H), jnp.float32)
-    assert_flax_tree(module, flax_params, xs[0], carry0)
-
-    carries, ys = run_seqjax(cell, params, xs)
-    f_carries, f_ys = run_flax(module, flax_params, carry0, xs)
-    assert_close_seq(carries, f_carries)
-    assert_close_seq(ys, f_ys)
+    same_as_flax(cell, params, module, flax_params, xs)
 
 
 # ---------------------------------------------------------------- NumPy float64 references

@@ -67,6 +67,13 @@ def _linear_training(skip_nonfinite=False):
     return training, training.init({"w": jnp.zeros((3,))}, jax.random.key(0))
 
 
+def _fit_linear(workdir, num_steps, nan_at=-1, **options):
+    """The linear model's run (``_linear_training``) with a NaN batch at ``nan_at``, quietly."""
+    training, state = _linear_training(skip_nonfinite=not options.get("stop_on_nonfinite", True))
+    return runner.fit(training, state, _batch_with_nan_at(nan_at), num_steps, workdir,
+                      options=runner.Options(progress=False, **options))  # fmt: skip
+
+
 def _batch_with_nan_at(bad_step):
     def batch_fn(k):
         return jnp.full((3,), jnp.nan if k == bad_step else 1.0)
@@ -75,44 +82,20 @@ def _batch_with_nan_at(bad_step):
 
 
 def test_nonfinite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    training, state = _linear_training()
     with pytest.raises(runner.NonFiniteError, match=r"^update 8 \(batch 7\) gave a non-finite .*checkpoints/5$"):
-        runner.fit(
-            training,
-            state,
-            _batch_with_nan_at(7),
-            20,
-            tmp_path,
-            options=runner.Options(log_every=2, checkpoint_every=5, progress=False),
-        )
+        _fit_linear(tmp_path, 20, 7, log_every=2, checkpoint_every=5)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["5"]
     assert [m["step"] for m in _metrics(tmp_path)] == [2, 4, 6]  # nothing from step 7 on was written
 
 
 def test_skipped_nonfinite_steps_are_counted(tmp_path):
-    training, state = _linear_training(skip_nonfinite=True)
-    final = runner.fit(
-        training,
-        state,
-        _batch_with_nan_at(3),
-        10,
-        tmp_path,
-        options=runner.Options(log_every=5, checkpoint_every=5, stop_on_nonfinite=False, progress=False),
-    ).state
+    final = _fit_linear(tmp_path, 10, 3, log_every=5, checkpoint_every=5, stop_on_nonfinite=False).state
     assert int(final.step) == 10 and bool(jnp.all(jnp.isfinite(final.params["w"])))
     assert [m["nonfinite_total"] for m in _metrics(tmp_path)] == [1.0, 1.0]
 
 
 def test_checkpoint_of_another_model_is_a_one_line_error_and_changes_nothing(tmp_path):
-    training, state = _linear_training()
-    runner.fit(
-        training,
-        state,
-        _batch_with_nan_at(-1),
-        5,
-        tmp_path,
-        options=runner.Options(log_every=5, checkpoint_every=5, progress=False),
-    )
+    _fit_linear(tmp_path, 5, -1, log_every=5, checkpoint_every=5)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     metrics_before = (tmp_path / "metrics.jsonl").read_text()
     other = train.make_training(lambda p, b, k: (jnp.sum(p["w"]), {}), train.optimizer("sgd", 0.1))
@@ -131,10 +114,9 @@ def test_checkpoint_of_another_model_is_a_one_line_error_and_changes_nothing(tmp
 
 
 def test_a_finished_run_rerun_does_nothing(tmp_path):
-    options = runner.Options(log_every=3, checkpoint_every=3, progress=False)
-    first = runner.fit(*_linear_training(), _batch_with_nan_at(-1), 6, tmp_path, options=options).state
+    first = _fit_linear(tmp_path, 6, log_every=3, checkpoint_every=3).state
     w = np.asarray(first.params["w"])
-    again = runner.fit(*_linear_training(), _batch_with_nan_at(-1), 6, tmp_path, options=options).state
+    again = _fit_linear(tmp_path, 6, log_every=3, checkpoint_every=3).state
     np.testing.assert_array_equal(np.asarray(again.params["w"]), w)
     assert [m["step"] for m in _metrics(tmp_path)] == [3, 6]
 
@@ -168,24 +150,11 @@ def test_model_state_is_handed_from_step_to_step_and_checkpointed(tmp_path):
 def test_a_resumed_run_reuses_the_compiled_step(tmp_path, caplog):
     """Restored arrays are placed like fresh ones, so resuming in the same process does not compile the step again."""
     training, state = _linear_training()
-    runner.fit(
-        training,
-        state,
-        _batch_with_nan_at(-1),
-        3,
-        tmp_path,
-        options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
-    )
+    options = runner.Options(log_every=3, checkpoint_every=3, progress=False)
+    runner.fit(training, state, _batch_with_nan_at(-1), 3, tmp_path, options=options)
     _, state = _linear_training()
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        resumed = runner.fit(
-            training,
-            state,
-            _batch_with_nan_at(-1),
-            6,
-            tmp_path,
-            options=runner.Options(log_every=3, checkpoint_every=3, progress=False),
-        ).state
+        resumed = runner.fit(training, state, _batch_with_nan_at(-1), 6, tmp_path, options=options).state
     assert int(resumed.step) == 6
     compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
     assert not [m for m in compiled if "train_step" in m], compiled

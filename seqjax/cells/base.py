@@ -78,6 +78,19 @@ class Cell:
             object.__setattr__(self, "init_carry", default_init_carry)
 
 
+def fused_projection(params: Params, xs: jax.Array) -> jax.Array:
+    """``xs W_ih + b`` for every step at once, ``[..., d] -> [..., g h]`` in the parameters' dtype: the ``project``
+    of the built-in cells (their fused gate weights ``w_ih [d, g h]`` and bias ``b [g h]``)."""
+    z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
+    return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
+
+
+def hidden_zeros(params: Params, batch_shape) -> jax.Array:
+    """``h = 0``, ``[*batch_shape, h]`` (h from ``w_hh [h, g h]``) in the carry's dtype: at least float32."""
+    w_hh = params["w_hh"]
+    return jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
+
+
 def step_input(cell: Cell, params: Params, carry: Carry, x: jax.Array):
     """One step on a raw input ``x [*batch, d]``: projects it first when the cell has ``project``."""
     u = x if cell.project is None else cell.project(params, x)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers, precision
-from seqjax.cells.base import Cell
+from seqjax.cells.base import Cell, fused_projection, hidden_zeros
 from seqjax.cells.fused import Steps, fused_sequence
 
 
@@ -51,14 +51,6 @@ def gru(
             params["b_hn"] = jnp.zeros((hidden_size,), dtype)
         return params
 
-    def init_carry(params, batch_shape):
-        w_hh = params["w_hh"]
-        return jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
-
-    def project(params, xs):
-        z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
-        return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
-
     def step(params, h, u):
         a_r, a_z, a_n = jnp.split(u.astype(h.dtype), 3, axis=-1)
         if reset_after:
@@ -76,8 +68,8 @@ def gru(
         return h, h.astype(params["w_hh"].dtype)
 
     if not reset_after:  # the reset gate inside the product needs a second, dependent matmul: no fused path
-        return Cell(init_params, step, init_carry, project, name="gru_cho")
-    return Cell(init_params, step, init_carry, project, name="gru", fused=FUSED)
+        return Cell(init_params, step, hidden_zeros, fused_projection, name="gru_cho")
+    return Cell(init_params, step, hidden_zeros, fused_projection, name="gru", fused=FUSED)
 
 
 def _forward(small, h, u, a):

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers, precision
-from seqjax.cells.base import Cell
+from seqjax.cells.base import Cell, fused_projection, hidden_zeros
 from seqjax.cells.fused import Steps, fused_sequence
 
 
@@ -64,13 +64,8 @@ def lstm(
         return params
 
     def init_carry(params, batch_shape):
-        w_hh = params["w_hh"]
-        zeros = jnp.zeros((*batch_shape, w_hh.shape[0]), precision.carry_dtype(w_hh.dtype))
+        zeros = hidden_zeros(params, batch_shape)
         return LSTMCarry(zeros, zeros)
-
-    def project(params, xs):
-        z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
-        return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
 
     def step(params, carry: LSTMCarry, u):
         z = u.astype(carry.cell.dtype) + precision.dot(carry.hidden, params["w_hh"])
@@ -86,8 +81,8 @@ def lstm(
         return LSTMCarry(h, c), h.astype(params["w_hh"].dtype)
 
     if peephole:
-        return Cell(init_params, step, init_carry, project, name="lstm_peephole")
-    return Cell(init_params, step, init_carry, project, name="lstm", fused=FUSED)
+        return Cell(init_params, step, init_carry, fused_projection, name="lstm_peephole")
+    return Cell(init_params, step, init_carry, fused_projection, name="lstm", fused=FUSED)
 
 
 def _forward(small, carry: LSTMCarry, u, a):

@@ -101,7 +101,6 @@ def gru_to_flax(p):
     return out
 
 
-@pytest.mark.parametrize(("activation", "flax_fn"), [("tanh", jnp.tanh), ("relu", jax.nn.relu)])
 def same_as_flax(cell, params, module, flax_params, xs):
     """The seqjax cell and the Flax module, from a zero carry: the same parameter tree, carries and outputs."""
     carry0 = jnp.zeros((B, H), jnp.float32)
@@ -113,6 +112,7 @@ def same_as_flax(cell, params, module, flax_params, xs):
     return ys
 
 
+@pytest.mark.parametrize(("activation", "flax_fn"), [("tanh", jnp.tanh), ("relu", jax.nn.relu)])
 def test_rnn_matches_flax_simple_cell(key, activation, flax_fn):
     """Reference: flax.linen.SimpleCell (bias on the input Dense 'i') with the same weights, T steps."""
     k_p, k_r, k_x = jax.random.split(key, 3)

@@ -285,8 +285,9 @@ def measure_setting(c: Config, setting: Setting, out: Path, keys, eval_batch) ->
         path,
         evaluation=runner.Evaluation(evaluate, at=tuple(snapshot_steps(c))),
         options=runner.Options(
-            log_every=1,
+            log_every=1,  # every update's loss: the learning curves
             checkpoint_every=0,
+            tensorboard=False,
             steps_per_call=max(c.train_steps, 1),
             progress=False,
             mesh=ex.mesh(c, "batch"),

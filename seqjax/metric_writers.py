@@ -20,11 +20,12 @@ class MetricWriter:
       directory: the run's workdir; TensorBoard events go to ``<directory>/tensorboard``.
       resume_step: the step a resumed run restarts from. Lines for steps at or after it (written by
         the interrupted run after its last checkpoint) are dropped, so the file has each step once.
+      tensorboard: also write TensorBoard events (each scalar an event: for thousands of steps, seconds).
 
     In a multi-process run only the primary process writes; on the others ``write`` does nothing.
     """
 
-    def __init__(self, directory: str | os.PathLike, resume_step: int = 0):
+    def __init__(self, directory: str | os.PathLike, resume_step: int = 0, tensorboard: bool = True):
         self.path = Path(directory) / "metrics.jsonl"
         self._writing = distributed.is_primary()
         if not self._writing:
@@ -33,7 +34,9 @@ class MetricWriter:
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) < resume_step]
             workdir.write_atomic(self.path, "".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")  # kept open for the run; close() closes it
-        self._tensorboard = SummaryWriter(str(Path(directory) / "tensorboard"), purge_step=resume_step or None)
+        self._tensorboard = None
+        if tensorboard:
+            self._tensorboard = SummaryWriter(str(Path(directory) / "tensorboard"), purge_step=resume_step or None)
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self._writing:
@@ -42,14 +45,15 @@ class MetricWriter:
         self._file.write(json.dumps({"step": step, **values}) + "\n")
         self._file.flush()
         for name, value in values.items():
-            if not isinstance(value, list):
+            if self._tensorboard is not None and not isinstance(value, list):
                 self._tensorboard.add_scalar(name, value, step)
 
     def close(self) -> None:
         if not self._writing:
             return
         self._file.close()
-        self._tensorboard.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
 
 
 def _step_of(line: str) -> float:

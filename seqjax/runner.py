@@ -103,6 +103,7 @@ class Options(NamedTuple):
       shard_params_over: with a mesh, split the parameters of at least this many elements over it.
       stop_on_nonfinite: raise ``NonFiniteError`` at a non-finite update; False: go on (with
         ``make_training(skip_nonfinite=True)``, such updates are skipped and counted).
+      tensorboard: write TensorBoard events beside the JSONL files.
     """
 
     log_every: int = 100
@@ -113,6 +114,7 @@ class Options(NamedTuple):
     mesh: Mesh | None = None
     shard_params_over: int = 0
     stop_on_nonfinite: bool = True
+    tensorboard: bool = True
 
 
 class Fit(NamedTuple):
@@ -189,12 +191,14 @@ class _Run:
         self.num_steps, self.evaluation, self.options = num_steps, evaluation, options
         self.checkpointer, self.best_keeper, self.callback = checkpointer, best_keeper, callback
         self.step_fn = _step_function(training, batches, options)
-        self.metrics = MetricWriter(out, resume_step=start + 1 if resumed else 0)
+        self.metrics = MetricWriter(out, resume_step=start + 1 if resumed else 0, tensorboard=options.tensorboard)
         self.history: list[dict[str, Any]] = []
         self.best, self.stopped_at, self.train_s = None, None, 0.0
         if evaluation is not None:
             (out / EVAL_DIR).mkdir(exist_ok=True)
-            self.evals = MetricWriter(out / EVAL_DIR, resume_step=start + 1 if resumed else 0)
+            self.evals = MetricWriter(
+                out / EVAL_DIR, resume_step=start + 1 if resumed else 0, tensorboard=options.tensorboard
+            )
             self.history = read_history(out, up_to=start) if resumed else []
             self.best = best_entry(self.history, evaluation.select, evaluation.mode)
             self.train_s = self.history[-1]["train_s"] if self.history else 0.0

@@ -17,7 +17,7 @@ BPTT with the carry in ``TrainState.model_state``, clipping, SGD) on random toke
   ideal: tokens/s grows n-fold at a constant step time.
 - **strong scaling**: a fixed ``global_batch`` split over n devices; ideal: the step time falls n-fold.
 
-The one-device rows are the reference: plain ``jax.jit`` on one device, no mesh (as ``loop.fit`` runs a
+The one-device rows are the reference: plain ``jax.jit`` on one device, no mesh (as ``runner.fit`` runs a
 one-device run). Each row times ``steps`` steps after ``warmup`` (the compilation); the median step.
 """
 

@@ -324,17 +324,36 @@ WORKDIR_HELP = "Output directory (rerunning the same command there resumes)."
 BAD_INPUT = (config_lib.ConfigError, DataError, workdir.WorkdirError, CheckpointMismatch, runner.NonFiniteError)
 
 
-def main(experiment: Experiment) -> None:
-    """The command-line entry point of ``experiment`` (see the module docstring)."""
-    config_lib.define_flags(experiment.config)
-    workdir_flag = flags.DEFINE_string("workdir", experiment.workdir or None, WORKDIR_HELP, module_name=sys.argv[0])
+class _ProcessFlags(NamedTuple):
+    coordinator_address: flags.FlagHolder
+    num_processes: flags.FlagHolder
+    process_id: flags.FlagHolder
+    distributed: flags.FlagHolder
+
+
+class _Flags(NamedTuple):
+    workdir: flags.FlagHolder
+    preset: flags.FlagHolder | None
+    process: _ProcessFlags
+
+
+def define_flags(experiment: Experiment, flag_values: flags.FlagValues = flags.FLAGS) -> _Flags:
+    """Every flag of ``experiment``'s command line: its settings', ``--workdir``, ``--preset`` (with presets) and
+    a multi-process run's; shown by the main script's ``--helpshort``."""
+    config_lib.define_flags(experiment.config, flag_values)
+    mine = dict(flag_values=flag_values, module_name=sys.argv[0])
+    workdir_flag = flags.DEFINE_string("workdir", experiment.workdir or None, WORKDIR_HELP, **mine)
     preset_flag = None
     if experiment.presets:
-        preset_flag = flags.DEFINE_string(
-            "preset", "", f"A published recipe ({', '.join(experiment.presets)}); explicit flags override it.",
-            module_name=sys.argv[0],
-        )  # fmt: skip
-    process = _define_process_flags()
+        known = ", ".join(experiment.presets)
+        preset_flag = flags.DEFINE_string("preset", "", f"A published recipe ({known}); explicit flags override it.",
+                                          **mine)  # fmt: skip
+    return _Flags(workdir_flag, preset_flag, _define_process_flags(mine))
+
+
+def main(experiment: Experiment) -> None:
+    """The command-line entry point of ``experiment`` (see the module docstring)."""
+    workdir_flag, preset_flag, process = define_flags(experiment)
 
     def run_main(argv: list[str]) -> None:
         quiet_logs()
@@ -375,34 +394,20 @@ def quiet_logs() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
-class _ProcessFlags(NamedTuple):
-    coordinator_address: flags.FlagHolder
-    num_processes: flags.FlagHolder
-    process_id: flags.FlagHolder
-    distributed: flags.FlagHolder
-
-
-def _define_process_flags() -> _ProcessFlags:
+def _define_process_flags(mine: dict) -> _ProcessFlags:
     """The flags of a multi-process run (``seqjax.distributed``), the same for every training script."""
-    main_module = sys.argv[0]
     return _ProcessFlags(
         flags.DEFINE_string(
-            "coordinator_address",
-            "",
-            "Multi-process run: host:port of process 0 (with --num_processes, --process_id).",
-            module_name=main_module,
+            "coordinator_address", "", "Multi-process run: host:port of process 0 (with --num_processes, "
+            "--process_id).", **mine
         ),
-        flags.DEFINE_integer("num_processes", 0, "Multi-process run: how many processes.", module_name=main_module),
-        flags.DEFINE_integer(
-            "process_id", -1, "Multi-process run: this process's index, 0-based.", module_name=main_module
-        ),
+        flags.DEFINE_integer("num_processes", 0, "Multi-process run: how many processes.", **mine),
+        flags.DEFINE_integer("process_id", -1, "Multi-process run: this process's index, 0-based.", **mine),
         flags.DEFINE_bool(
-            "distributed",
-            False,
-            "Join the multi-process run the cluster's environment describes (SLURM, Cloud TPU VM).",
-            module_name=main_module,
+            "distributed", False, "Join the multi-process run the cluster's environment describes (SLURM, Cloud "
+            "TPU VM).", **mine
         ),
-    )
+    )  # fmt: skip
 
 
 def join_processes(process: _ProcessFlags, num_devices: int | None) -> None:

@@ -1,6 +1,8 @@
 """Every command README.md and docs/ show (``python experiments/X.py ...``, ``python benchmarks/X.py ...``) names
-only flags its script defines: the scripts' own flag lists (``--helpxml``) against the documents' commands."""
+only flags its script defines: the flags an experiment's ``main`` makes (``experiment.define_flags``), or a script's
+own list (``--helpxml``), against the documents' commands."""
 
+import importlib
 import re
 import shlex
 import subprocess
@@ -9,6 +11,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from absl import flags
+
+from seqjax import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", ROOT / "launch" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -36,6 +41,11 @@ def flag_names(arguments: str) -> list[str]:
 
 def defined_flags(script: str) -> set[str]:
     """Every flag ``script`` defines (its own and absl's), and ``no<name>`` for its booleans."""
+    if "\nEXPERIMENT = " in (ROOT / script).read_text():  # importing it defines no flag: main's, made here
+        values = flags.FlagValues()
+        experiment.define_flags(importlib.import_module(Path(script).stem).EXPERIMENT, values)
+        names = set(ABSL) | set(values)
+        return names | {f"no{name}" for name in values if isinstance(values[name], flags.BooleanFlag)}
     done = subprocess.run([sys.executable, str(ROOT / script), "--helpxml"], capture_output=True, text=True,
                           timeout=120, check=False, cwd=ROOT)  # fmt: skip
     assert "<AllFlags>" in done.stdout, done.stderr[-2000:]  # absl prints the flags and exits (status 1)

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from seqjax import config
 from seqjax import experiment as ex
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -97,7 +98,9 @@ def test_cli_runs_and_rejects_bad_flags(tmp_path):
     unknown = _cli(tmp_path, "--cells=rnn,transformer")
     assert unknown.returncode != 0
     assert "unknown cell 'transformer'" in unknown.stderr and "lstm" in unknown.stderr
-    negative = _cli(tmp_path, "--seq_len=-3")
-    assert negative.returncode != 0 and "seq_len" in negative.stderr
-    every_on_adding = _cli(tmp_path, "--loss=every", "--task=adding", "--train_steps=0")
-    assert every_on_adding.returncode != 0 and "--loss=every" in every_on_adding.stderr
+    assert "Traceback" not in unknown.stderr and unknown.stderr.count("\n") == 1
+    # the same checks, made when the config is built (the command line's, in one line each: above)
+    with pytest.raises(config.ConfigError, match=r"^--seq_len must be at least 2, got -3$"):
+        gradient_flow.Config(seq_len=-3)
+    with pytest.raises(config.ConfigError, match=r"^--loss=every needs --task=random"):
+        gradient_flow.Config(loss="every", task="adding")

@@ -53,6 +53,19 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def restore(workdir: str | os.PathLike, template: TrainState) -> TrainState:
+    """The latest checkpoint under ``<workdir>/checkpoints`` in ``template``'s structure; ``FileNotFoundError`` if
+    there is none, ``CheckpointMismatch`` if it is another model's."""
+    checkpointer = Checkpointer(workdir, every=1)
+    try:
+        state = checkpointer.restore_latest(template)
+    finally:
+        checkpointer.close()
+    if state is None:
+        raise FileNotFoundError(f"{checkpointer.directory}: no checkpoint")
+    return state
+
+
 class Checkpointer:
     """Saves and restores ``TrainState`` under ``<workdir>/checkpoints``.
 

@@ -36,8 +36,8 @@ import optax
 from absl import app, flags, logging
 from jax.sharding import Mesh
 
+from seqjax import checkpoints, distributed, parallel, precision, runner, train, workdir
 from seqjax import config as config_lib
-from seqjax import distributed, parallel, precision, runner, train, workdir
 from seqjax.checkpoints import Checkpointer, CheckpointMismatch
 from seqjax.data.text import DataError
 
@@ -214,14 +214,7 @@ def restore_best(config: Any, plan: Plan, out: Path) -> train.TrainState:
 
 def restore_latest(config: Any, plan: Plan, out: Path) -> train.TrainState:
     """The latest state of ``plan``'s run in ``out``; ``FileNotFoundError`` if it has no checkpoint."""
-    checkpointer = Checkpointer(out, every=1)
-    try:
-        state = checkpointer.restore_latest(initial_state(config, plan))
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"{out / 'checkpoints'}: no checkpoint")
-    return state
+    return checkpoints.restore(out, initial_state(config, plan))
 
 
 def summary(fit: runner.Fit, plan: Plan, **per_step: int) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from seqjax import parallel
+from seqjax import checkpoints, parallel
 from seqjax.checkpoints import Checkpointer
 from seqjax.metric_writers import MetricWriter
 from seqjax.train import Training, TrainState
@@ -375,14 +375,7 @@ def read_history(workdir: str | os.PathLike, up_to: float = math.inf) -> list[di
 
 def restore_best(workdir: str | os.PathLike, template: TrainState) -> TrainState:
     """The best state kept in ``<workdir>/best/`` (``template`` gives its structure); FileNotFoundError if none."""
-    checkpointer = Checkpointer(Path(workdir) / BEST_DIR, every=1)
-    try:
-        state = checkpointer.restore_latest(template)
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"{Path(workdir) / BEST_DIR / 'checkpoints'}: no checkpoint")
-    return state
+    return checkpoints.restore(Path(workdir) / BEST_DIR, template)
 
 
 def _step_function(training: Training, batches: Callable[[Any], Any], options: Options):

@@ -27,7 +27,7 @@ from harness import (
     write_results,
 )
 
-from seqjax import workdir
+from seqjax import command_line, workdir
 
 
 def _check_names(values: Sequence[str], known: Sequence[str], what: str) -> bool:
@@ -104,7 +104,8 @@ def main(argv):
     if not CELLS.value and not LM_PRESETS.value:
         raise app.UsageError("nothing to measure: give --cells or --lm_presets (or both)")
     try:  # before minutes of measuring: a foreign --workdir is refused now
-        workdir.claim(WORKDIR.value, "benchmark", {f.name: f.value for f in _REPORTED_FLAGS})
+        reported = {f.name: f.value for f in _REPORTED_FLAGS}
+        workdir.claim(WORKDIR.value, "benchmark", reported, fixed=set(reported) - {"workdir"})
     except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
     start = time.perf_counter()
@@ -131,4 +132,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    command_line.run(main)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from harness import inputs, known_cells, parse_shape, valid_shape
 
-from seqjax import workdir
+from seqjax import command_line, workdir
 from seqjax.cells import cell_by_name
 from seqjax.scan import fused_by_default, unroll
 
@@ -103,7 +103,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = {"cells": CELLS.value, "shapes": SHAPES.value, "steps": STEPS.value}
     try:
-        out = workdir.claim(WORKDIR.value, "fused_vs_scan", config)
+        out = workdir.claim(WORKDIR.value, "fused_vs_scan", config, fixed=tuple(config))
     except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
     rows = []
@@ -118,4 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    command_line.run(main)

@@ -32,7 +32,7 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_x
 from absl import app, flags
 from harness import inputs, parse_shape, valid_shape
 
-from seqjax import workdir
+from seqjax import command_line, workdir
 from seqjax.cells import BUILTIN_CELLS
 
 # Runtime bookkeeping in the trace, not XLA operations.
@@ -131,7 +131,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     spec = {"cell": CELL.value, "shape": SHAPE.value, "fused": FUSED.value, "steps": STEPS.value}
     try:
-        out = workdir.claim(WORKDIR.value, "profile_step", spec)
+        out = workdir.claim(WORKDIR.value, "profile_step", spec, fixed=tuple(spec))
     except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
     result = profile(spec)
@@ -152,4 +152,4 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
     TOP = flags.DEFINE_integer("top", 25, "Operations listed in profile.md.", lower_bound=1)
 
     flags.register_validator("shape", valid_shape, "--shape must be BxTxH with positive integers, e.g. 32x128x256")
-    sys.exit(app.run(main))
+    command_line.run(main)

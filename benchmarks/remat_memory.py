@@ -37,7 +37,7 @@ import numpy as np
 from absl import app, flags
 from harness import positive_ints
 
-from seqjax import plots, workdir
+from seqjax import command_line, plots, workdir
 from seqjax.cells import BUILTIN_CELLS
 
 MODES = ("none", "remat", "segments", "both")
@@ -155,7 +155,8 @@ def main(argv):
         run_below_gib=RUN_BELOW_GIB.value,
     )
     try:
-        out = workdir.claim(WORKDIR.value, "remat_memory", dataclasses.asdict(config))
+        record = dataclasses.asdict(config)
+        out = workdir.claim(WORKDIR.value, "remat_memory", record, fixed=tuple(record))
     except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
     started = time.perf_counter()
@@ -193,4 +194,4 @@ if __name__ == "__main__":
         )
 
         flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
-        sys.exit(app.run(main))
+        command_line.run(main)

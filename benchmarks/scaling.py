@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -34,8 +33,8 @@ import numpy as np
 from absl import app, flags
 from harness import positive_ints, sibling_experiments
 
+from seqjax import command_line, parallel, plots, precision, workdir
 from seqjax import config as config_lib
-from seqjax import parallel, plots, precision, workdir
 from seqjax.models import lm
 
 sibling_experiments()
@@ -145,7 +144,8 @@ def main(argv):
                     global_batch=GLOBAL_BATCH.value, steps=STEPS.value, warmup=WARMUP.value,
                     compute_dtype=COMPUTE_DTYPE.value)  # fmt: skip
     try:
-        out = workdir.claim(WORKDIR.value, "scaling", dataclasses.asdict(config))
+        record = dataclasses.asdict(config)
+        out = workdir.claim(WORKDIR.value, "scaling", record, fixed=tuple(record))
         rows = run(config)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
@@ -175,4 +175,4 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
                                       "bfloat16: bfloat16 products, float32 parameters and state.")  # fmt: skip
 
     flags.register_validator("devices", positive_ints, "--devices must be a list of positive integers")
-    sys.exit(app.run(main))
+    command_line.run(main)

@@ -19,7 +19,6 @@ epochs over the training seconds. Both systems' vectors are scored by the same e
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -27,7 +26,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from seqjax import experiment, workdir
+from seqjax import command_line, workdir
 from seqjax.data import word2vec_data
 from seqjax.data.text import DataError
 from seqjax.models import embedding_eval, word2vec
@@ -192,7 +191,6 @@ def markdown(table: list[dict]) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    experiment.quiet_logs()
     settings = Settings(**{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(Settings)})
     seeds = [int(s) for s in SEEDS.value]
     try:
@@ -238,4 +236,4 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
     flags.register_validator(
         "seeds", lambda v: bool(v) and all(s.isdigit() for s in v), "--seeds: non-negative integers, comma-separated"
     )
-    sys.exit(app.run(main))
+    command_line.run(main)

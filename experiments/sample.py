@@ -9,14 +9,12 @@ vocabulary). The same --seed gives the same text. A Transformer LM (--model=tran
 last `context` tokens at every step.
 """
 
-import sys
-
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 from language_model import load_trained
 
-from seqjax import experiment
+from seqjax import command_line
 from seqjax.data.text import DataError, join_tokens, split_prime
 from seqjax.models.sampling import sample
 
@@ -34,7 +32,6 @@ flags.register_validator("temperature", lambda t: t > 0, "--temperature must be 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    experiment.quiet_logs()
     try:
         model, fmt, vocab, params, _ = load_trained(RUN.value)
         prime_tokens = split_prime(PRIME.value, fmt)
@@ -54,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    command_line.run(main)

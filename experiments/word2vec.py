@@ -31,7 +31,7 @@ from seqjax import config, workdir
 from seqjax import experiment as ex
 from seqjax.checkpoints import Checkpointer
 from seqjax.data import word2vec_data as data
-from seqjax.data.text import DataError
+from seqjax.data.text import DataError, check_encoding
 from seqjax.models import embedding_eval, word2vec
 from seqjax.models import word2vec_training as training
 from seqjax.models.word_vectors import WordVectors, load_word2vec, save_word2vec
@@ -45,7 +45,9 @@ class Config:
     corpus: str = config.setting(
         "../shared/data/ptb/ptb.train.txt", "Text file, one sentence per line, words separated by whitespace."
     )
-    encoding: str = config.setting("utf-8", "The corpus's text encoding (e.g. latin-1 for the Lee corpus).")
+    encoding: str = config.setting(
+        "utf-8", "The corpus's text encoding (e.g. latin-1 for the Lee corpus).", check=check_encoding
+    )
     model: str = config.setting("skipgram", "Skip-gram or CBOW.", choices=training.MODELS)
     loss: str = config.setting(
         "negative",

@@ -33,13 +33,12 @@ from typing import Any, NamedTuple
 
 import jax
 import optax
-from absl import app, flags, logging
+from absl import flags
 from jax.sharding import Mesh
 
-from seqjax import checkpoints, distributed, parallel, precision, runner, train, workdir
+from seqjax import checkpoints, command_line, distributed, parallel, precision, runner, train, workdir
 from seqjax import config as config_lib
-from seqjax.checkpoints import Checkpointer, CheckpointMismatch
-from seqjax.data.text import DataError
+from seqjax.checkpoints import Checkpointer
 
 RESULTS_JSON = "results.json"
 
@@ -314,7 +313,6 @@ def _check_checkpoint(out: Path, template: train.TrainState) -> None:
 # ---------------------------------------------------------------------------------------------- the command line
 
 WORKDIR_HELP = "Output directory (rerunning the same command there resumes)."
-BAD_INPUT = (config_lib.ConfigError, DataError, workdir.WorkdirError, CheckpointMismatch, runner.NonFiniteError)
 
 
 class _ProcessFlags(NamedTuple):
@@ -346,45 +344,43 @@ def define_flags(experiment: Experiment, flag_values: flags.FlagValues = flags.F
 
 def main(experiment: Experiment) -> None:
     """The command-line entry point of ``experiment`` (see the module docstring)."""
-    workdir_flag, preset_flag, process = define_flags(experiment)
-
-    def run_main(argv: list[str]) -> None:
-        quiet_logs()
-        try:
-            if len(argv) > 1:
-                raise config_lib.ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
-            if not workdir_flag.value:
-                raise config_lib.ConfigError("--workdir is required: the run's output directory")
-            preset = {}
-            if preset_flag is not None and preset_flag.value:
-                if preset_flag.value not in experiment.presets:
-                    raise config_lib.ConfigError(
-                        f"--preset must be one of {', '.join(experiment.presets)}, got {preset_flag.value!r}"
-                    )
-                preset = experiment.presets[preset_flag.value]
-            config = config_lib.from_flags(experiment.config, preset)
-            join_processes(process, config_lib.flat(config).get("num_devices"))
-            results = run(experiment, config, workdir_flag.value)
-        except BAD_INPUT as e:
-            refuse(str(e))
-        line = experiment.summary(results) if experiment.summary else "wrote results.json"
-        if line:
-            print(f"{line} into {workdir_flag.value}" if line.startswith("wrote") else line, flush=True)
-
-    app.run(run_main)
+    handles = define_flags(experiment)
+    command_line.run(lambda argv: _command(experiment, handles, argv) and None)
 
 
-def refuse(message: str) -> None:
-    """Ends the process with ``message`` as one line on stderr and exit status 1."""
-    print(f"{Path(sys.argv[0]).name}: {message.strip().splitlines()[0]}", file=sys.stderr, flush=True)
-    sys.exit(1)
+def run_command(experiment: Experiment, argv: list[str]) -> dict:
+    """``main``'s work on ``argv`` (``[script, *flags]``) in this process, with flags of its own: the tests' way to
+    give bad input as a user types it. Raises what ``main`` turns into one line (``command_line.BAD_INPUT``, or
+    ``ConfigError`` for a flag absl cannot parse)."""
+    flag_values = flags.FlagValues()
+    handles = define_flags(experiment, flag_values)
+    try:
+        argv = flag_values(argv)
+    except flags.Error as e:
+        raise config_lib.ConfigError(str(e)) from None
+    return _command(experiment, handles, argv, flag_values)
 
 
-def quiet_logs() -> None:
-    """Warnings only, unless ``--verbosity`` was given: Orbax logs every checkpoint operation at INFO and JAX
-    names every backend it did not find."""
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+def _command(experiment: Experiment, handles: _Flags, argv: list[str], flag_values=flags.FLAGS) -> dict:
+    workdir_flag, preset_flag, process = handles
+    if len(argv) > 1:
+        raise config_lib.ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not workdir_flag.value:
+        raise config_lib.ConfigError("--workdir is required: the run's output directory")
+    preset = {}
+    if preset_flag is not None and preset_flag.value:
+        if preset_flag.value not in experiment.presets:
+            raise config_lib.ConfigError(
+                f"--preset must be one of {', '.join(experiment.presets)}, got {preset_flag.value!r}"
+            )
+        preset = experiment.presets[preset_flag.value]
+    config = config_lib.from_flags(experiment.config, preset, flag_values)
+    join_processes(process, config_lib.flat(config).get("num_devices"))
+    results = run(experiment, config, workdir_flag.value)
+    line = experiment.summary(results) if experiment.summary else "wrote results.json"
+    if line:
+        print(f"{line} into {workdir_flag.value}" if line.startswith("wrote") else line, flush=True)
+    return results
 
 
 def _define_process_flags(mine: dict) -> _ProcessFlags:

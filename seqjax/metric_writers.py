@@ -35,8 +35,10 @@ class MetricWriter:
             workdir.write_atomic(self.path, "".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")  # kept open for the run; close() closes it
         self._tensorboard = None
-        if tensorboard:
-            self._tensorboard = SummaryWriter(str(Path(directory) / "tensorboard"), purge_step=resume_step or None)
+        self._open_tensorboard = None
+        if tensorboard:  # opened at the first scalar: a rerun of a finished run adds no events file
+            events = str(Path(directory) / "tensorboard")
+            self._open_tensorboard = lambda: SummaryWriter(events, purge_step=resume_step or None)
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if not self._writing:
@@ -44,8 +46,12 @@ class MetricWriter:
         values = {name: value if isinstance(value, (list, int)) else float(value) for name, value in metrics.items()}
         self._file.write(json.dumps({"step": step, **values}) + "\n")
         self._file.flush()
+        if self._open_tensorboard is None:
+            return
+        if self._tensorboard is None:
+            self._tensorboard = self._open_tensorboard()
         for name, value in values.items():
-            if self._tensorboard is not None and not isinstance(value, list):
+            if not isinstance(value, list):
                 self._tensorboard.add_scalar(name, value, step)
 
     def close(self) -> None:

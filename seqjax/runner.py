@@ -18,7 +18,10 @@ What it guarantees, by construction:
   step s; a resume from step s keeps the lines up to s and drops the later ones, which are redone; a best
   state saved after s is dropped too, so ``best/`` always holds the best of the kept lines.
 - **A non-finite step stops the run** (``NonFiniteError``, one line naming the update as the progress line
-  counts it) before anything after it is saved: every checkpoint holds finite parameters.
+  counts it) before anything after it is saved: every checkpoint holds finite parameters, so keeping the latest
+  ``keep`` never deletes the last good one.
+- **A damaged checkpoint is never trained on.** One that cannot be read or fails the checksums written with it
+  is set aside (``seqjax.checkpoints``) and the run resumes from the newest good one.
 - ``train_s`` is the training time of the run across resumes, evaluations not counted.
 
 Given ``options.mesh`` (``seqjax.parallel``) the steps run data-parallel: the same steps, each batch split by
@@ -29,10 +32,12 @@ cost less than a call from Python.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -165,6 +170,8 @@ def fit(
             state = restored
             if options.progress:
                 print(f"resumed from {checkpointer.directory / str(int(state.step))}", flush=True)
+        elif checkpointer is not None and checkpointer.set_aside:
+            print("no readable checkpoint is left: training from update 0", file=sys.stderr, flush=True)
         if options.mesh is not None:
             state = parallel.place_state(state, options.mesh, options.shard_params_over)
         start = int(state.step)
@@ -174,12 +181,16 @@ def fit(
                    resumed=restored is not None, start=start)  # fmt: skip
         try:
             state = run.train(state)
-        finally:
-            run.close()
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk fails the closing flushes too: report the first error
+                run.close()
+            raise
+        run.close()
     finally:
         for keeper in (checkpointer, best_keeper):
             if keeper is not None:
-                keeper.close()
+                with contextlib.suppress(OSError):
+                    keeper.close()
     return Fit(state, run.history, run.best, run.stopped_at)
 
 
@@ -374,8 +385,9 @@ def read_history(workdir: str | os.PathLike, up_to: float = math.inf) -> list[di
 
 
 def restore_best(workdir: str | os.PathLike, template: TrainState) -> TrainState:
-    """The best state kept in ``<workdir>/best/`` (``template`` gives its structure); FileNotFoundError if none."""
-    return checkpoints.restore(Path(workdir) / BEST_DIR, template)
+    """The best state kept in ``<workdir>/best/`` (``template`` gives its structure); ``FileNotFoundError`` if none,
+    ``checkpoints.DamagedCheckpoint`` if it cannot be read back whole (never an older state in its place)."""
+    return checkpoints.restore(Path(workdir) / BEST_DIR, template, fallback=False)
 
 
 def _step_function(training: Training, batches: Callable[[Any], Any], options: Options):

@@ -141,8 +141,8 @@ def make_training(
       tx: the optimizer; clipping is chained in front of it here.
       clipping: see ``Clipping``.
       learning_rate: the schedule ``tx`` uses, only to report the step's rate in the metrics.
-      skip_nonfinite: if the loss or any gradient is NaN or inf, keep the parameters and optimizer
-        state, still advance ``step``, and report ``nonfinite = 1``. Otherwise such a step is
+      skip_nonfinite: if the loss, any gradient or any updated parameter is NaN or inf, keep the
+        parameters and optimizer state, still advance ``step``, and report ``nonfinite = 1``. Otherwise such a step is
         applied and reported, and the caller decides (the loop stops on it).
       stateful: ``loss_fn`` is ``(params, model_state, batch, key) -> (loss, (aux, model_state))``: it
         reads ``state.model_state`` and returns the next one (not differentiated), e.g. the
@@ -176,7 +176,7 @@ def make_training(
             model_state = state.model_state
         updates, opt_state = chained.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        finite = _all_finite((loss, grads, params))
         if skip_nonfinite:
             params, opt_state = jax.tree.map(
                 lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
@@ -195,6 +195,11 @@ def make_training(
         return TrainState(params, opt_state, state.step + 1, state.key, model_state), metrics
 
     return Training(init, train_step)
+
+
+def _all_finite(tree) -> jax.Array:
+    """Whether every element of every leaf of ``tree`` is finite (a boolean scalar)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def _in_precision(loss_fn, compute_dtype, stateful: bool):

@@ -88,6 +88,18 @@ def test_nonfinite_step_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pat
     assert [m["step"] for m in _metrics(tmp_path)] == [2, 4, 6]  # nothing from step 7 on was written
 
 
+def test_parameters_that_overflow_stop_the_run_though_loss_and_gradient_are_finite(tmp_path):
+    def loss_fn(params, batch, key):  # value 0, gradient ``batch``: w grows by 1e38 an update, 4e38 overflows
+        return jnp.sum(batch * params["w"] - jax.lax.stop_gradient(batch * params["w"])), {}
+
+    training = train.make_training(loss_fn, train.optimizer("sgd", 1e38))
+    state = training.init({"w": jnp.zeros((1,))}, jax.random.key(0))
+    with pytest.raises(runner.NonFiniteError, match=r"^update 4 \(batch 3\) .*checkpoints/3$"):
+        runner.fit(training, state, lambda k: -jnp.ones(1), 6, tmp_path,
+                   options=runner.Options(progress=False, checkpoint_every=3))  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3"]
+
+
 def test_skipped_nonfinite_steps_are_counted(tmp_path):
     final = _fit_linear(tmp_path, 10, 3, log_every=5, checkpoint_every=5, stop_on_nonfinite=False).state
     assert int(final.step) == 10 and bool(jnp.all(jnp.isfinite(final.params["w"])))

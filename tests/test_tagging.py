@@ -277,3 +277,13 @@ def test_a_slice_of_ud_english_ewt_end_to_end(tmp_path):
         results = ex.run(tagging.EXPERIMENT, config, out)
     assert results["steps"] == 3 and results["sentences"] == {"train": 200, "dev": 200, "test": 200}
     assert 0 <= results["best"]["dev_accuracy"] <= 1 and results["tokens"]["train"] > 1000
+
+
+def test_without_character_features_the_tagger_has_no_character_cnn(tmp_path):
+    """--char_features=0, documented in the script's docstring: the words alone, and no CNN parameters."""
+    config = tagging.Config(data=str(synthetic_conllu(tmp_path / "data")), epochs=1, **{**TINY, "char_features": 0})
+    with jax.numpy_dtype_promotion("standard"):
+        results = ex.run(tagging.EXPERIMENT, config, tmp_path / "run")
+    assert results["steps"] == 15 and len(results["test_accuracy"]) == 1
+    plan = tagging.plan(config, tagging.load_data(config))
+    assert not [name for name in plan.params if name.startswith("char")]

@@ -14,6 +14,7 @@ Errors are ``DataError`` with one line naming the file and what was expected.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -48,6 +49,14 @@ def read_text(path: str | os.PathLike) -> str:
     if not text.strip():
         raise DataError(f"{path}: empty file, expected text")
     return text
+
+
+def check_encoding(name: str) -> None:
+    """``ValueError`` unless Python knows the text encoding ``name``."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {name!r} (e.g. utf-8, latin-1)") from None
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:

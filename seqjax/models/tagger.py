@@ -129,14 +129,19 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
         given_tags["pos_embedding"] = scale * jax.random.normal(
             k_pos, (config.pos_vocab_size, config.pos_embed_size), jnp.float32
         )
+    char_cnn = {}
+    if config.char_features:
+        char_cnn = {
+            "char_embedding": scale
+            * jax.random.normal(k_chars, (config.char_vocab_size, config.char_embed_size), jnp.float32),
+            "char_w": initializers.lecun_normal(
+                k_conv, (config.char_window * config.char_embed_size, config.char_features)
+            ),
+            "char_b": jnp.zeros((config.char_features,), jnp.float32),
+        }
     return {
         "embedding": scale * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
-        "char_embedding": scale
-        * jax.random.normal(k_chars, (config.char_vocab_size, config.char_embed_size), jnp.float32),
-        "char_w": initializers.lecun_normal(
-            k_conv, (config.char_window * config.char_embed_size, config.char_features)
-        ),
-        "char_b": jnp.zeros((config.char_features,), jnp.float32),
+        **char_cnn,
         **encoder,
         "out_w": initializers.lecun_normal(k_out, (config.directions * config.hidden_size, config.num_tags)),
         "out_b": jnp.zeros((config.num_tags,), jnp.float32),

@@ -6,10 +6,17 @@ r"""word2vec: skip-gram or CBOW on a text corpus, evaluated on analogies and wor
     python experiments/word2vec.py --workdir=runs/w2v_sg --query="good ~ great"
 
 Reads the corpus (one sentence per line), builds the vocabulary, trains skip-gram or CBOW
-(``seqjax.models.word2vec_training``), checkpoints after every epoch (a rerun resumes) and writes vectors.bin and
-vectors.txt (word2vec's C formats, readable by gensim, most frequent first), vocab.tsv and results.json (per-epoch
-statistics, words/s, and the analogy and similarity evaluation). With --query nothing is trained: the saved
-vectors answer "king - man + woman" (most similar to the sum), "good ~ great" (cosine) or a word (neighbours).
+(``seqjax.models.word2vec_training``), writes each epoch's statistics to metrics.jsonl and then checkpoints it, and
+at the end writes vectors.bin and vectors.txt (word2vec's C formats, readable by gensim, most frequent first),
+vocab.tsv and results.json (every epoch's statistics, words/s, and the analogy and similarity evaluation). With
+--query nothing is trained: the saved vectors answer "king - man + woman" (most similar to the sum), "good ~ great"
+(cosine) or a word (neighbours).
+
+A rerun of a killed run resumes after its last checkpoint; results.json then holds every epoch once and the
+training time of all its processes. A NaN or inf stops the run with one line naming the update (or the epoch) and
+the last checkpoint, all of whose parameters are finite; nothing of that epoch is saved. A batch too big for the
+memory, an --eval_dir that cannot be read and a changed fixed flag (--epochs, --alpha, ...) are refused before
+the workdir is touched.
 
 Training has its own loop (``seqjax.models.word2vec_training``), not ``seqjax.runner``'s: each update changes only
 the rows of the [V, D] tables its batch reads (word2vec.c's sparse SGD, thousands of updates per jitted call, an
@@ -20,6 +27,8 @@ sparse update's 141k-181k, median 169k.
 """
 
 import dataclasses
+import json
+import os
 import time
 from pathlib import Path
 
@@ -27,11 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import config, workdir
+from seqjax import config, runner, workdir
 from seqjax import experiment as ex
 from seqjax.checkpoints import Checkpointer
 from seqjax.data import word2vec_data as data
 from seqjax.data.text import DataError, check_encoding
+from seqjax.metric_writers import MetricWriter
 from seqjax.models import embedding_eval, word2vec
 from seqjax.models import word2vec_training as training
 from seqjax.models.word_vectors import WordVectors, load_word2vec, save_word2vec
@@ -119,16 +129,79 @@ class Config:
 
 
 def load_data(c: Config) -> data.Prepared | None:
-    """The encoded corpus (None with --query: nothing is trained)."""
+    """The encoded corpus (None with --query: nothing is trained), after checking that --eval_dir can be read."""
     if c.query:
         return None
+    try:
+        embedding_eval.check_dir(c.eval_dir)
+    except DataError as e:
+        raise DataError(f"--eval_dir: {e}") from None
     prepared = data.prepare(c.corpus, c.encoding, c.min_count, c.max_vocab)
     print(f"{c.corpus}: {prepared.raw_words:,} words, vocabulary {len(prepared.vocab):,}")
     return prepared
 
 
+def available_memory() -> int:
+    """Bytes the host can still give: Linux's MemAvailable (free memory and reclaimable caches), else free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_memory(c: Config, vocab_size: int) -> None:
+    """``ConfigError`` (one line naming --batch_size) if training cannot fit in the memory available now.
+
+    The need is ``training.memory_bytes``, a lower bound; the memory is the device's where it reports a
+    limit (an accelerator, each holding its share of a batch), else the host's (``available_memory``).
+    """
+    train_config = c.training()
+    limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+    if limit is not None:
+        shares = c.num_devices or jax.device_count()
+        train_config = dataclasses.replace(train_config, batch_size=-(-c.batch_size // shares))
+    else:
+        limit = available_memory()
+    needed = training.memory_bytes(train_config, vocab_size, c.dim)
+    if needed > limit:
+        also = {"softmax": " (or use --loss=negative)", "negative": " or --negative"}[c.loss]
+        also = " or --shared_negatives" if c.loss == "negative" and c.shared_negatives else also
+        raise config.ConfigError(
+            f"--batch_size={c.batch_size}: training needs at least {needed / 2**30:,.1f} GiB at once (a chunk of "
+            f"{train_config.chunk_batches} batches and one step's rows), more than the {limit / 2**30:,.1f} GiB "
+            f"available; lower --batch_size{also}"
+        )
+
+
+def read_history(path: Path) -> list[dict]:
+    """The per-epoch lines of ``path`` (``metrics.jsonl``, ``MetricWriter``'s) without their "step"."""
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{name: value for name, value in line.items() if name != "step"} for line in lines]
+
+
+def nonfinite_message(error: training.NonFiniteUpdate, history: list[dict], c: Config, latest: Path | None) -> str:
+    """One line: where training met a NaN or inf, counted as the progress lines count, and what was kept."""
+    where = str(error)
+    earlier = history[: error.epoch - 1]
+    if error.update and [h["epoch"] for h in earlier] == list(range(1, error.epoch)):
+        update = sum(training.num_batches(h["examples"], c.training()) for h in earlier) + error.update
+        where = f"update {error.update} of epoch {error.epoch} (update {update} of the run) gave a non-finite loss"
+    kept = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved"
+    return f"{where}: stopped; {kept}"
+
+
 def train(c: Config, out: Path, prepared: data.Prepared, log=print) -> dict:
-    """Trains (resuming from the workdir's checkpoint), saves the vectors, evaluates; returns results.json's dict."""
+    """Trains (resuming from the workdir's checkpoint), saves the vectors, evaluates; returns results.json's dict.
+
+    Every epoch's statistics go to metrics.jsonl before its checkpoint; a resume keeps the lines up to the
+    restored epoch, so the history and the training time span every process of the run. A NaN or inf stops
+    the run with ``runner.NonFiniteError`` before anything of that epoch is saved.
+    """
     vocab, corpus = prepared.vocab, prepared.corpus
     init_key, noise_key = jax.random.split(jax.random.key(c.seed))
     params = word2vec.init_params(init_key, len(vocab), c.dim, c.init_scale)
@@ -142,38 +215,50 @@ def train(c: Config, out: Path, prepared: data.Prepared, log=print) -> dict:
     workdir.write_atomic(
         out / "vocab.tsv", "".join(f"{w}\t{n}\n" for w, n in zip(vocab.words, vocab.counts, strict=True))
     )
+    metrics = MetricWriter(out, resume_step=start_epoch + 1, tensorboard=False)
+    history = read_history(metrics.path)
+    before = history[-1]["train_seconds"] if history else 0.0
+    start = time.perf_counter()
 
     def on_epoch(stats: training.EpochStats, params, opt_state):
+        line = {**dataclasses.asdict(stats), "train_seconds": before + time.perf_counter() - start}
+        metrics.write(stats.epoch, line)  # before the checkpoint: a resume keeps the line if it keeps the epoch
+        history.append(line)
         checkpointer.save(TrainState(params, opt_state, jnp.asarray(stats.epoch, jnp.int32), noise_key), force=True)
         log(
             f"epoch {stats.epoch}: loss {stats.mean_loss:.4f}  {stats.effective_words} words kept of "
             f"{stats.vocab_words}, {stats.examples} examples  {stats.vocab_words / stats.seconds:,.0f} words/s"
         )
 
-    start = time.perf_counter()
     try:
-        params, history = training.train(
+        params, _ = training.train(
             params, corpus, vocab, c.training(), noise_key, start_epoch, on_epoch, opt_state, ex.mesh(c)
         )
+    except training.NonFiniteUpdate as e:
+        latest = checkpointer.latest_step()
+        latest = None if latest is None else checkpointer.directory / str(latest)
+        raise runner.NonFiniteError(nonfinite_message(e, history, c, latest)) from None
     finally:
         checkpointer.close()
-    train_seconds = time.perf_counter() - start
+        metrics.close()
     vectors = WordVectors(vocab.words, np.asarray(params.input))
     save_word2vec(out / "vectors.bin", vectors, binary=True)
     save_word2vec(out / "vectors.txt", vectors, binary=False)
     evaluation = embedding_eval.evaluate_dir(vectors, c.eval_dir, c.restrict_vocab)
     log(embedding_eval.describe(evaluation))
     epochs_run = len(history)
+    train_seconds = history[-1]["train_seconds"] if history else 0.0
     return {
         "config": config.flat(c),
         "vocab_size": len(vocab),
         "raw_words": prepared.raw_words,
         "vocab_words": len(corpus),
         "epochs_run": epochs_run,
+        "started_at_epoch": start_epoch,
         "train_seconds": train_seconds,
         "raw_words_per_s": prepared.raw_words * epochs_run / train_seconds if epochs_run else None,
-        "effective_words_per_s": sum(s.effective_words for s in history) / train_seconds if epochs_run else None,
-        "history": [dataclasses.asdict(s) for s in history],
+        "effective_words_per_s": sum(h["effective_words"] for h in history) / train_seconds if epochs_run else None,
+        "history": history,
         "evaluation": evaluation,
     }
 
@@ -190,6 +275,7 @@ def run(c: Config, prepared: data.Prepared | None, out: Path) -> dict:
         for word, score in answers:
             print(f"{score:+.4f}  {word}")
         return {}
+    check_memory(c, len(prepared.vocab))
     with ex.claimed(EXPERIMENT, c, out):
         results = train(c, out, prepared)
         workdir.write_json(out / ex.RESULTS_JSON, results)
@@ -200,7 +286,8 @@ def report_line(results: dict) -> str:
     if not results:
         return ""
     rate = results["raw_words_per_s"]
-    return f"{f'{rate:,.0f} words/s; ' if rate else 'all epochs were done already; '}wrote vectors.bin, " + (
+    trained = results["started_at_epoch"] < results["config"]["epochs"]
+    return f"{f'{rate:,.0f} words/s; ' if trained else 'all epochs were done already; '}wrote vectors.bin, " + (
         "vectors.txt, results.json"
     )
 

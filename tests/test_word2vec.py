@@ -201,3 +201,16 @@ def test_optax_sgd_on_the_dense_gradient_equals_the_sparse_update_and_adam_learn
     adam = dataclasses.replace(base, optimizer="adam", alpha=0.01, epochs=2)
     _, stats = training.train(jax.tree.map(jnp.copy, start), corpus, vocab, adam, jax.random.key(1))
     assert stats[1].mean_loss < stats[0].mean_loss
+
+
+def test_a_non_finite_row_no_update_reads_stops_training_at_the_end_of_its_epoch():
+    sentences = [["a", "b", "a", "b"]] * 20 + [["z"]]  # z alone in its sentence: never an input nor a target
+    vocab = data.build_vocab(sentences, min_count=1)
+    corpus = data.encode(sentences, vocab)
+    config = training.TrainConfig(epochs=2, batch_size=8, chunk_batches=4, sample=0)
+    params = word2vec.init_params(jax.random.key(0), len(vocab), 4)
+    params = params._replace(input=params.input.at[vocab.id("z")].set(jnp.nan))
+    seen = []
+    with pytest.raises(training.NonFiniteUpdate, match=r"^epoch 1 left a non-finite parameter") as stopped:
+        training.train(params, corpus, vocab, config, jax.random.key(1), on_epoch=lambda *epoch: seen.append(epoch))
+    assert (stopped.value.epoch, stopped.value.update, seen) == (1, 0, [])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqjax.data.text import read_text
+from seqjax.data.text import DataError, read_text
 from seqjax.models.word_vectors import METHODS, WordVectors
 
 # The first five sections of questions-words.txt are the semantic ones; sections named gram* are syntactic.
@@ -352,6 +352,25 @@ def evaluate_word_pairs(
 
 ANALOGIES = "questions-words.txt"
 PAIRS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+
+
+def check_dir(eval_dir: str | Path) -> None:
+    """``DataError`` (one line) unless ``evaluate_dir`` can read ``eval_dir``: a missing folder is fine (nothing to
+    evaluate), a path that is not a folder, an unreadable folder or an evaluation file that cannot be read are not.
+    Reads every evaluation file present."""
+    eval_dir = Path(eval_dir)
+    try:
+        if not eval_dir.exists():
+            return
+        if not eval_dir.is_dir():
+            raise DataError(f"{eval_dir}: not a directory")
+        if not os.access(eval_dir, os.R_OK | os.X_OK):
+            raise DataError(f"{eval_dir}: not readable")
+        for path in [eval_dir / ANALOGIES, *(eval_dir / name for name in PAIRS.values())]:
+            if path.is_file():
+                read_text(path)
+    except OSError as e:
+        raise DataError(f"{e.filename or eval_dir}: {e.strerror or e}") from None
 
 
 def evaluate_dir(vectors: WordVectors, eval_dir: str | Path, restrict_vocab: int) -> dict:

@@ -9,6 +9,10 @@ noise words on the device, so the host is out of the loop except to hand over th
 The learning rate decays linearly over the whole run, from ``alpha`` to ``min_alpha``, with the
 fraction of the epochs done, measured in batches within an epoch (word2vec.c and gensim measure it
 in words; the two agree up to the uneven number of examples per word).
+
+A NaN or inf stops training (``NonFiniteUpdate``) before ``on_epoch`` sees the epoch: each update's loss
+is checked inside the jitted loop, which skips the epoch's remaining updates after the first non-finite
+one, and the whole tables and optimizer state once at the end of every epoch.
 """
 
 from __future__ import annotations
@@ -69,6 +73,21 @@ class TrainConfig:
             raise ValueError(f"negative must be >= 1 for the negative-sampling loss, got {self.negative}")
 
 
+class NonFiniteUpdate(ArithmeticError):
+    """Training met a NaN or inf in epoch ``epoch`` (1-based).
+
+    ``update`` (1-based, within the epoch) is the first update whose loss was not finite; 0 if every loss
+    of the epoch was finite but a parameter or optimizer state was not at its end. A parameter made
+    non-finite by an update with a finite loss shows in the loss of the next update that reads it.
+    """
+
+    def __init__(self, epoch: int, update: int):
+        self.epoch, self.update = epoch, update
+        where = f"update {update} of epoch {epoch} gave a non-finite loss" if update else (
+            f"epoch {epoch} left a non-finite parameter (every loss finite)")  # fmt: skip
+        super().__init__(where)
+
+
 @dataclasses.dataclass
 class EpochStats:
     """What one epoch did: in-vocabulary words, words kept by subsampling, examples, mean loss, seconds."""
@@ -94,6 +113,42 @@ def epoch_examples(corpus: data.Corpus, keep: np.ndarray, config: TrainConfig, r
     contexts, mask, centers = data.cbow_examples(kept, windows, config.window)
     weights = mask / mask.sum(axis=1, keepdims=True)
     return (contexts, weights.astype(np.float32), centers), len(kept)
+
+
+def num_batches(examples: int, config: TrainConfig) -> int:
+    """Updates in an epoch of ``examples`` examples (at least one, for the learning-rate schedule)."""
+    return max(-(-examples // config.batch_size), 1)
+
+
+def memory_bytes(config: TrainConfig, vocab_size: int, dim: int) -> int:
+    """A lower bound on the memory, in bytes, that training with ``config`` holds at once.
+
+    Counted: the two [V, D] float32 tables (with optax also their dense gradient and the optimizer's
+    state); one chunk of ``chunk_batches x batch_size`` examples as ``chunks`` lays it out (a fixed shape,
+    however small the corpus); one step's gathered rows and the updates scattered back, noise ids and
+    their uniform draws, or with the softmax loss the [P, V] logits and their gradient. Not counted: the
+    epoch's examples on the host and the temporaries XLA adds.
+    """
+    f32 = 4
+    tables = 2 * vocab_size * dim * f32
+    tx = dense_optimizer(config)
+    if tx is not None:
+        table = jax.ShapeDtypeStruct((vocab_size, dim), jnp.float32)
+        state = jax.eval_shape(tx.init, word2vec.Word2VecParams(table, table))
+        tables += tables + sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+    p = config.batch_size
+    if config.model == "skipgram":
+        inputs, example = p * dim, 3 * f32  # input, target, weight
+    else:
+        slots = 2 * config.window
+        inputs, example = p * slots * dim, (2 * slots + 2) * f32  # contexts and their weights, target, weight
+    step = 2 * inputs * f32  # the input rows and their updates
+    if config.loss == "softmax":
+        step += 2 * p * vocab_size * f32 + vocab_size * dim * f32  # logits, their gradient; the output's
+    else:
+        noise = config.shared_negatives or p * config.negative
+        step += 2 * p * dim * f32 + noise * (2 * f32 + 2 * dim * f32)  # target rows, gradients; noise ids, draws
+    return tables + config.chunk_batches * p * example + step
 
 
 def chunks(arrays: tuple[np.ndarray, ...], config: TrainConfig) -> Iterator[tuple[word2vec.Batch, int, int]]:
@@ -147,11 +202,13 @@ def dense_step(tx, params, opt_state, batch, noise, learning_rate, negatives):
 
 
 def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
-    """The jitted ``(params, opt_state, key, batch, valid, first_step, lr_start, lr_step)``
-    ``-> (params, opt_state, loss_sum)``.
+    """The jitted ``(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite)``
+    ``-> (params, opt_state, loss_sum, nonfinite)``.
 
     Runs ``valid`` steps over the chunk's batches; batch i uses learning rate
     ``max(lr_start - i * lr_step, min_alpha)`` and noise drawn with ``fold_in(key, first_step + i)``.
+    ``nonfinite`` (int32 scalar) is -1 or the step number ``first_step + i`` of the first update whose loss
+    was not finite: no update runs after it, in this chunk or in one given that ``nonfinite``.
     """
     cumulative = jnp.asarray(np.cumsum(noise), jnp.float32)
     tx = dense_optimizer(config)
@@ -162,9 +219,9 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
     else:
         shape = (config.batch_size, config.negative)
 
-    def chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step):
-        def body(i, state):
-            params, opt_state, loss_sum = state
+    def chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite):
+        def body(state):
+            i, params, opt_state, loss_sum, nonfinite = state
             one = jax.tree.map(lambda a: a[i], batch)
             noise_ids = None
             if shape is not None:
@@ -174,11 +231,22 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
                 params, loss = word2vec.sgd_step(params, one, noise_ids, lr, config.negative)
             else:
                 params, opt_state, loss = dense_step(tx, params, opt_state, one, noise_ids, lr, config.negative)
-            return params, opt_state, loss_sum + loss
+            nonfinite = jnp.where(jnp.isfinite(loss), nonfinite, first_step + i)
+            return i + 1, params, opt_state, loss_sum + loss, nonfinite
 
-        return jax.lax.fori_loop(0, valid, body, (params, opt_state, jnp.zeros((), jnp.float32)))
+        running = lambda state: (state[0] < valid) & (state[-1] < 0)
+        start = (jnp.zeros((), jnp.int32), params, opt_state, jnp.zeros((), jnp.float32), nonfinite)
+        _, params, opt_state, loss_sum, nonfinite = jax.lax.while_loop(running, body, start)
+        return params, opt_state, loss_sum, nonfinite
 
     return jax.jit(chunk_step, donate_argnums=(0, 1))
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    """Whether every floating-point leaf of ``tree`` is free of NaN and inf (a bool scalar)."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves else jnp.bool_(True)
 
 
 def train(
@@ -198,7 +266,8 @@ def train(
     noise words from ``fold_in(key, step)``, so a run resumed at an epoch boundary continues exactly.
     Batch i of the n_e batches of epoch e has learning rate
     ``alpha - (alpha - min_alpha) * (e + i / n_e) / epochs``, gensim's linear decay with progress.
-    ``on_epoch(stats, params, opt_state)`` is called after every epoch (to log, evaluate or checkpoint);
+    ``on_epoch(stats, params, opt_state)`` is called after every epoch (to log, evaluate or checkpoint)
+    whose losses, parameters and optimizer state are all finite; else ``NonFiniteUpdate`` names where.
     ``opt_state`` (the optax optimizer's, ``()`` for ``sparse_sgd``) starts from ``init_opt_state`` if None.
     With a ``mesh`` (``seqjax.parallel``) the tables and optimizer state are replicated over its devices and
     every batch is split by rows (``batch_size`` divisible by its size); ``jit`` sums the sparse updates.
@@ -226,20 +295,26 @@ def train(
             if epoch + 1 < config.epochs:
                 upcoming = host.submit(build, epoch + 1)
             examples = len(arrays[-1])
-            num_batches = max(-(-examples // config.batch_size), 1)
-            lr_step = span / (config.epochs * num_batches)
+            batches = num_batches(examples, config)
+            lr_step = span / (config.epochs * batches)
             first_step = epoch * (1 << 20)  # each epoch's noise keys apart from every other's
-            loss_sum = jnp.zeros((), jnp.float32)
+            loss_sum, nonfinite = jnp.zeros((), jnp.float32), jnp.int32(-1)
             for i, (batch, valid, first) in enumerate(chunks(arrays, config)):
                 done = first // config.batch_size
-                lr_start = config.alpha - span * (epoch + done / num_batches) / config.epochs
+                lr_start = config.alpha - span * (epoch + done / batches) / config.epochs
                 step = first_step + i * config.chunk_batches
                 lrs = np.float32(lr_start), np.float32(lr_step)
                 if mesh is not None:
                     batch = parallel.shard_batch(batch, mesh, axis=1)  # [chunk_batches, batch_size, ...]
-                params, opt_state, loss = chunk_step(params, opt_state, key, batch, valid, step, *lrs)
+                state = chunk_step(params, opt_state, key, batch, valid, step, *lrs, nonfinite)
+                params, opt_state, loss, nonfinite = state
                 loss_sum = loss_sum + loss
-            mean_loss = float(loss_sum) / max(examples, 1)  # the one device-to-host transfer of the epoch
+            # The one device-to-host transfer of the epoch.
+            loss_sum, nonfinite, finite = jax.device_get((loss_sum, nonfinite, all_finite((params, opt_state))))
+            if nonfinite >= 0 or not finite:
+                update = int(nonfinite) - first_step + 1 if nonfinite >= 0 else 0
+                raise NonFiniteUpdate(epoch + 1, update)
+            mean_loss = float(loss_sum) / max(examples, 1)
             seconds = time.perf_counter() - start
             stats.append(EpochStats(epoch + 1, len(corpus), effective, examples, mean_loss, seconds))
             if on_epoch is not None:

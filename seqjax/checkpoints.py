@@ -28,11 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seqjax import distributed
 from seqjax.train import TrainState
 
 STATE_ITEM = "default"  # the state's item: the name Orbax gave it when a checkpoint held nothing else
 CHECKSUMS_ITEM = "checksums"
 DAMAGED_DIR = "damaged_checkpoints"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
 class CheckpointMismatch(ValueError):
@@ -140,6 +142,15 @@ def checksums(storable: dict) -> dict[str, int | None]:
     }
 
 
+def _remove_unfinished(directory: Path) -> None:
+    """Deletes the folders of checkpoints whose write never finished (a kill during a save): Orbax writes a step
+    into ``<step>.orbax-checkpoint-tmp*`` and renames it once complete. The primary process only, before anyone
+    saves."""
+    if distributed.is_primary() and directory.is_dir():
+        for unfinished in directory.glob(f"*{TMP_SUFFIX}*"):
+            shutil.rmtree(unfinished, ignore_errors=True)
+
+
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -192,7 +203,8 @@ class Checkpointer:
         self.every = every
         self.report = report or (lambda line: print(line, file=sys.stderr, flush=True))
         self.set_aside: list[int] = []
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+        _remove_unfinished(self.directory)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         handlers = {STATE_ITEM: ocp.StandardCheckpointHandler(), CHECKSUMS_ITEM: ocp.JsonCheckpointHandler()}
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -306,10 +318,12 @@ class Checkpointer:
     def _set_aside(self, step: int, reason: str) -> None:
         """Moves damaged checkpoint ``step`` out of the manager's sight, to ``<workdir>/damaged_checkpoints/``."""
         aside = self.directory.parent / DAMAGED_DIR / str(step)
-        if aside.exists():
-            shutil.rmtree(aside)
-        aside.parent.mkdir(exist_ok=True)
-        shutil.move(self.directory / str(step), aside)
+        if distributed.is_primary():
+            if aside.exists():
+                shutil.rmtree(aside)
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(self.directory / str(step), aside)
+        distributed.sync(f"set aside {self.directory / str(step)}")
         self._manager.reload()
         self.set_aside.append(step)
         self.report(f"{reason}; moved to {aside}")

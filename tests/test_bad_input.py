@@ -2,6 +2,7 @@
 before the workdir is touched (``experiment.run_command``, main's work in this process); then the command line
 itself (a subprocess per script kind) turns such an error into that one line on stderr and exit status 1."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,16 @@ def test_the_command_line_prints_that_one_line_and_exits_1(tmp_path, script, arg
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"{Path(script).name}: ") and named in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_benchmark_refuses_a_workdir_measured_with_other_flags(tmp_path):
+    """A benchmark's workdir holds the results of its flags: another measurement there is refused, not mixed in."""
+    record = {"experiment": "fused_vs_scan", "flags": {"cells": ["lstm"], "shapes": ["8x8x8"], "steps": 20}}
+    (tmp_path / "flags.json").write_text(json.dumps(record))
+    proc = _script("benchmarks/fused_vs_scan.py", f"--workdir={tmp_path}", "--cells=lstm", "--shapes=8x8x16")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "holds a run made with --shapes=8x8x8, this run has --shapes=8x8x16" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.json"]
 
 
 def test_help_still_prints_the_usage():

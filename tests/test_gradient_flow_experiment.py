@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from seqjax import config
+from seqjax import config, runner
 from seqjax import experiment as ex
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -104,3 +104,15 @@ def test_cli_runs_and_rejects_bad_flags(tmp_path):
         gradient_flow.Config(seq_len=-3)
     with pytest.raises(config.ConfigError, match=r"^--loss=every needs --task=random"):
         gradient_flow.Config(loss="every", task="adding")
+
+
+def test_a_diverging_curve_stops_the_run_in_one_line_naming_its_update(tmp_path):
+    """The RNN's parameters overflow at the second update of 1e30 * gradient: no NaN results are written."""
+    argv = ["gradient_flow.py", f"--workdir={tmp_path}", "--cells=rnn", "--seq_len=10", "--hidden=8", "--batch=4",
+            "--train_steps=10", "--learning_rate=1e30", "--clip=0", "--optimizer=sgd"]  # fmt: skip
+    with pytest.raises(runner.NonFiniteError) as error:
+        ex.run_command(gradient_flow.EXPERIMENT, argv)
+    assert str(error.value) == (
+        "update 2 (batch 1) gave a non-finite loss, gradient or parameter: stopped; no checkpoint was saved"
+    )
+    assert not list(tmp_path.glob("*.csv")) and not (tmp_path / "summary.json").exists()

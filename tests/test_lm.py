@@ -152,3 +152,8 @@ def test_sampling_is_reproducible_and_top_1_is_greedy():
     assert draw(0, greedy=True)[0] == np.argmax(log_probs[0, -1])
     # Near-zero temperature is greedy.
     np.testing.assert_array_equal(draw(7, temperature=1e-4), draw(0, greedy=True))
+
+
+def test_the_perplexity_of_a_diverged_model_is_inf_never_an_error():
+    assert lm_metrics.perplexity(2.0 * 100, 100) == pytest.approx(math.exp(2.0))
+    assert lm_metrics.perplexity(800.0 * 100, 100) == math.inf  # exp(800) overflows a float

@@ -36,23 +36,30 @@ def _metrics(workdir):
     return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    """A run SIGKILLed after step 12 (checkpoint at 10) and rerun equals a straight run, bit for bit."""
-    straight = _run(tmp_path / "straight", 20)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> Path:
+    """The workdir of runner_run.py's 20 updates, never interrupted."""
+    path = tmp_path_factory.mktemp("straight")
+    straight = _run(path, 20)
     assert straight.returncode == 0, straight.stderr
+    return path
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path, straight_run):
+    """A run SIGKILLed after step 12 (checkpoint at 10) and rerun equals a straight run, bit for bit."""
     killed = _run(tmp_path / "resumed", 20, kill_at=12)
     assert killed.returncode == -9
     assert not (tmp_path / "resumed" / "final.npz").exists()
     resumed = _run(tmp_path / "resumed", 20)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout and "checkpoints/10" in resumed.stdout
-    a, b = np.load(tmp_path / "straight" / "final.npz"), np.load(tmp_path / "resumed" / "final.npz")
+    a, b = np.load(straight_run / "final.npz"), np.load(tmp_path / "resumed" / "final.npz")
     assert sorted(a.files) == sorted(b.files)
     for name in a.files:
         np.testing.assert_array_equal(a[name], b[name])
     steps = [m["step"] for m in _metrics(tmp_path / "resumed")]
     assert steps == [3, 6, 9, 12, 15, 18, 20]  # step 12, logged before the kill, is written once
-    straight_losses = [m["loss"] for m in _metrics(tmp_path / "straight")]
+    straight_losses = [m["loss"] for m in _metrics(straight_run)]
     assert [m["loss"] for m in _metrics(tmp_path / "resumed")] == straight_losses
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["10", "15", "20"]
     assert any((tmp_path / "resumed" / "tensorboard").iterdir())
@@ -128,9 +135,11 @@ def test_checkpoint_of_another_model_is_a_one_line_error_and_changes_nothing(tmp
 def test_a_finished_run_rerun_does_nothing(tmp_path):
     first = _fit_linear(tmp_path, 6, log_every=3, checkpoint_every=3).state
     w = np.asarray(first.params["w"])
+    events = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
     again = _fit_linear(tmp_path, 6, log_every=3, checkpoint_every=3).state
     np.testing.assert_array_equal(np.asarray(again.params["w"]), w)
     assert [m["step"] for m in _metrics(tmp_path)] == [3, 6]
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == events  # no new events file
 
 
 def test_model_state_is_handed_from_step_to_step_and_checkpointed(tmp_path):
@@ -251,6 +260,22 @@ def test_a_kill_during_an_evaluation_loses_and_repeats_nothing(tmp_path):
     assert [h["step"] for h in got] == [h["step"] for h in expected] == [0, 4, 8, 10, 12, 16, 20]
     assert [h["loss"] for h in got] == [h["loss"] for h in expected]  # the same evaluations, each once
     a, b = (np.load(tmp_path / run / "best.npz") for run in ("straight", "killed"))
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_a_kill_halfway_through_a_log_line_leaves_no_trace_after_the_rerun(tmp_path, straight_run):
+    """SIGKILL with half of update 12's metrics line written (tests/faults.py): the rerun resumes from 10 and the
+    file ends as a straight run's, each line once and whole."""
+    faults = Path(__file__).with_name("faults.py")
+    command = [sys.executable, str(faults), "kill_logging", "12", str(SCRIPT), str(tmp_path / "torn"), "20", "0"]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == -9
+    assert (tmp_path / "torn" / "metrics.jsonl").read_text().endswith('{"step": 12, "loss": 0.')
+    resumed = _run(tmp_path / "torn", 20)
+    assert resumed.returncode == 0, resumed.stderr
+    drop_speed = lambda lines: [{k: v for k, v in line.items() if k != "steps_per_s"} for line in lines]
+    assert drop_speed(_metrics(tmp_path / "torn")) == drop_speed(_metrics(straight_run))
+    a, b = np.load(straight_run / "final.npz"), np.load(tmp_path / "torn" / "final.npz")
     for name in a.files:
         np.testing.assert_array_equal(a[name], b[name])
 

@@ -1,7 +1,7 @@
 """seqjax: recurrent sequence models as pure JAX functions."""
 
 from seqjax import cells, gradflow, initializers, layers, scan
-from seqjax.cells import Cell, LSTMCarry, gru, lstm, rnn
+from seqjax.cells import Cell, LSTMCarry, gru, linear_cell, lstm, mingru, minlstm, rnn
 from seqjax.scan import Unrolled, truncated_unroll, unroll
 
 __all__ = [
@@ -13,7 +13,10 @@ __all__ = [
     "gru",
     "initializers",
     "layers",
+    "linear_cell",
     "lstm",
+    "mingru",
+    "minlstm",
     "rnn",
     "scan",
     "truncated_unroll",

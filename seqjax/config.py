@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from absl import flags
 
 from seqjax import precision, train
-from seqjax.cells import BUILTIN_CELLS, cell_by_name
+from seqjax.cells import BUILTIN_CELLS, LINEAR_CELLS, cell_by_name
 from seqjax.models.token_encoder import ENCODERS
 
 
@@ -285,7 +285,7 @@ def _parsed(s: Flat, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- shared settings
 
 CELL_HELP = (
-    f"Recurrent cell: {', '.join(BUILTIN_CELLS)}; or your own, 'path/to/file.py:attr' (e.g. "
+    f"Recurrent cell: {', '.join(BUILTIN_CELLS + LINEAR_CELLS)}; or your own, 'path/to/file.py:attr' (e.g. "
     "examples/my_cells.py:indrnn) or 'module:attr' (the module on PYTHONPATH)."
 )
 

@@ -2,18 +2,25 @@
 
 from seqjax.cells.base import Cell, hidden_size_of, step_input, zero_carry
 from seqjax.cells.gru import gru
+from seqjax.cells.linear import Linear, linear_cell
 from seqjax.cells.lstm import LSTMCarry, lstm
-from seqjax.cells.named import BUILTIN_CELLS, cell_by_name
+from seqjax.cells.minimal import mingru, minlstm
+from seqjax.cells.named import BUILTIN_CELLS, LINEAR_CELLS, cell_by_name
 from seqjax.cells.rnn import rnn
 
 __all__ = [
     "BUILTIN_CELLS",
+    "LINEAR_CELLS",
     "Cell",
     "LSTMCarry",
+    "Linear",
     "cell_by_name",
     "gru",
     "hidden_size_of",
+    "linear_cell",
     "lstm",
+    "mingru",
+    "minlstm",
     "rnn",
     "step_input",
     "zero_carry",

@@ -14,7 +14,9 @@ input matrix product ``x @ W_ih + b`` for all gates). When ``project`` is presen
 receives ``project(params, x_t)`` instead of ``x_t``; the unroller hoists ``project`` out of the
 time loop, turning T small matrix products into one large one. ``step_input`` does the same for a
 single step. A cell may also offer ``fused``, the whole sequence at once with a hand-written
-backward pass; ``unroll`` takes it where it applies (see ``seqjax.scan.unroll``).
+backward pass; ``unroll`` takes it where it applies (see ``seqjax.scan.unroll``). A cell whose recurrence is
+linear in its carry says so with ``linear`` (``seqjax.cells.linear``), and ``unroll`` can then run it in
+parallel over time.
 
 A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
 one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
@@ -58,6 +60,9 @@ class Cell:
         the same results as scanning ``step`` (after ``project``) over the time-major inputs in time
         order, steps where ``valid`` is False leaving the carry unchanged and outputting 0; typically
         with a faster custom VJP. ``remat`` asks it to save less for the backward pass.
+      linear: optional ``seqjax.cells.linear.Linear``: the recurrence is ``h_t = a_t * h_{t-1} + b_t`` with
+        ``(a_t, b_t)`` from the input alone (``step`` must be that recurrence: build such a cell with
+        ``linear_cell``), so ``unroll`` can evaluate it with an associative scan.
     """
 
     init_params: Callable[..., Params]
@@ -67,6 +72,7 @@ class Cell:
     name: str = "cell"
     unroll: int = 1
     fused: Callable[..., tuple[Carry, jax.Array]] | None = None
+    linear: Any = None
 
     def __post_init__(self):
         if self.init_carry is None:

@@ -13,9 +13,12 @@ from seqjax import initializers
 from seqjax.cells.base import Cell
 from seqjax.cells.gru import gru
 from seqjax.cells.lstm import lstm
+from seqjax.cells.minimal import mingru, minlstm
 from seqjax.cells.rnn import rnn
 
 BUILTIN_CELLS = ("rnn", "rnn_relu", "lstm", "lstm_peephole", "gru", "gru_cho")
+# Recurrences linear in the carry (seqjax.cells.linear): ``unroll`` can run them with an associative scan.
+LINEAR_CELLS = ("mingru", "minlstm")
 
 
 def cell_by_name(
@@ -26,10 +29,11 @@ def cell_by_name(
     """Builds the cell called ``name``.
 
     Args:
-      name: one of ``BUILTIN_CELLS``; or ``"module.path:attr"`` (the module importable: on ``sys.path``) or
-        ``"path/to/file.py:attr"`` (the file loaded as a module of its own, relative to the working directory),
-        where ``attr`` is a ``Cell`` (used as it is: the options below do not apply to it) or a function of no
-        arguments returning one.
+      name: one of ``BUILTIN_CELLS`` or ``LINEAR_CELLS`` (``recurrent_init`` and ``forget_bias`` do not apply to
+        the latter: they have no recurrent weights); or ``"module.path:attr"`` (the module importable: on
+        ``sys.path``) or ``"path/to/file.py:attr"`` (the file loaded as a module of its own, relative to the working
+        directory), where ``attr`` is a ``Cell`` (used as it is: the options below do not apply to it) or a function
+        of no arguments returning one.
       recurrent_init: initialiser of the recurrent weights of built-in cells.
       forget_bias: initial forget-gate bias of built-in LSTMs.
     """
@@ -41,11 +45,15 @@ def cell_by_name(
         return lstm(forget_bias, peephole=name == "lstm_peephole", recurrent_init=recurrent_init)
     if name in ("gru", "gru_cho"):
         return gru(reset_after=name == "gru", recurrent_init=recurrent_init)
+    if name == "mingru":
+        return mingru()
+    if name == "minlstm":
+        return minlstm()
     if ":" in name:
         return _import_cell(name)
     raise ValueError(
-        f"unknown cell {name!r}; known: {', '.join(BUILTIN_CELLS)}, or 'module:attribute' or 'file.py:attribute' for "
-        "your own"
+        f"unknown cell {name!r}; known: {', '.join(BUILTIN_CELLS + LINEAR_CELLS)}, or 'module:attribute' or "
+        "'file.py:attribute' for your own"
     )
 
 

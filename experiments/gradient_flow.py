@@ -15,7 +15,8 @@ gradient clipping) on --task through the runner, in <workdir>/runs/<curve>, and 
 (the gradient w.r.t. the inputs) for every model, drawn in input_gradient_flow.png.
 
 Writes into --workdir: flags.json, gradient_norms.csv (one row per curve, snapshot, carry part and time step),
-summary.json (ratios at fixed distances, losses, spectral radii) and gradient_flow.png.
+summary.json (ratios at fixed distances, losses, spectral radii, the top Lyapunov exponent of each cell's
+recurrence along the first evaluation sequences, ``seqjax.lyapunov``) and gradient_flow.png.
 """
 
 import dataclasses
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import attention, config, gradflow, initializers, plots, runner, workdir
+from seqjax import attention, config, gradflow, initializers, lyapunov, plots, runner, workdir
 from seqjax import experiment as ex
 from seqjax.cells import Cell, cell_by_name, rnn
 from seqjax.data import synthetic
@@ -45,6 +46,9 @@ TASK_BASELINES = {
 def _cell_or_attention(name: str) -> None:
     if name != ATTENTION:
         cell_by_name(name)
+
+
+LYAPUNOV_SEQUENCES = 4  # of the evaluation batch: the exponent is their mean
 
 
 @config.declare
@@ -265,12 +269,17 @@ def measure_setting(c: Config, setting: Setting, out: Path, keys, eval_batch) ->
     init_key, train_key = keys
     params = init_attention_model(init_key, c) if setting.cell is None else init_model(setting.cell, init_key, c)
     measure_fn = jax.jit(lambda p: measure(setting.cell, c, p, *eval_batch))
+    exponent_fn = None
+    if setting.cell is not None:  # the top Lyapunov exponent along the first sequences' trajectories
+        sequences = eval_batch[0][:LYAPUNOV_SEQUENCES]
+        exponent_fn = jax.jit(lambda p: lyapunov.lyapunov_exponents(setting.cell, p["cell"], sequences)[0])
 
     def evaluate(params):
         loss, norms = measure_fn(params)
         radii = spectral_radii(params)
         return {
             "eval_loss": loss,
+            **({} if exponent_fn is None else {"lyapunov": exponent_fn(params)}),
             **({} if radii is None else {"spectral_radii": radii}),
             **{f"{name}:{part}": v for (name, part), v in norms.items()},
         }
@@ -320,7 +329,7 @@ def run(c: Config, _, out: Path) -> dict:
             record = {"label": setting.label, "snapshots": []}
             for measurement in history:
                 step, norms, radii = measurement["step"], norms_of(measurement), measurement.get("spectral_radii")
-                record["snapshots"].append(_snapshot_summary(c, step, measurement["eval_loss"], norms, radii))
+                record["snapshots"].append(_snapshot_summary(c, step, measurement, norms, radii))
                 rows.extend(_rows(c, setting, step, norms))
             if losses:
                 learning_curves.append(
@@ -367,7 +376,7 @@ def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
     return rows
 
 
-def _snapshot_summary(config: Config, step: int, eval_loss: float, norms, radii: list[float] | None) -> dict:
+def _snapshot_summary(config: Config, step: int, measurement: dict, norms, radii: list[float] | None) -> dict:
     distances = sorted({d for d in (10, 50, config.seq_len - 1) if d < config.seq_len})
     ratios, input_ratios = {}, {}
     for (measure_name, part), values in norms.items():
@@ -379,10 +388,12 @@ def _snapshot_summary(config: Config, step: int, eval_loss: float, norms, radii:
         (ratios if measure_name == "grad_norm" else input_ratios)[part] = at
     summary = {
         "train_step": step,
-        "eval_loss": eval_loss,
+        "eval_loss": measurement["eval_loss"],
         "ratio_at_steps_back": ratios,
         "spectral_radii": radii,
     }
+    if "lyapunov" in measurement:
+        summary["lyapunov_exponent"] = measurement["lyapunov"]
     if input_ratios:
         summary["input_ratio_at_steps_back"] = input_ratios["input"]
     return summary
@@ -397,6 +408,8 @@ def _headline(snapshot: dict) -> str:
         d = max(int(k) for k in ratios if int(k) <= 50)
         value = ratios[str(d)]
         parts.append(f"{part}[T-{d}]/[T]={value:.2e}" if value is not None else f"{part}: n/a")
+    if "lyapunov_exponent" in snapshot:
+        parts.append(f"lyapunov {snapshot['lyapunov_exponent']:+.3f}")
     return f"step {snapshot['train_step']:>5}: loss {snapshot['eval_loss']:.4f} " + " ".join(parts)
 
 

@@ -120,11 +120,13 @@ def unroll(
     fused: bool | None = None,
     segment_len: int | None = None,
     parallel: bool | None = None,
+    resets: jax.Array | None = None,
 ) -> Unrolled:
     """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
 
     For each step t (in reverse order when ``reverse``)::
 
+        carry_{t-1} = initial_carry if t starts a segment      (only with ``resets``)
         carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
         carry_t = carry_t + probe_t                             (only with ``probe``)
         y_t = carry_t's leaf                 (only with ``probe``, when ``step`` returns that leaf as y_t)
@@ -171,6 +173,12 @@ def unroll(
         and gradients are the same either way, to float rounding; ``hoist``, ``unroll``, ``remat`` and
         ``fused`` do not apply to the parallel path.
 
+      resets: ``[b, t]`` bool (``[t, b]`` if time-major): True where a new segment starts, e.g. the first token of
+        each document packed into one row. The carry entering that step is the initial carry again, so each
+        segment runs as if alone (values and gradients); reading in reverse, each segment restarts at its own
+        last step. The per-step scan and the parallel path take it; a cell's ``fused`` sequence does not,
+        and ``fused=None`` then scans.
+
     Returns:
       ``Unrolled(carry, outputs, carries)``.
     """
@@ -181,12 +189,20 @@ def unroll(
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
     valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
     probe_t = probe if probe is None or time_major else _to_time_major(probe)
-    options = _Options(unroll, remat, hoist, fused, parallel)
+    restart = None
+    if resets is not None:
+        resets_t = jnp.asarray(resets, bool) if time_major else jnp.swapaxes(jnp.asarray(resets, bool), 0, 1)
+        if resets_t.shape != (num_steps, batch):
+            raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
+        restart = _restarts(resets_t, reverse)
+    options = _Options(unroll, remat, hoist, fused, parallel, restart)
     if segment_len is not None:
         if segment_len < 1:
             raise ValueError(f"segment_len must be >= 1, got {segment_len}")
         if probe is not None or return_carries:
             raise ValueError("segment_len stores no per-step state: it cannot be combined with probe or return_carries")
+        if resets is not None:
+            raise ValueError("segment_len cannot be combined with resets")
         carry, ys = _segmented(cell, params, xs_t, carry0, valid, reverse, segment_len, options)
         carries = None
     else:
@@ -205,6 +221,7 @@ class _Options(NamedTuple):
     hoist: bool | None
     fused: bool | None
     parallel: bool | None = None
+    restart: jax.Array | None = None  # [t, b]: the steps whose incoming carry is the initial one
 
 
 def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options: _Options):
@@ -217,8 +234,9 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
         if parallel is None:
             parallel = parallel_by_default(steps, batch, hidden, jax.default_backend())
         if parallel:
-            return _run_parallel(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t)
-    reason = fused_unavailable(cell, probe_t, return_carries)
+            return _run_parallel(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options.restart)
+    reason = fused_unavailable(cell, probe_t, return_carries) or (
+        "resets need the per-step scan" if options.restart is not None else "")  # fmt: skip
     if options.fused and reason:
         raise ValueError(f"unroll(fused=True): {reason}")
     batch, hidden, platform = xs_t.shape[1], jax.tree.leaves(carry0)[0].shape[-1], jax.default_backend()
@@ -242,7 +260,9 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
         cell_step = jax.checkpoint(cell_step)
 
     def body(carry, inputs):
-        u, valid_t, probe_step = inputs
+        u, valid_t, probe_step, restart_t = inputs
+        if restart_t is not None:
+            carry = _where_valid(restart_t, carry0, carry)
         new_carry, y = cell_step(carry, u, probe_step)
         if valid_t is not None:
             new_carry = _where_valid(valid_t, new_carry, carry)
@@ -250,24 +270,28 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
         return new_carry, (y, new_carry if return_carries else None)
 
     factor = cell.unroll if options.unroll is None else options.unroll
-    carry, (ys, carries) = jax.lax.scan(body, carry0, (us, valid, probe_t), reverse=reverse, unroll=factor)
+    inputs = (us, valid, probe_t, options.restart)
+    carry, (ys, carries) = jax.lax.scan(body, carry0, inputs, reverse=reverse, unroll=factor)
     return carry, ys, carries
 
 
-def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_t):
+def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_t, restart):
     """``_run`` for a cell linear in its carry: every ``h_t`` at once from the coefficients of every step.
 
-    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; reading in reverse is the
-    forward recurrence on flipped time. With ``readout``, ``y_t`` reads the carry before its probe, as the
-    scanned step's output does.
+    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a h_0 + b)``;
+    reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t`` reads the carry
+    before its probe, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
+    negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
     """
     linear = cell.linear
     us = xs_t if cell.project is None else cell.project(params, xs_t)
     if reverse:
         us, valid = _flip_time(us, valid)
         probe_t = None if probe_t is None else probe_t[::-1]
+        restart = None if restart is None else restart[::-1]
     mask = None if valid is None else valid[..., None]
-    if linear.log_coefficients is not None and probe_t is None:
+    again = None if restart is None else restart[..., None]
+    if linear.log_coefficients is not None and probe_t is None and restart is None:
         log_a, log_b = linear.log_coefficients(params, us)
         if mask is not None:
             log_a, log_b = jnp.where(mask, log_a, 0.0), jnp.where(mask, log_b, linear_lib.LOG_ZERO)
@@ -276,6 +300,9 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
         a, b = linear.coefficients(params, us)
         if probe_t is not None:
             b = b + probe_t
+        if again is not None:
+            b = jnp.where(again, b + a * jnp.broadcast_to(h0, a.shape), b)
+            a = jnp.where(again, jnp.zeros_like(a), a)
         if mask is not None:
             a, b = jnp.where(mask, a, jnp.ones_like(a)), jnp.where(mask, b, jnp.zeros_like(b))
         hs = linear_lib.associative_scan(a, b, h0)
@@ -290,6 +317,14 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
     if reverse:
         hs, ys = hs[::-1], ys[::-1]
     return carry, ys, hs if return_carries else None
+
+
+def _restarts(resets_t: jax.Array, reverse: bool) -> jax.Array:
+    """The steps ``[t, b]`` whose incoming carry is the initial one: the first of each segment, or reading in
+    reverse, the last (the step before the next segment's first)."""
+    if not reverse:
+        return resets_t
+    return jnp.concatenate([resets_t[1:], jnp.zeros_like(resets_t[:1])], axis=0)
 
 
 def _segmented(cell, params, xs_t, carry0, valid, reverse, segment_len: int, options: _Options):

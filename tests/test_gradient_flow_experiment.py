@@ -72,6 +72,9 @@ def test_linear_mode_matches_the_closed_form(tmp_path):
     far = {r["label"]: float(r["ratio"]) for r in rows if r["steps_back"] == "11"}
     assert far["linear RNN x3"] == pytest.approx(3.0**11, rel=1e-5)
     assert far["linear RNN x0.2"] == pytest.approx(0.2**11, rel=1e-5)
+    exponents = {r["label"]: r["snapshots"][0]["lyapunov_exponent"] for r in summary["settings"]}
+    assert exponents == {"linear RNN x3": pytest.approx(np.log(3.0), rel=1e-5),
+                         "linear RNN x0.2": pytest.approx(np.log(0.2), rel=1e-5)}  # fmt: skip
 
 
 def test_same_seed_same_numbers(tmp_path):

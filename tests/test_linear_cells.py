@@ -96,8 +96,9 @@ def test_the_associative_scan_equals_the_step_by_step_scan_in_values_and_gradien
                         parallel=parallel, return_carries=True)  # fmt: skip
         return jnp.sum(jnp.sin(result.outputs)) + jnp.sum(result.carry**2), result
 
-    (value, scanned), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, probe, False)
-    (value_p, parallel), grads_p = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, probe, True)
+    both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+    (value, scanned), grads = both(params, probe, False)
+    (value_p, parallel), grads_p = both(params, probe, True)
     np.testing.assert_allclose(value_p, value, rtol=1e-5)
     for got, want in zip(jax.tree.leaves((parallel, grads_p)), jax.tree.leaves((scanned, grads)), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
@@ -121,8 +122,9 @@ def test_the_log_space_form_is_the_plain_recurrence(cell):
     def logarithmic(a, b):
         return jnp.sum(jnp.sin(linear_lib.log_scan(jnp.log(a), jnp.log(b), jnp.log(h0))))
 
-    np.testing.assert_allclose(logarithmic(a, b), plain(a, b), rtol=1e-5)
-    for got, want in zip(jax.grad(logarithmic, (0, 1))(a, b), jax.grad(plain, (0, 1))(a, b), strict=True):
+    np.testing.assert_allclose(jax.jit(logarithmic)(a, b), jax.jit(plain)(a, b), rtol=1e-5)
+    gradients = [jax.jit(jax.grad(f, (0, 1)))(a, b) for f in (logarithmic, plain)]
+    for got, want in zip(*gradients, strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
 
 

@@ -64,8 +64,8 @@ def test_packed_segments_equal_segments_run_alone(name, reverse):
         outputs, carry = _segments_alone(cell, params, xs, reverse, parallel)
         return jnp.sum(jnp.sin(outputs)), (outputs, carry)
 
-    (_, result), grads = jax.value_and_grad(packed, has_aux=True)(params)
-    (_, (outputs, carry)), grads_alone = jax.value_and_grad(alone, has_aux=True)(params)
+    (_, result), grads = jax.jit(jax.value_and_grad(packed, has_aux=True))(params)
+    (_, (outputs, carry)), grads_alone = jax.jit(jax.value_and_grad(alone, has_aux=True))(params)
     np.testing.assert_allclose(np.asarray(result.outputs), np.asarray(outputs), rtol=1e-5, atol=1e-6)
     for got, want in zip(jax.tree.leaves((result.carry, grads)), jax.tree.leaves((carry, grads_alone)), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)

@@ -245,39 +245,32 @@ def test_early_stopping_after_patience_evaluations_without_a_new_best(tmp_path):
 
 
 def test_a_kill_during_an_evaluation_loses_and_repeats_nothing(tmp_path):
-    """Killed while evaluating step 10 (after the checkpoint of step 8): the rerun evaluates 10 once, keeps the
-    same best state and ends with the evaluations of a straight run."""
+    """Killed while evaluating step 10 (after the checkpoint of step 8); the rerun killed halfway through the
+    metrics line of step 15 (tests/faults.py); the next rerun evaluates 10 once, keeps the same best state, drops
+    the torn line and ends with the evaluations, metrics and parameters of a straight run."""
     straight = _run(tmp_path / "straight", 20, evaluate=True)
     assert straight.returncode == 0, straight.stderr
     killed = _run(tmp_path / "killed", 20, kill_at=10, evaluate=True)
     assert killed.returncode == -9
     lines = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
     assert [line["step"] for line in lines] == [0, 4, 8]  # 10's evaluation was under way: not written
+    faults = Path(__file__).with_name("faults.py")
+    torn = [sys.executable, str(faults), "kill_logging", "15", str(SCRIPT), str(tmp_path / "killed"), "20", "0",
+            "evaluate"]  # fmt: skip
+    assert subprocess.run(torn, capture_output=True, timeout=300).returncode == -9
+    assert (tmp_path / "killed" / "metrics.jsonl").read_text().endswith('{"step": 15, "loss": 0.')
     resumed = _run(tmp_path / "killed", 20, evaluate=True)
     assert resumed.returncode == 0, resumed.stderr
     expected = _read_lines(tmp_path / "straight" / "eval" / "metrics.jsonl")
     got = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
     assert [h["step"] for h in got] == [h["step"] for h in expected] == [0, 4, 8, 10, 12, 16, 20]
     assert [h["loss"] for h in got] == [h["loss"] for h in expected]  # the same evaluations, each once
-    a, b = (np.load(tmp_path / run / "best.npz") for run in ("straight", "killed"))
-    for name in a.files:
-        np.testing.assert_array_equal(a[name], b[name])
-
-
-def test_a_kill_halfway_through_a_log_line_leaves_no_trace_after_the_rerun(tmp_path, straight_run):
-    """SIGKILL with half of update 12's metrics line written (tests/faults.py): the rerun resumes from 10 and the
-    file ends as a straight run's, each line once and whole."""
-    faults = Path(__file__).with_name("faults.py")
-    command = [sys.executable, str(faults), "kill_logging", "12", str(SCRIPT), str(tmp_path / "torn"), "20", "0"]
-    assert subprocess.run(command, capture_output=True, timeout=300).returncode == -9
-    assert (tmp_path / "torn" / "metrics.jsonl").read_text().endswith('{"step": 12, "loss": 0.')
-    resumed = _run(tmp_path / "torn", 20)
-    assert resumed.returncode == 0, resumed.stderr
+    for saved in ("best.npz", "final.npz"):
+        a, b = (np.load(tmp_path / run / saved) for run in ("straight", "killed"))
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
     drop_speed = lambda lines: [{k: v for k, v in line.items() if k != "steps_per_s"} for line in lines]
-    assert drop_speed(_metrics(tmp_path / "torn")) == drop_speed(_metrics(straight_run))
-    a, b = np.load(straight_run / "final.npz"), np.load(tmp_path / "torn" / "final.npz")
-    for name in a.files:
-        np.testing.assert_array_equal(a[name], b[name])
+    assert drop_speed(_metrics(tmp_path / "killed")) == drop_speed(_metrics(tmp_path / "straight"))
 
 
 def test_one_writer_per_workdir(tmp_path):

@@ -15,16 +15,15 @@ fused sequence is faster; ``default`` is what ``seqjax.scan.fused_by_default`` p
 
 from __future__ import annotations
 
-import statistics
+import functools
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
-from harness import inputs, known_cells, parse_shape, valid_shape
+from harness import alternate_medians, inputs, known_cells, parse_shape, valid_shape
 
 from seqjax import command_line, workdir
 from seqjax.cells import cell_by_name
@@ -46,17 +45,11 @@ def compare(cell_name: str, shape_text: str, steps: int) -> dict[str, Any]:
     cell = cell_by_name(cell_name)
     params = cell.init_params(jax.random.key(SEED), shape.input_size, shape.hidden)
     xs = jnp.asarray(inputs(shape))
-    paths = {"fused": _train_step(cell, True), "scan": _train_step(cell, False)}
-    for step in paths.values():
-        for _ in range(2):
-            jax.block_until_ready(step(params, xs))
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(steps):
-        for name, step in paths.items():
-            start = time.perf_counter()
-            jax.block_until_ready(step(params, xs))
-            times[name].append(time.perf_counter() - start)
-    fused_s, scan_s = statistics.median(times["fused"]), statistics.median(times["scan"])
+    steps_by_path = {"fused": _train_step(cell, True), "scan": _train_step(cell, False)}
+    medians = alternate_medians(
+        {name: functools.partial(step, params, xs) for name, step in steps_by_path.items()}, steps
+    )
+    fused_s, scan_s = medians["fused"], medians["scan"]
     default = fused_by_default(shape.batch, shape.hidden, jax.default_backend())
     return {
         "cell": cell_name,

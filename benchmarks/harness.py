@@ -183,6 +183,23 @@ def time_steps(
     return first, times
 
 
+def alternate_medians(paths: dict[str, Callable[[], Any]], steps: int, warmup: int = 2) -> dict[str, float]:
+    """The median seconds of each path (a function of no arguments whose result ``jax.block_until_ready`` waits
+    for), timed alternately ``steps`` times each after ``warmup`` untimed calls: both see the same machine."""
+    import jax
+
+    for path in paths.values():
+        for _ in range(warmup):
+            jax.block_until_ready(path())
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(steps):
+        for name, path in paths.items():
+            start = time.perf_counter()
+            jax.block_until_ready(path())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def inputs(shape: Shape):
     """The N(0, 1) inputs ``xs [b, t, d]`` float32 of a shape, identical for every implementation."""
     import numpy as np

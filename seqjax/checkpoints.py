@@ -133,13 +133,17 @@ def _crc32(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
-def checksums(storable: dict) -> dict[str, int | None]:
-    """``{path: CRC-32 of the leaf's bytes}``; None for an array this process does not hold whole (a parameter
+def _on_host(tree) -> dict[str, np.ndarray | None]:
+    """``{path: the leaf as a NumPy array}``; None for an array this process does not hold whole (a parameter
     split over the processes of a multi-process run)."""
     return {
-        path: _crc32(np.asarray(leaf)) if getattr(leaf, "is_fully_addressable", True) else None
-        for path, leaf in _paths(storable)
+        path: np.asarray(leaf) if getattr(leaf, "is_fully_addressable", True) else None for path, leaf in _paths(tree)
     }
+
+
+def checksums(host: dict[str, np.ndarray | None]) -> dict[str, int | None]:
+    """``{path: CRC-32 of the array's bytes}`` of ``_on_host``'s arrays (None stays None)."""
+    return {path: None if array is None else _crc32(array) for path, array in host.items()}
 
 
 def _remove_unfinished(directory: Path) -> None:
@@ -177,12 +181,14 @@ def restore(workdir: str | os.PathLike, template: TrainState, fallback: bool = T
     return state
 
 
-def check_finite(params, what: str = "the parameters") -> None:
-    """``NonFiniteState`` (one line naming the first such leaf) unless every floating leaf of ``params`` is finite."""
-    for path, leaf in _paths(params):
-        array = np.asarray(leaf) if getattr(leaf, "is_fully_addressable", True) else None
-        if array is not None and np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
-            raise NonFiniteState(f"{what} hold NaN or inf (params/{path}): not saved")
+def check_finite(host: dict[str, np.ndarray | None], what: str = "the parameters") -> None:
+    """``NonFiniteState`` (one line naming the first such leaf) unless every floating ``params/`` array of
+    ``_on_host``'s is finite."""
+    for path, array in host.items():
+        if not path.startswith("params/") or array is None or not np.issubdtype(array.dtype, np.inexact):
+            continue
+        if not np.isfinite(array).all():
+            raise NonFiniteState(f"{what} hold NaN or inf ({path}): not saved")
 
 
 class Checkpointer:
@@ -225,10 +231,11 @@ class Checkpointer:
         step = int(state.step)
         if step in self._manager.all_steps() or not (force or step % self.every == 0):
             return False
-        check_finite(state.params, f"the parameters of step {step}")
         storable = _to_storable(state)
+        host = _on_host(storable)  # one copy to the host, for both checks
+        check_finite(host, f"the parameters of step {step}")
         args = ocp.args.Composite(
-            **{STATE_ITEM: ocp.args.StandardSave(storable), CHECKSUMS_ITEM: ocp.args.JsonSave(checksums(storable))}
+            **{STATE_ITEM: ocp.args.StandardSave(storable), CHECKSUMS_ITEM: ocp.args.JsonSave(checksums(host))}
         )
         with _quiet_failures():
             try:
@@ -287,7 +294,7 @@ class Checkpointer:
         host = jax.tree.map(np.asarray, restored[STATE_ITEM])
         if has_checksums:
             expected = restored[CHECKSUMS_ITEM]
-            for path, crc in checksums(host).items():
+            for path, crc in checksums(_on_host(host)).items():
                 if expected.get(path) is not None and crc != expected[path]:
                     raise DamagedCheckpoint(f"checkpoint {where} fails its checksum ({path} was changed on disk)")
         state = jax.tree.map(jnp.asarray, host)

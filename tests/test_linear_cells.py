@@ -26,34 +26,38 @@ def _g(x):
     return np.where(x >= 0, x + 0.5, _sigmoid(x))
 
 
-def mingru_by_hand(params, xs, lengths, activation):
-    """Feng et al. (2024), minGRU: z = sigma(x W_z + b_z), h~ = g(x W_h + b_h), h = (1 - z) h + z h~."""
+def _by_hand(update, params, xs, lengths, activation):
+    """The recurrence stepped in float64: ``h = update(k, h, candidate)`` with ``k = x_t W + b``; padded steps
+    hold h and output 0."""
     w, b = np.asarray(params["w_ih"], np.float64), np.asarray(params["b"], np.float64)
     candidate = _g if activation == "g" else (lambda x: x)
     h, ys = np.zeros((xs.shape[0], H)), np.zeros((xs.shape[0], xs.shape[1], H))
     for t in range(xs.shape[1]):
-        k = xs[:, t] @ w + b
-        z, h_tilde = _sigmoid(k[:, :H]), candidate(k[:, H:])
-        new = (1 - z) * h + z * h_tilde
+        new = update(xs[:, t] @ w + b, h, candidate)
         valid = (t < lengths)[:, None]
         h = np.where(valid, new, h)
         ys[:, t] = np.where(valid, new, 0.0)
     return h, ys
+
+
+def mingru_by_hand(params, xs, lengths, activation):
+    """Feng et al. (2024), minGRU: z = sigma(x W_z + b_z), h~ = g(x W_h + b_h), h = (1 - z) h + z h~."""
+
+    def update(k, h, candidate):
+        z, h_tilde = _sigmoid(k[:, :H]), candidate(k[:, H:])
+        return (1 - z) * h + z * h_tilde
+
+    return _by_hand(update, params, xs, lengths, activation)
 
 
 def minlstm_by_hand(params, xs, lengths, activation):
     """minLSTM: f, i = sigma(.), h~ = g(.), f' = f / (f + i), i' = i / (f + i), h = f' h + i' h~."""
-    w, b = np.asarray(params["w_ih"], np.float64), np.asarray(params["b"], np.float64)
-    candidate = _g if activation == "g" else (lambda x: x)
-    h, ys = np.zeros((xs.shape[0], H)), np.zeros((xs.shape[0], xs.shape[1], H))
-    for t in range(xs.shape[1]):
-        k = xs[:, t] @ w + b
+
+    def update(k, h, candidate):
         f, i, h_tilde = _sigmoid(k[:, :H]), _sigmoid(k[:, H : 2 * H]), candidate(k[:, 2 * H :])
-        new = f / (f + i) * h + i / (f + i) * h_tilde
-        valid = (t < lengths)[:, None]
-        h = np.where(valid, new, h)
-        ys[:, t] = np.where(valid, new, 0.0)
-    return h, ys
+        return f / (f + i) * h + i / (f + i) * h_tilde
+
+    return _by_hand(update, params, xs, lengths, activation)
 
 
 CELLS = {

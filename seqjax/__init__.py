@@ -1,7 +1,7 @@
 """seqjax: recurrent sequence models as pure JAX functions."""
 
 from seqjax import cells, gradflow, initializers, layers, scan
-from seqjax.cells import Cell, LSTMCarry, gru, linear_cell, lstm, mingru, minlstm, rnn
+from seqjax.cells import Cell, LSTMCarry, gru, linear_cell, lru, lstm, mingru, minlstm, rglru, rnn
 from seqjax.scan import Unrolled, truncated_unroll, unroll
 
 __all__ = [
@@ -14,9 +14,11 @@ __all__ = [
     "initializers",
     "layers",
     "linear_cell",
+    "lru",
     "lstm",
     "mingru",
     "minlstm",
+    "rglru",
     "rnn",
     "scan",
     "truncated_unroll",

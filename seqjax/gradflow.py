@@ -76,7 +76,10 @@ def scaled_norm(x: jax.Array, axis) -> jax.Array:
 
     Squaring first would overflow float32 for entries above ~1e19 and flush those below ~1e-19 to
     zero, far inside the range of the values themselves (e.g. 3^29 or 0.2^29 times a gradient).
+    A complex ``x`` (the LRU's state) has the norm of its moduli.
     """
+    if jnp.iscomplexobj(x):
+        x = jnp.abs(x)
     peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
     safe = jnp.where(peak > 0, peak, jnp.ones_like(peak))
     return jnp.squeeze(peak, axis) * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis))

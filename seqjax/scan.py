@@ -148,7 +148,8 @@ def unroll(
         time-major). Pass zeros: the gradient of a loss w.r.t. ``probe`` is dL/dcarry_t for all t,
         the sensitivity of the loss to the state that step t hands on. When the step's output is
         one of its carry's leaves (``y_t = h_t``, as in every built-in cell) the output is the
-        probed leaf, so losses on ``outputs`` see the probe too. Probes at padded steps have no
+        probed leaf, and a linear cell's ``readout`` (the LRU's) reads the probed carry, so losses on
+        ``outputs`` see the probe too. Probes at padded steps have no
         effect (their gradient is zero).
       time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
       hoist: for a cell with ``project``: apply it to the whole sequence before the scan (True) or
@@ -251,6 +252,10 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
     def cell_step(carry, u, probe_step):
         if project_in_step:
             u = cell.project(params, u)
+        if probe_step is not None and cell.linear is not None and cell.linear.readout is not None:
+            a, b = cell.linear.coefficients(params, u)
+            new_carry = a * carry + b + probe_step
+            return new_carry, cell.linear.readout(params, new_carry, u)
         new_carry, y = cell.step(params, carry, u)
         if probe_step is not None:
             new_carry, y = _add_probe(new_carry, y, probe_step)
@@ -279,8 +284,8 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
     """``_run`` for a cell linear in its carry: every ``h_t`` at once from the coefficients of every step.
 
     A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a h_0 + b)``;
-    reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t`` reads the carry
-    before its probe, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
+    reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t`` reads the probed
+    carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
     negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
     """
     linear = cell.linear
@@ -307,10 +312,7 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
             a, b = jnp.where(mask, a, jnp.ones_like(a)), jnp.where(mask, b, jnp.zeros_like(b))
         hs = linear_lib.associative_scan(a, b, h0)
     hs = hs.astype(jnp.result_type(h0, hs))
-    if linear.readout is None:
-        ys = hs
-    else:
-        ys = linear.readout(params, hs if probe_t is None else hs - probe_t, us)
+    ys = hs if linear.readout is None else linear.readout(params, hs, us)
     if mask is not None:
         ys = jnp.where(mask, ys, jnp.zeros_like(ys))
     carry = hs[-1]

@@ -3,9 +3,11 @@
 from seqjax.cells.base import Cell, hidden_size_of, step_input, zero_carry
 from seqjax.cells.gru import gru
 from seqjax.cells.linear import Linear, linear_cell
+from seqjax.cells.lru import lru
 from seqjax.cells.lstm import LSTMCarry, lstm
 from seqjax.cells.minimal import mingru, minlstm
 from seqjax.cells.named import BUILTIN_CELLS, LINEAR_CELLS, cell_by_name
+from seqjax.cells.rglru import rglru
 from seqjax.cells.rnn import rnn
 
 __all__ = [
@@ -18,9 +20,11 @@ __all__ = [
     "gru",
     "hidden_size_of",
     "linear_cell",
+    "lru",
     "lstm",
     "mingru",
     "minlstm",
+    "rglru",
     "rnn",
     "step_input",
     "zero_carry",

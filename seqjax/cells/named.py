@@ -12,13 +12,15 @@ from pathlib import Path
 from seqjax import initializers
 from seqjax.cells.base import Cell
 from seqjax.cells.gru import gru
+from seqjax.cells.lru import lru
 from seqjax.cells.lstm import lstm
 from seqjax.cells.minimal import mingru, minlstm
+from seqjax.cells.rglru import rglru
 from seqjax.cells.rnn import rnn
 
 BUILTIN_CELLS = ("rnn", "rnn_relu", "lstm", "lstm_peephole", "gru", "gru_cho")
 # Recurrences linear in the carry (seqjax.cells.linear): ``unroll`` can run them with an associative scan.
-LINEAR_CELLS = ("mingru", "minlstm")
+LINEAR_CELLS = ("mingru", "minlstm", "lru", "lru_real", "lru_signed", "rglru")
 
 
 def cell_by_name(
@@ -49,6 +51,10 @@ def cell_by_name(
         return mingru()
     if name == "minlstm":
         return minlstm()
+    if name in ("lru", "lru_real", "lru_signed"):
+        return lru({"lru": "complex", "lru_real": "real", "lru_signed": "signed"}[name])
+    if name == "rglru":
+        return rglru()
     if ":" in name:
         return _import_cell(name)
     raise ValueError(

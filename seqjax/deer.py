@@ -101,7 +101,7 @@ def jacobian_by_default(size: int) -> str:
     on the n forward-mode derivatives that build ``J_t`` (its diagonal costs as many), and the diagonal needs 3-6
     times the iterations. The full one's cost is its memory, ``4 T b n^2`` bytes of float32 Jacobians (134 MB at
     T = 256, b = 8, n = 128; the associative scan holds a few times that), and its O(n^3) products: above the
-    sizes measured, the diagonal.
+    sizes measured, the diagonal. The measuring script is in docs/parallel_evaluation.md.
     """
     return "full" if size <= DIAGONAL_ABOVE else "diagonal"
 

@@ -64,6 +64,12 @@ class Config:
     cell_init: str = config.setting(
         "uniform", "Cell parameters: uniform like the rest, or the cells' own initialisers.", choices=lm.CELL_INITS
     )
+    reset_at: str = config.setting(
+        "",
+        "Pack documents: the state entering each step that reads this token is zeros (e.g. '<eos>': every PTB "
+        "sentence alone). Empty: one running state through the stream.",
+        fixed=True,
+    )
     bptt: int = config.setting(20, "Truncated-BPTT window (time steps per update).", at_least=1)
     batch_size: int = config.setting(20, "Parallel streams.", at_least=1)
     eval_batch_size: int = config.setting(
@@ -86,6 +92,8 @@ class Config:
     def validate(self):
         if self.model == "transformer" and self.hidden % self.num_heads:
             raise config.ConfigError(f"--hidden={self.hidden} is not divisible by --num_heads={self.num_heads}")
+        if self.model == "transformer" and self.reset_at:
+            raise config.ConfigError("--reset_at needs --model=rnn (a Transformer window holds no running state)")
         if self.model == "transformer" and self.eval_stride > self.bptt:
             raise config.ConfigError(f"--eval_stride={self.eval_stride} must be at most --bptt={self.bptt}")
 
@@ -121,14 +129,21 @@ def load_data(c: Config) -> Corpus:
     corpus = load_corpus(c.corpus, c.data, c.valid_fraction)
     if num_windows(parallel_streams(corpus.train, c.batch_size), c.bptt) < 1:
         raise DataError(f"--bptt={c.bptt} leaves no full window in {len(corpus.train) // c.batch_size} tokens a stream")
+    reset_token(c, corpus.vocab)
     for name, ids in (("valid", corpus.valid), ("test", corpus.test)):
         if ids is not None and len(ids) // c.eval_batch_size < 2:
             raise DataError(f"--eval_batch_size={c.eval_batch_size} streams leave no target in {name}'s {len(ids)}")
     return corpus
 
 
-def model_config(c: Config, vocab_size: int) -> ModelConfig:
-    """The model of a run: ``lm.LMConfig``, or for --model=transformer a ``TransformerLMConfig``."""
+def reset_token(c: Config, vocab: Vocab) -> int | None:
+    """The id of ``--reset_at`` in ``vocab`` (``DataError`` if it has none), or None without it."""
+    return int(vocab.encode([c.reset_at], source="--reset_at")[0]) if c.reset_at else None
+
+
+def model_config(c: Config, vocab_size: int, reset_token: int | None = None) -> ModelConfig:
+    """The model of a run: ``lm.LMConfig``, or for --model=transformer a ``TransformerLMConfig``. ``reset_token``:
+    the id of ``--reset_at`` (``reset_token``)."""
     if c.model == "transformer":
         return transformer_lm.TransformerLMConfig(
             vocab_size=vocab_size, context=c.bptt, num_layers=c.num_layers, d_model=c.hidden, num_heads=c.num_heads,
@@ -137,6 +152,7 @@ def model_config(c: Config, vocab_size: int) -> ModelConfig:
     return lm.LMConfig(
         vocab_size=vocab_size, cell=c.cell, num_layers=c.num_layers, hidden_size=c.hidden, embed_size=c.embed or None,
         dropout=c.dropout, tie_weights=c.tie_weights, init_scale=c.init_scale, cell_init=c.cell_init,
+        reset_token=reset_token,
     )  # fmt: skip
 
 
@@ -180,7 +196,7 @@ def training_step(c: Config, vocab_size: int, steps_per_epoch: int) -> tuple[tra
 
 
 def plan(c: Config, corpus: Corpus) -> ex.Plan:
-    model = model_config(c, len(corpus.vocab))
+    model = model_config(c, len(corpus.vocab), reset_token(c, corpus.vocab))
     streams = parallel_streams(corpus.train, c.batch_size)
     steps_per_epoch = num_windows(streams, c.bptt)
     mesh = ex.mesh(c)
@@ -212,7 +228,9 @@ def report(c: Config, corpus: Corpus, plan: ex.Plan, fit, out: Path) -> dict[str
     results["num_params"] = results["parameters"]
     results["valid"] = unprefixed(fit.history[-1], "valid")  # evaluated after the last update
     if corpus.test is not None:
-        results["test"] = evaluate_split(model_config(c, len(corpus.vocab)), fit.state.params, corpus.test, c)
+        results["test"] = evaluate_split(
+            model_config(c, len(corpus.vocab), reset_token(c, corpus.vocab)), fit.state.params, corpus.test, c
+        )
     key, name = (
         ("perplexity", "validation perplexity") if corpus.fmt == "ptb_words" else ("bits", "validation bits/char")
     )
@@ -230,7 +248,7 @@ def load_trained(run_dir: str | Path) -> tuple[ModelConfig, str, Vocab, Any, int
     run_dir = Path(run_dir)
     c = config.build(Config, workdir.read_record(run_dir, EXPERIMENT.name))
     vocab = Vocab.load(run_dir / "vocab.json")
-    model = model_config(c, len(vocab))
+    model = model_config(c, len(vocab), reset_token(c, vocab))
     state = ex.restore_latest(c, trained_model(c, model), run_dir)
     return model, c.corpus, vocab, state.params, int(state.step)
 

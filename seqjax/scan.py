@@ -52,6 +52,9 @@ def _add_probe(carry: Carry, y: jax.Array, probe_step: Carry) -> tuple[Carry, ja
     return jax.tree.unflatten(treedef, probed), probed[aliased[0]] if aliased else y
 
 
+RESET_TO = ("initial", "zeros")
+
+
 def hoist_by_default(batch: int, hidden: int, platform: str) -> bool:
     """Whether ``unroll`` hoists the input projection out of the scan when ``hoist=None``.
 
@@ -121,12 +124,13 @@ def unroll(
     segment_len: int | None = None,
     parallel: bool | None = None,
     resets: jax.Array | None = None,
+    reset_to: str = "initial",
 ) -> Unrolled:
     """Runs ``cell`` over ``xs`` with one ``jax.lax.scan``.
 
     For each step t (in reverse order when ``reverse``)::
 
-        carry_{t-1} = initial_carry if t starts a segment      (only with ``resets``)
+        carry_{t-1} = initial_carry if t starts a segment      (only with ``resets``; zeros with reset_to="zeros")
         carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
         carry_t = carry_t + probe_t                             (only with ``probe``)
         y_t = carry_t's leaf                 (only with ``probe``, when ``step`` returns that leaf as y_t)
@@ -177,8 +181,10 @@ def unroll(
       resets: ``[b, t]`` bool (``[t, b]`` if time-major): True where a new segment starts, e.g. the first token of
         each document packed into one row. The carry entering that step is the initial carry again, so each
         segment runs as if alone (values and gradients); reading in reverse, each segment restarts at its own
-        last step. The per-step scan and the parallel path take it; a cell's ``fused`` sequence does not,
-        and ``fused=None`` then scans.
+        last step. Every path takes it: the per-step scan, the parallel one and a cell's ``fused`` sequence.
+      reset_to: the carry a reset step starts from: ``"initial"`` (``initial_carry``) or ``"zeros"``
+        (``cell.init_carry``), e.g. for a language model whose ``initial_carry`` is the state carried over from
+        the previous window while the documents packed in this one each start from zeros.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -196,7 +202,12 @@ def unroll(
         if resets_t.shape != (num_steps, batch):
             raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
         restart = _restarts(resets_t, reverse)
-    options = _Options(unroll, remat, hoist, fused, parallel, restart)
+    if reset_to not in RESET_TO:
+        raise ValueError(f"reset_to must be one of {', '.join(RESET_TO)}, got {reset_to!r}")
+    reset_carry = None
+    if resets is not None:
+        reset_carry = carry0 if reset_to == "initial" else cell.init_carry(params, (batch,))
+    options = _Options(unroll, remat, hoist, fused, parallel, restart, reset_carry)
     if segment_len is not None:
         if segment_len < 1:
             raise ValueError(f"segment_len must be >= 1, got {segment_len}")
@@ -222,7 +233,8 @@ class _Options(NamedTuple):
     hoist: bool | None
     fused: bool | None
     parallel: bool | None = None
-    restart: jax.Array | None = None  # [t, b]: the steps whose incoming carry is the initial one
+    restart: jax.Array | None = None  # [t, b]: the steps whose incoming carry is ``reset_carry``
+    reset_carry: Carry | None = None
 
 
 def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options: _Options):
@@ -235,15 +247,17 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
         if parallel is None:
             parallel = parallel_by_default(steps, batch, hidden, jax.default_backend())
         if parallel:
-            return _run_parallel(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options.restart)
-    reason = fused_unavailable(cell, probe_t, return_carries) or (
-        "resets need the per-step scan" if options.restart is not None else "")  # fmt: skip
+            restart = options.restart
+            return _run_parallel(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, restart,
+                                 options.reset_carry)  # fmt: skip
+    reason = fused_unavailable(cell, probe_t, return_carries)
     if options.fused and reason:
         raise ValueError(f"unroll(fused=True): {reason}")
     batch, hidden, platform = xs_t.shape[1], jax.tree.leaves(carry0)[0].shape[-1], jax.default_backend()
     fused = options.fused if options.fused is not None else fused_by_default(batch, hidden, platform)
     if fused and not reason:
-        carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, options.remat)
+        carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, options.remat, options.restart,
+                               options.reset_carry)  # fmt: skip
         return carry, ys, None
     hoist = options.hoist if options.hoist is not None else hoist_by_default(batch, hidden, platform)
     project_in_step = cell.project is not None and not hoist
@@ -267,7 +281,7 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
     def body(carry, inputs):
         u, valid_t, probe_step, restart_t = inputs
         if restart_t is not None:
-            carry = _where_valid(restart_t, carry0, carry)
+            carry = _where_valid(restart_t, options.reset_carry, carry)
         new_carry, y = cell_step(carry, u, probe_step)
         if valid_t is not None:
             new_carry = _where_valid(valid_t, new_carry, carry)
@@ -280,10 +294,10 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
     return carry, ys, carries
 
 
-def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_t, restart):
+def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_t, restart, reset_carry=None):
     """``_run`` for a cell linear in its carry: every ``h_t`` at once from the coefficients of every step.
 
-    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a h_0 + b)``;
+    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a r + b)``, ``r`` the reset carry;
     reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t`` reads the probed
     carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
     negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
@@ -306,7 +320,7 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
         if probe_t is not None:
             b = b + probe_t
         if again is not None:
-            b = jnp.where(again, b + a * jnp.broadcast_to(h0, a.shape), b)
+            b = jnp.where(again, b + a * jnp.broadcast_to(h0 if reset_carry is None else reset_carry, a.shape), b)
             a = jnp.where(again, jnp.zeros_like(a), a)
         if mask is not None:
             a, b = jnp.where(mask, a, jnp.ones_like(a)), jnp.where(mask, b, jnp.zeros_like(b))
@@ -376,11 +390,16 @@ def _flip_time(xs_t, valid):
     return xs_t[::-1], None if valid is None else valid[::-1]
 
 
-def _run_fused(cell: Cell, params: Params, xs_t, carry0, valid, reverse: bool, remat: bool):
+def _run_fused(cell: Cell, params: Params, xs_t, carry0, valid, reverse: bool, remat: bool, restart=None,
+               reset_carry=None):  # fmt: skip
     """``cell.fused`` on time-major inputs; reading in reverse is the forward recurrence on flipped time."""
     if reverse:
         xs_t, valid = _flip_time(xs_t, valid)
-    carry, ys = cell.fused(params, xs_t, carry0, valid, remat)
+        restart = None if restart is None else restart[::-1]
+    if restart is None:
+        carry, ys = cell.fused(params, xs_t, carry0, valid, remat)
+    else:
+        carry, ys = cell.fused(params, xs_t, carry0, valid, remat, restart=restart, reset_carry=reset_carry)
     return carry, ys[::-1] if reverse else ys
 
 

@@ -50,6 +50,8 @@ def _cases(files: Path) -> list[tuple]:
         (language_model, [*chars, "--valid_fraction=0"], "--valid_fraction"),
         (language_model, [*chars, "--valid_fraction=1"], "--valid_fraction"),
         (language_model, [*chars, "--bptt=5000"], "--bptt"),
+        (language_model, [*chars, "--reset_at=<eos>"], "--reset_at"),
+        (language_model, [*chars, "--model=transformer", "--reset_at=a"], "--reset_at"),
         (language_model, [*chars, "--eval_batch_size=100000"], "--eval_batch_size"),
         (language_model, [*chars, "--preset=huge"], "--preset"),
         (language_model, [*chars, "--model=transformer", "--num_heads=3"], "--num_heads"),

@@ -36,8 +36,9 @@ def _rnn_config(**kwargs):
     return lm.LMConfig(vocab_size=V, cell="rnn", num_layers=2, hidden_size=H, embed_size=E, init_scale=0.5, **kwargs)
 
 
-def _numpy_lm(params, tokens, h0=None):
-    """Embedding -> two tanh RNN layers -> softmax, by hand: ``(log_probs [B, T, V], last hidden per layer)``."""
+def _numpy_lm(params, tokens, h0=None, reset_token=None):
+    """Embedding -> two tanh RNN layers -> softmax, by hand: ``(log_probs [B, T, V], last hidden per layer)``; with
+    ``reset_token``, h = 0 before each step that reads it."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     x = p["embedding"][np.asarray(tokens)]
     last = []
@@ -45,6 +46,8 @@ def _numpy_lm(params, tokens, h0=None):
         h = np.zeros((x.shape[0], H)) if h0 is None else np.asarray(h0[layer], np.float64)
         outputs = []
         for t in range(x.shape[1]):
+            if reset_token is not None:
+                h = np.where((np.asarray(tokens)[:, t] == reset_token)[:, None], 0.0, h)
             h = np.tanh(x[:, t] @ lp["w_ih"] + lp["b"] + h @ lp["w_hh"])
             outputs.append(h)
         x = np.stack(outputs, axis=1)
@@ -74,6 +77,23 @@ def test_apply_and_evaluate_match_a_numpy_reference_and_perplexity_is_exp_mean_n
     np.testing.assert_allclose(total, nll_by_hand, rtol=1e-5)
     assert lm_metrics.perplexity(total, count) == pytest.approx(math.exp(nll_by_hand / 16), rel=1e-5)
     assert lm_metrics.bits_per_token(total, count) == pytest.approx(nll_by_hand / 16 / math.log(2), rel=1e-5)
+
+
+def test_packed_documents_start_from_zeros_and_the_window_before_reaches_only_the_first():
+    """reset_token = 0: every layer's state entering a step that reads token 0 is zeros; the carried-in state
+    reaches the steps before the first 0 of each row only. Values and the gradient w.r.t. the carried-in state."""
+    config = _rnn_config(reset_token=0)
+    params = lm.init_params(config, jax.random.key(0))
+    tokens = np.array([[3, 4, 0, 5, 6, 0, 1, 2], [0, 1, 2, 3, 0, 4, 5, 6]])
+    carries = tuple(0.5 * jax.random.normal(jax.random.key(k), (2, H)) for k in (1, 2))
+    logits, last_carries = lm.apply(config, params, carries, jnp.asarray(tokens))
+    log_probs, last = _numpy_lm(params, tokens, h0=carries, reset_token=0)
+    np.testing.assert_allclose(jax.nn.log_softmax(logits), log_probs, atol=1e-5)
+    np.testing.assert_allclose(last_carries[1], last[1], atol=1e-5)
+    grads = jax.grad(lambda c: jnp.sum(lm.apply(config, params, c, jnp.asarray(tokens))[0][:, :, 0]))(carries)
+    assert np.all(np.asarray(grads[0][1]) == 0) and np.any(np.asarray(grads[0][0]) != 0)  # row 1 resets at once
+    with pytest.raises(ValueError, match=r"reset_token must be a token id in \[0, 7\), got 7"):
+        _rnn_config(reset_token=V)
 
 
 def test_tied_weights_use_the_embedding_and_dropout_only_in_training():

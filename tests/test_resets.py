@@ -1,5 +1,6 @@
-"""unroll(resets=): segments packed into one row run as if alone, in values and gradients, forward and in reverse,
-on the per-step scan (every built-in kind of cell) and the associative scan (linear cells)."""
+"""unroll(resets=): segments packed into one row run as if alone (each on the plain per-step scan), in values and
+gradients (of the parameters and of the initial carry every segment starts from), forward and in reverse, on the
+per-step scan, the fused sequences (rnn, lstm, gru) and the associative scan (linear cells)."""
 
 import itertools
 
@@ -8,18 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.cells import gru, lstm, mingru, minlstm, rnn
+from seqjax.cells import gru, lru, lstm, mingru, minlstm, rnn
 from seqjax.scan import unroll
 
 T, D, H = 7, 2, 3
 STARTS = ((0, 3), (0, 4))  # row 0: segments [0, 3) and [3, 7); row 1: [0, 4) and [4, 7)
 
+PATHS = {"scan": {"fused": False, "parallel": False}, "fused": {"fused": True}, "associative": {"parallel": True}}
 CELLS = {
-    "rnn": (rnn(), False),
-    "lstm": (lstm(), False),
-    "gru": (gru(), False),
-    "minlstm associative": (minlstm(), True),
-    "mingru_g associative": (mingru("g"), True),  # a cell with a log-space form: resets run on the plain one
+    "rnn": (rnn(), "scan"),
+    "lstm": (lstm(), "scan"),
+    "gru": (gru(), "scan"),
+    "rnn fused": (rnn(), "fused"),
+    "lstm fused": (lstm(), "fused"),
+    "gru fused": (gru(), "fused"),
+    "minlstm associative": (minlstm(), "associative"),
+    "mingru_g associative": (mingru("g"), "associative"),  # a cell with a log-space form: resets run on the plain one
+    "lru associative": (lru(), "associative"),
 }
 
 
@@ -32,17 +38,21 @@ def _resets() -> jnp.ndarray:
 
 def _setup(cell):
     params = cell.init_params(jax.random.key(0), D, H)
-    params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(1), a.shape), params)
-    return params, jax.random.normal(jax.random.key(2), (len(STARTS), T, D))
+    params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(1), a.shape, a.dtype), params)
+    carry0 = cell.init_carry(params, (len(STARTS),))
+    carry0 = jax.tree.map(lambda c: c + 0.5 * jax.random.normal(jax.random.key(3), c.shape, c.dtype), carry0)
+    return params, jax.random.normal(jax.random.key(2), (len(STARTS), T, D)), carry0
 
 
-def _segments_alone(cell, params, xs, reverse, parallel):
-    """Each row's segments, each run alone from the zero carry: outputs [b, t, h] and each row's final carry."""
+def _segments_alone(cell, params, xs, carry0, reverse):
+    """Each row's segments, each run alone on the per-step scan from the row's initial carry: outputs [b, t, h] and
+    each row's final carry."""
     rows, finals = [], []
     for row, starts in enumerate(STARTS):
         bounds = [*starts, T]
+        initial = jax.tree.map(lambda c, row=row: c[row : row + 1], carry0)
         pieces = [
-            unroll(cell, params, xs[row : row + 1, a:b], reverse=reverse, parallel=parallel)
+            unroll(cell, params, xs[row : row + 1, a:b], initial_carry=initial, reverse=reverse, **PATHS["scan"])
             for a, b in itertools.pairwise(bounds)
         ]
         rows.append(jnp.concatenate([p.outputs for p in pieces], axis=1))
@@ -53,30 +63,60 @@ def _segments_alone(cell, params, xs, reverse, parallel):
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_packed_segments_equal_segments_run_alone(name, reverse):
-    cell, parallel = CELLS[name]
-    params, xs = _setup(cell)
+    cell, path = CELLS[name]
+    params, xs, carry0 = _setup(cell)
 
-    def packed(params):
-        result = unroll(cell, params, xs, resets=_resets(), reverse=reverse, parallel=parallel, fused=False)
-        return jnp.sum(jnp.sin(result.outputs)), result
+    def packed(params, carry0):
+        result = unroll(cell, params, xs, initial_carry=carry0, resets=_resets(), reverse=reverse, **PATHS[path])
+        return jnp.sum(jnp.sin(result.outputs)) + jnp.sum(jnp.abs(result.carry[0]) ** 2), result
 
-    def alone(params):
-        outputs, carry = _segments_alone(cell, params, xs, reverse, parallel)
-        return jnp.sum(jnp.sin(outputs)), (outputs, carry)
+    def alone(params, carry0):
+        outputs, carry = _segments_alone(cell, params, xs, carry0, reverse)
+        return jnp.sum(jnp.sin(outputs)) + jnp.sum(jnp.abs(carry[0]) ** 2), (outputs, carry)
 
-    (_, result), grads = jax.jit(jax.value_and_grad(packed, has_aux=True))(params)
-    (_, (outputs, carry)), grads_alone = jax.jit(jax.value_and_grad(alone, has_aux=True))(params)
+    (_, result), grads = jax.jit(jax.value_and_grad(packed, (0, 1), has_aux=True))(params, carry0)
+    (_, (outputs, carry)), grads_alone = jax.jit(jax.value_and_grad(alone, (0, 1), has_aux=True))(params, carry0)
     np.testing.assert_allclose(np.asarray(result.outputs), np.asarray(outputs), rtol=1e-5, atol=1e-6)
     for got, want in zip(jax.tree.leaves((result.carry, grads)), jax.tree.leaves((carry, grads_alone)), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
 
-def test_a_fused_cell_scans_when_given_resets_and_fused_true_is_refused():
+@pytest.mark.parametrize("name", ["rnn", "lstm fused", "lru associative"])
+def test_reset_to_zeros_starts_later_segments_from_zeros_and_the_first_from_the_initial_carry(name):
+    """A language model's window: the state carried in reaches the first segment; the documents after it start
+    from zeros, in values and in the gradient w.r.t. the carried-in state."""
+    cell, path = CELLS[name]
+    params, xs, carry0 = _setup(cell)
+    zeros = cell.init_carry(params, (1,))
+
+    def packed(carry0):
+        resets = _resets().at[:, 0].set(False)  # the window's first segment continues the carried-in state
+        result = unroll(cell, params, xs, initial_carry=carry0, resets=resets, reset_to="zeros", **PATHS[path])
+        return jnp.sum(jnp.sin(result.outputs)), result.outputs
+
+    def alone(carry0):
+        rows = []
+        for row, starts in enumerate(STARTS):
+            bounds = [*starts, T]
+            pieces = []
+            for a, b in itertools.pairwise(bounds):
+                initial = jax.tree.map(lambda c, row=row: c[row : row + 1], carry0) if a == 0 else zeros
+                pieces.append(unroll(cell, params, xs[row : row + 1, a:b], initial_carry=initial, **PATHS["scan"]))
+            rows.append(jnp.concatenate([p.outputs for p in pieces], axis=1))
+        outputs = jnp.concatenate(rows, axis=0)
+        return jnp.sum(jnp.sin(outputs)), outputs
+
+    (_, got), grad = jax.jit(jax.value_and_grad(packed, has_aux=True))(carry0)
+    (_, want), grad_alone = jax.jit(jax.value_and_grad(alone, has_aux=True))(carry0)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+    for g, w in zip(jax.tree.leaves(grad), jax.tree.leaves(grad_alone), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+
+
+def test_resets_of_the_wrong_shape_are_refused():
     cell = lstm()
-    params, xs = _setup(cell)
-    scanned = unroll(cell, params, xs, resets=_resets(), fused=False).outputs
-    np.testing.assert_array_equal(np.asarray(unroll(cell, params, xs, resets=_resets()).outputs), np.asarray(scanned))
-    with pytest.raises(ValueError, match="resets need the per-step scan"):
-        unroll(cell, params, xs, resets=_resets(), fused=True)
+    params, xs, _ = _setup(cell)
     with pytest.raises(ValueError, match=r"resets must be \[batch, time\]"):
         unroll(cell, params, xs, resets=_resets()[:, :3])
+    with pytest.raises(ValueError, match="reset_to must be one of initial, zeros"):
+        unroll(cell, params, xs, resets=_resets(), reset_to="ones")

@@ -56,10 +56,11 @@ class Cell:
       project: optional ``(params, xs [..., d]) -> us [..., k]``, applied to all positions at once.
       name: a short name used in tables, legends and error messages.
       unroll: the ``jax.lax.scan`` unroll factor ``unroll`` uses for this cell unless told otherwise.
-      fused: optional ``(params, xs [t, b, d], carry, valid [t, b] | None, remat) -> (carry, ys [t, b, h])``:
+      fused: optional ``(params, xs [t, b, d], carry, valid [t, b] | None, remat, restart=None) -> (carry, ys)``:
         the same results as scanning ``step`` (after ``project``) over the time-major inputs in time
-        order, steps where ``valid`` is False leaving the carry unchanged and outputting 0; typically
-        with a faster custom VJP. ``remat`` asks it to save less for the backward pass.
+        order, steps where ``valid`` is False leaving the carry unchanged and outputting 0, steps where
+        ``restart [t, b]`` is True reading ``carry`` (the initial one) instead of the previous carry;
+        typically with a faster custom VJP. ``remat`` asks it to save less for the backward pass.
       linear: optional ``seqjax.cells.linear.Linear``: the recurrence is ``h_t = a_t * h_{t-1} + b_t`` with
         ``(a_t, b_t)`` from the input alone (``step`` must be that recurrence: build such a cell with
         ``linear_cell``), so ``unroll`` can evaluate it with an associative scan.

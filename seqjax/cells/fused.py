@@ -15,7 +15,9 @@ A cell describes its arithmetic with ``Steps`` (a forward step that also returns
 needs, and that derivative); ``fused_sequence(steps)`` turns it into the ``fused`` function a
 ``Cell`` offers (see ``seqjax.cells.base``). Padded steps (``valid`` False) leave the carry
 unchanged and output 0, exactly as ``seqjax.scan.unroll`` with ``lengths``: their cotangents pass
-straight through. With ``remat`` nothing per step is saved but the carries; the backward loop
+straight through. A restart step (``restart`` True, ``unroll``'s ``resets``) reads the initial carry
+(or ``reset_carry`` when given) instead of the previous one: its carry's cotangent goes there, none to
+the step before. With ``remat`` nothing per step is saved but the carries; the backward loop
 recomputes each step's forward arithmetic (and ``a_t``, one more small product per step).
 
 Precision (``seqjax.precision``): every product takes its operands in the weights' dtype and sums
@@ -75,7 +77,8 @@ def _select(m, new, old):
 
 
 def fused_sequence(steps: Steps) -> Callable:
-    """``fused(params, xs [t, b, d], carry, valid [t, b] | None, remat) -> (carry, ys [t, b, h])``."""
+    """``fused(params, xs [t, b, d], carry, valid [t, b] | None, remat, restart [t, b] | None, reset_carry | None)
+    -> (carry, ys [t, b, h])``."""
 
     def step_forward(small, w_hh, carry, u):
         """``steps.forward`` in the carry's dtype: ``u`` and the biases cast to it, ``a = h W_hh`` summed in it."""
@@ -83,40 +86,45 @@ def fused_sequence(steps: Steps) -> Callable:
         small = precision.cast_floating(small, dtype)
         return steps.forward(small, carry, u.astype(dtype), precision.dot(_hidden(carry), w_hh))
 
-    def forward(small, w_hh, us, carry0, valid, remat):
+    def forward(small, w_hh, us, carry0, reset, valid, restart, remat):
         def body(carry, inputs):
-            u, m = inputs
+            u, m, r = inputs
+            if r is not None:
+                carry = _select(r, reset, carry)
             new_carry, saved = step_forward(small, w_hh, carry, u)
             if m is not None:
                 new_carry = _select(m, new_carry, carry)
             return new_carry, (new_carry, None if remat else saved)
 
-        carry, (carries, saved) = jax.lax.scan(body, carry0, (us, valid))
+        carry, (carries, saved) = jax.lax.scan(body, carry0, (us, valid, restart))
         ys = _hidden(carries).astype(w_hh.dtype)
         if valid is not None:
             ys = jnp.where(valid, ys, jnp.zeros_like(ys))
-        residuals = (small, w_hh, us if remat else None, carry0, carries, saved, valid)
+        residuals = (small, w_hh, us if remat else None, carry0, reset, carries, saved, valid, restart)
         return (carry, ys), residuals
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-    def sequence(small, w_hh, us, carry0, valid, remat, u_dtype):
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+    def sequence(small, w_hh, us, carry0, reset, valid, restart, remat, u_dtype):
         del u_dtype  # the dtype the backward pass returns dus in
-        return forward(small, w_hh, us, carry0, valid, remat)[0]
+        return forward(small, w_hh, us, carry0, reset, valid, restart, remat)[0]
 
-    def sequence_fwd(small, w_hh, us, carry0, valid, remat, u_dtype):
+    def sequence_fwd(small, w_hh, us, carry0, reset, valid, restart, remat, u_dtype):
         del u_dtype
-        return forward(small, w_hh, us, carry0, valid, remat)
+        return forward(small, w_hh, us, carry0, reset, valid, restart, remat)
 
     def sequence_bwd(remat, u_dtype, residuals, cotangents):
-        small, w_hh, us, carry0, carries, saved, valid = residuals
+        small, w_hh, us, carry0, reset, carries, saved, valid, restart = residuals
         d_last, dys = cotangents
         prev = jax.tree.map(lambda c0, cs: jnp.concatenate([c0[None], cs[:-1]], axis=0), carry0, carries)
+        if restart is not None:  # the carry a restart step read
+            prev = jax.tree.map(lambda c, p: jnp.where(restart, jnp.broadcast_to(c, p.shape), p), reset, prev)
         w_hh_t = w_hh.T
         dtype = _hidden(carry0).dtype
         small_wide = precision.cast_floating(small, dtype)
 
-        def body(d_carry, inputs):
-            dy, carry_prev, carry, saved_t, u, m = inputs
+        def body(state, inputs):
+            d_carry, d_initial = state
+            dy, carry_prev, carry, saved_t, u, m, r = inputs
             if remat:
                 _, saved_t = step_forward(small, w_hh, carry_prev, u)
             d_new = _with_hidden(d_carry, _hidden(d_carry) + dy.astype(dtype))
@@ -126,23 +134,29 @@ def fused_sequence(steps: Steps) -> Callable:
             d_prev = _with_hidden(d_prev, _hidden(d_prev) + precision.dot(du if da is None else da, w_hh_t))
             if m is not None:
                 d_prev = jax.tree.map(lambda d, skip: d + jnp.where(m, 0, skip), d_prev, d_carry)
-            return d_prev, (du, da)
+            if r is not None:  # what reached the reset carry, not the step before
+                d_initial = jax.tree.map(lambda acc, d: acc + jnp.where(r, d, 0), d_initial, d_prev)
+                d_prev = jax.tree.map(lambda d: jnp.where(r, 0, d), d_prev)
+            return (d_prev, d_initial), (du, da)
 
-        d_carry0, (dus, das) = jax.lax.scan(body, d_last, (dys, prev, carries, saved, us, valid), reverse=True)
+        inputs = (dys, prev, carries, saved, us, valid, restart)
+        state = (d_last, None if restart is None else jax.tree.map(jnp.zeros_like, d_last))
+        (d_carry0, d_reset), (dus, das) = jax.lax.scan(body, state, inputs, reverse=True)
         das = dus if das is None else das
         rows = das.shape[0] * das.shape[1]
         d_a = das.reshape(rows, -1).astype(w_hh.dtype)
         dw_hh = precision.dot(_hidden(prev).reshape(rows, -1).T, d_a, das.dtype).astype(w_hh.dtype)
         d_small = jax.tree.map(lambda g, p: g.astype(p.dtype), steps.bias_grads(small, dus, das), small)
-        d_valid = None if valid is None else np.zeros(valid.shape, jax.dtypes.float0)
-        return d_small, dw_hh, dus.astype(u_dtype), d_carry0, d_valid
+        d_valid, d_restart = (None if m is None else np.zeros(m.shape, jax.dtypes.float0) for m in (valid, restart))
+        return d_small, dw_hh, dus.astype(u_dtype), d_carry0, d_reset, d_valid, d_restart
 
     sequence.defvjp(sequence_fwd, sequence_bwd)
 
-    def fused(params, xs: jax.Array, carry, valid: jax.Array | None = None, remat: bool = False):
+    def fused(params, xs: jax.Array, carry, valid=None, remat: bool = False, restart=None, reset_carry=None):
         small = {name: value for name, value in params.items() if name not in ("w_ih", "w_hh")}
-        mask = None if valid is None else jnp.asarray(valid, bool)[..., None]
+        mask, again = (None if m is None else jnp.asarray(m, bool)[..., None] for m in (valid, restart))
+        reset = None if restart is None else (carry if reset_carry is None else reset_carry)
         us = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
-        return sequence(small, params["w_hh"], us, carry, mask, remat, us.dtype)
+        return sequence(small, params["w_hh"], us, carry, reset, mask, again, remat, us.dtype)
 
     return fused

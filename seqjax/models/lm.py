@@ -46,6 +46,10 @@ class LMConfig:
         every cell parameter too (Zaremba et al. initialise everything this way, biases included).
       cell_init: ``"uniform"`` (above) or ``"cell"``: the cells' own initialisers (orthogonal recurrent
         weights, forget bias 1 for the LSTM).
+      reset_token: documents packed in one stream: the id of the token each starts with (PTB's ``<eos>`` makes
+        every sentence a document). The carry entering a step that reads it is zeros, in every layer
+        (``unroll(resets=..., reset_to="zeros")``), so no state crosses a document boundary, within a window or
+        from the window before. ``None``: one running state through the stream (Zaremba et al.).
     """
 
     vocab_size: int
@@ -57,6 +61,7 @@ class LMConfig:
     tie_weights: bool = False
     init_scale: float = 0.1
     cell_init: str = "uniform"
+    reset_token: int | None = None
 
     def __post_init__(self):
         if self.vocab_size < 1 or self.num_layers < 1 or self.hidden_size < 1:
@@ -65,6 +70,8 @@ class LMConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.cell_init not in CELL_INITS:
             raise ValueError(f"unknown cell_init {self.cell_init!r}; known: {', '.join(CELL_INITS)}")
+        if self.reset_token is not None and not 0 <= self.reset_token < self.vocab_size:
+            raise ValueError(f"reset_token must be a token id in [0, {self.vocab_size}), got {self.reset_token}")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
         if self.tie_weights and self.embedding_size != self.hidden_size:
@@ -138,6 +145,7 @@ def apply(
     """
     keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
     # keys[l] drops layer l's input (the embeddings for l = 0), keys[L] the top layer's outputs.
+    packing = {} if config.reset_token is None else {"resets": tokens == config.reset_token, "reset_to": "zeros"}
     stack = unroll_layers(
         lm_cell(config),
         params["layers"],
@@ -145,6 +153,7 @@ def apply(
         initial_carries=carries,
         dropout_rates=config.dropout,
         dropout_keys=keys[:-1],
+        **packing,
     )
     x = dropout(stack.outputs, config.dropout, keys[-1])  # [B, T, h]
     logits = x @ output_weights(config, params)

@@ -297,9 +297,9 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
 def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_t, restart, reset_carry=None):
     """``_run`` for a cell linear in its carry: every ``h_t`` at once from the coefficients of every step.
 
-    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a r + b)``, ``r`` the reset carry;
-    reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t`` reads the probed
-    carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
+    A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a r + b)``,
+    ``r`` the reset carry; reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t``
+    reads the probed carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
     negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
     """
     linear = cell.linear

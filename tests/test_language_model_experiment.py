@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import language_model
 import numpy as np
 import pytest
+from refusals import refusal
 
 from seqjax import config as config_lib
 from seqjax import experiment as ex
@@ -92,15 +93,11 @@ def test_preset_then_explicit_flags(tmp_path):
 
 def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
     workdir = tmp_path / "run"
-    proc = cli("language_model.py", f"--workdir={workdir}", f"--data={tmp_path / 'nowhere'}", "--corpus=ptb_words")
-    assert proc.returncode != 0
-    assert f"{tmp_path / 'nowhere'}: no such directory" in proc.stderr
-    assert not workdir.exists()
-    proc = cli("language_model.py", f"--workdir={workdir}", "--cell=elman")
-    assert proc.returncode != 0 and "unknown cell 'elman'" in proc.stderr and not workdir.exists()
-    proc = cli("language_model.py", f"--workdir={workdir}", "--compute_dtype=float16")
-    assert proc.returncode != 0 and "--compute_dtype must be one of float32, bfloat16" in proc.stderr
-    assert not workdir.exists()
+    line = refusal(language_model, f"--workdir={workdir}", f"--data={tmp_path / 'nowhere'}", "--corpus=ptb_words")
+    assert f"{tmp_path / 'nowhere'}: no such directory" in line and not workdir.exists()
+    assert "unknown cell 'elman'" in refusal(language_model, f"--workdir={workdir}", "--cell=elman")
+    line = refusal(language_model, f"--workdir={workdir}", "--compute_dtype=float16")
+    assert "--compute_dtype must be one of float32, bfloat16" in line and not workdir.exists()
     proc = cli("sample.py", f"--run={tmp_path}", "--prime=a")
     assert proc.returncode != 0 and "no flags.json" in proc.stderr
 

@@ -2,19 +2,16 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import long_dependency
 import numpy as np
 import pytest
+from refusals import refusal
 
 from seqjax import config as config_lib
 from seqjax import experiment as ex
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 INDRNN = "examples/my_cells.py:indrnn"  # a user's cell by its file (the tests run from the repository's root)
 
 
@@ -88,16 +85,6 @@ def test_a_longer_rerun_continues_and_equals_a_straight_run(tmp_path):
     assert result["train_steps"] == 4 and result["train_s"] > 0
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "long_dependency.py"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_nothing(tmp_path):
     """Every refusal comes before any training (each run here ends within its flag and workdir checks)."""
     with pytest.raises(config_lib.ConfigError, match=r"^--task must be one of adding, adding_hochreiter, copy"):
@@ -105,8 +92,8 @@ def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_no
     with pytest.raises(config_lib.ConfigError, match=r"^--seq_lens must be at least 1, got -5$"):
         long_dependency.Config(seq_lens=(10, -5))
     (tmp_path / "file").write_text("x")
-    not_a_dir = _cli(f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
-    assert not_a_dir.returncode != 0 and "exists and is not a directory" in not_a_dir.stderr
+    not_a_dir = refusal(long_dependency, f"--workdir={tmp_path / 'file'}", "--seq_lens=5", "--train_steps=1")
+    assert "exists and is not a directory" in not_a_dir
     assert (tmp_path / "file").read_text() == "x"
 
     def snapshot(path):
@@ -115,11 +102,8 @@ def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_no
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    refused = _cli(f"--workdir={foreign}", "--seq_lens=5", "--train_steps=1")
-    assert refused.returncode != 0
-    assert f"--workdir {foreign} is not empty and holds no flags.json of a seqjax run (found 'notes.txt')" in (
-        refused.stderr
-    )
+    refused = refusal(long_dependency, f"--workdir={foreign}", "--seq_lens=5", "--train_steps=1")
+    assert f"--workdir {foreign} is not empty and holds no flags.json of a seqjax run (found 'notes.txt')" in refused
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
     # A workdir claimed by a run with --hidden=4 (the claim is what the CLI checks against; the refusals of
@@ -128,7 +112,8 @@ def test_cli_rejects_bad_flags_and_foreign_or_contradicting_workdirs_touching_no
     with ex.claimed(long_dependency.EXPERIMENT, earlier, tmp_path / "run"):
         pass
     before = snapshot(tmp_path / "run")
-    contradicting = _cli(f"--workdir={tmp_path / 'run'}", "--cells=rnn", "--seq_lens=5", "--hidden=8")
-    assert contradicting.returncode != 0
-    assert "holds a run made with --hidden=4, this run has --hidden=8" in contradicting.stderr
+    contradicting = refusal(
+        long_dependency, f"--workdir={tmp_path / 'run'}", "--cells=rnn", "--seq_lens=5", "--hidden=8"
+    )
+    assert "holds a run made with --hidden=4, this run has --hidden=8" in contradicting
     assert snapshot(tmp_path / "run") == before

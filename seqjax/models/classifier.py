@@ -10,10 +10,9 @@ For a right-padded batch ``tokens [b, t]`` with true lengths ``n [b]`` and ``L``
 
 Pooling:
 
-- ``last``: the top layer's final state at each sentence's true end, read from ``unroll``'s final carry
-  (its ``hidden`` field, e.g. ``LSTMCarry.hidden``, or the carry itself when it is one array); for a
-  bidirectional encoder, the forward state after ``w_{n-1}`` and the backward state after ``w_0``,
-  concatenated.
+- ``last``: the top layer's output at each sentence's true end, ``h^L_{n-1}`` (for every built-in cell but the
+  LRU the final hidden state; the LRU's is its real readout of its complex state); for a bidirectional
+  encoder, the forward output after ``w_{n-1}`` and the backward output after ``w_0``, concatenated.
 - ``mean``: ``sum_{s < n} h^L_s / n`` (``unroll`` zeroes the outputs at padded steps).
 - ``max``: the element-wise maximum over the valid positions ``s < n`` only.
 
@@ -24,7 +23,8 @@ embeddings at rate ``embed_dropout``); a fresh mask per element and step, none o
 
 With ``encoder="transformer"`` the recurrent layers are replaced by ``L`` self-attention blocks of width
 ``h`` (``seqjax.models.token_encoder``): ``h^L = token_encoder(drop_e(x))``, k = 1, and ``last`` pools the
-output at each sentence's last word, ``h^L_{n-1}`` (every position sees the whole sentence).
+output at each sentence's last word, ``h^L_{n-1}``, as for the recurrent encoder (every position sees the whole
+sentence).
 
 Parameters: ``{"embedding": [V, e], "layers": [per layer: cell params, or (forward, backward) params],
 "out_w": [k h, C], "out_b": [C]}``, with ``"encoder": token_encoder params`` in place of ``"layers"`` for the
@@ -135,13 +135,14 @@ def hidden_state(carry) -> jax.Array:
     return hidden
 
 
-def _pool(pooling: str, outputs: jax.Array, final_carry, bidirectional: bool, lengths: jax.Array) -> jax.Array:
-    """The sentence vectors ``[b, k h]`` from the top layer's ``outputs [b, t, k h]`` and final carry."""
+def _pool(pooling: str, outputs: jax.Array, bidirectional: bool, lengths: jax.Array) -> jax.Array:
+    """The sentence vectors ``[b, k h]`` from the top layer's ``outputs [b, t, k h]``."""
     if pooling == "last":
-        if bidirectional:
-            forward, backward = final_carry  # backward: the state after reading position 0
-            return jnp.concatenate([hidden_state(forward), hidden_state(backward)], axis=-1)
-        return hidden_state(final_carry)
+        last = jnp.take_along_axis(outputs, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [b, k h]
+        if bidirectional:  # the backward half's last output is the one after reading position 0
+            half = outputs.shape[-1] // 2
+            return jnp.concatenate([last[:, :half], outputs[:, 0, half:]], axis=-1)
+        return last
     if pooling == "mean":
         return jnp.sum(outputs, axis=1) / lengths.astype(outputs.dtype)[:, None]
     valid = jnp.arange(outputs.shape[1])[None, :] < lengths[:, None]  # [b, t]
@@ -168,7 +169,7 @@ def sentence_vectors(
         dropout_rates=[config.embed_dropout] + [config.dropout] * (config.num_layers - 1),
         dropout_keys=None if key is None else list(jax.random.split(key, config.num_layers)),
     )  # outputs [b, t, k h]
-    return _pool(config.pooling, stack.outputs, stack.carry[-1], config.bidirectional, lengths)
+    return _pool(config.pooling, stack.outputs, config.bidirectional, lengths)
 
 
 def _attention_sentence_vectors(
@@ -177,9 +178,7 @@ def _attention_sentence_vectors(
     k_embed, k_encoder = (None, None) if key is None else jax.random.split(key)
     x = dropout(params["embedding"][tokens], config.embed_dropout, k_embed)  # [b, t, e]
     outputs = token_encoder.apply(config.attention(), params["encoder"], x, lengths, k_encoder)  # [b, t, h]
-    if config.pooling == "last":
-        return jnp.take_along_axis(outputs, (lengths - 1)[:, None, None], axis=1)[:, 0]
-    return _pool(config.pooling, outputs, None, False, lengths)
+    return _pool(config.pooling, outputs, False, lengths)
 
 
 def apply(

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seqjax import layers
 from seqjax.cells import cell_by_name, lru, rglru
 from seqjax.cells.rglru import sqrt_bounded_derivative
-from seqjax.scan import unroll
+from seqjax.scan import truncated_unroll, unroll
 
 B, T, D, H = 3, 7, 2, 4
 LENGTHS = np.array([7, 4, 1])
@@ -164,3 +165,17 @@ def test_bad_ring_bounds_are_refused_in_one_line():
         lru("imaginary")
     with pytest.raises(ValueError, match="a_min < a_max < 1"):
         rglru(a_max=1.0)
+
+
+def test_two_way_stacked_lru_layers_and_truncated_bptt_follow_the_scan():
+    """Two bidirectional LRU layers (complex carries in both directions): the associative path equals the scan;
+    truncated BPTT's forward values equal one unroll."""
+    cell = cell_by_name("lru")
+    params = layers.init_layers(cell, jax.random.split(jax.random.key(0), 2), D, H, True)
+    xs = jax.random.normal(jax.random.key(1), (B, T, D))
+    run = jax.jit(lambda parallel: layers.unroll_layers(cell, params, xs, both_ways=True, lengths=jnp.asarray(LENGTHS),
+                                                        parallel=parallel).outputs, static_argnums=0)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(run(True)), np.asarray(run(False)), rtol=1e-5, atol=1e-6)
+    one = unroll(cell, params[0][0], xs, parallel=False)
+    chunked = truncated_unroll(cell, params[0][0], xs, chunk_len=3)
+    np.testing.assert_allclose(np.asarray(chunked.outputs), np.asarray(one.outputs), rtol=1e-5, atol=1e-6)

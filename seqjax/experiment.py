@@ -58,6 +58,9 @@ class Plan(NamedTuple):
       describe: the text of an evaluation's progress line; default: every metric.
       model_state: the initial state a stateful loss hands from step to step (truncated BPTT's carry).
       files: ``{name: write(path)}``, written into the workdir with ``flags.json`` (vocabularies).
+      optimizer: the plan's own optimizer and schedule (``train.Optimizer``, the same object for equal settings:
+        ``model_loss`` makes it), used instead of the config's optimization block, clipping included; None: the
+        config's.
     """
 
     params: Any
@@ -69,6 +72,7 @@ class Plan(NamedTuple):
     describe: Callable[[Mapping[str, Any]], str] | None = None
     model_state: Any = None
     files: Mapping[str, Callable[[Path], Any]] = {}
+    optimizer: train.Optimizer | None = None
 
 
 class Experiment(NamedTuple):
@@ -166,10 +170,27 @@ def training(
     )
 
 
+@functools.cache
+def own_training(
+    loss: Callable, optimizer: train.Optimizer, compute_dtype: str, stateful: bool = False
+) -> train.Training:
+    """The training step of ``loss`` under a plan's own optimizer (cached as ``training``)."""
+    return train.make_training(
+        loss,
+        optimizer.tx,
+        learning_rate=optimizer.learning_rate,
+        stateful=stateful,
+        compute_dtype=precision.compute_dtype(compute_dtype),
+    )
+
+
 def plan_training(config: Any, plan: Plan) -> tuple[train.Training, int]:
-    """The training step of ``plan`` under ``config``'s optimization and precision, and its number of updates."""
+    """The training step of ``plan`` under ``config``'s optimization (or the plan's own optimizer) and precision, and
+    its number of updates."""
     num_steps = total_steps(config, plan.steps_per_epoch)
     stateful = plan.model_state is not None
+    if plan.optimizer is not None:
+        return own_training(plan.loss, plan.optimizer, devices(config).compute_dtype, stateful), num_steps
     step = training(plan.loss, config.optimization, devices(config).compute_dtype, plan.steps_per_epoch, num_steps,
                     stateful)  # fmt: skip
     return step, num_steps

@@ -64,6 +64,14 @@ def schedule(name: str, learning_rate: float, total_steps: int = 1, decay_rate: 
     raise ValueError(f"unknown learning-rate schedule {name!r}; known: {', '.join(SCHEDULES)}")
 
 
+class Optimizer(NamedTuple):
+    """An optimizer with the learning-rate schedule it follows: an experiment's own recipe (``experiment.Plan``),
+    e.g. parameter groups with their own rates; each step's metrics report ``learning_rate(step)``."""
+
+    tx: optax.GradientTransformation
+    learning_rate: optax.Schedule
+
+
 def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9) -> optax.GradientTransformation:
     """An optax optimizer by name: sgd, momentum (heavy ball, ``momentum``), adam, rmsprop, adagrad."""
     if name == "sgd":

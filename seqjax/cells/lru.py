@@ -23,8 +23,9 @@ Eigenvalues (``eigenvalues=``):
 In the real variants ``gamma_log = log sqrt(1 - lambda^2)`` and ``B`` has variance ``1 / d``.
 
 Params: ``nu_log [n]``, ``theta_log [n]`` (complex only), ``gamma_log [n]``, ``b_re [d, n]``, ``b_im [d, n]``
-(complex only; ``b`` when real), ``c_re``, ``c_im [n, h]`` (``c`` when real), ``d [d, h]``. State size ``n`` is
-``state_size`` or the hidden size. Carry ``x [*b, n]``, complex64 (float32 when real); output ``y [*b, h]``.
+(complex only; ``b`` when real), ``c_re``, ``c_im [n, h]`` (``c`` when real), ``d [d, h]`` (``d [h]`` with
+``skip="diagonal"``). State size ``n`` is ``state_size`` or the hidden size. Carry ``x [*b, n]``, complex64
+(float32 when real); output ``y [*b, h]``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from seqjax.cells.base import Cell
 from seqjax.cells.linear import linear_cell
 
 EIGENVALUES = ("complex", "real", "signed")
+SKIPS = ("matrix", "diagonal")
 _TINY = 1e-7  # uniform draws start here: a radius or phase of exactly 0 would make nu_log or theta_log infinite
 
 
@@ -48,12 +50,16 @@ def lru(
     r_max: float = 1.0,
     max_phase: float = 2 * math.pi,
     state_size: int | None = None,
+    skip: str = "matrix",
 ) -> Cell:
     """The LRU (see the module docstring). ``r_min``, ``r_max``: the ring of initial ``|lambda|``,
     ``0 <= r_min < r_max <= 1``; ``max_phase``: the largest initial phase; ``state_size``: ``n`` (None: the hidden
-    size). The defaults are those of the paper's reference code for its copy task (the disc, every phase)."""
+    size); ``skip``: ``u D`` (``"matrix"``) or the paper's ``D * u`` (``"diagonal"``). The defaults are those of the
+    paper's reference code for its copy task (the disc, every phase)."""
     if eigenvalues not in EIGENVALUES:
         raise ValueError(f"unknown eigenvalues {eigenvalues!r}; known: {', '.join(EIGENVALUES)}")
+    if skip not in SKIPS:
+        raise ValueError(f"unknown skip {skip!r}; known: {', '.join(SKIPS)}")
     if not 0.0 <= r_min < r_max <= 1.0:
         raise ValueError(f"the LRU's ring needs 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
     complex_state = eigenvalues == "complex"
@@ -81,15 +87,22 @@ def lru(
             params[name] = b_scale * jax.random.normal(key_b, (input_size, n), jnp.float32)
         for name, key_c in zip(c_parts, jax.random.split(k_c, len(c_parts)), strict=True):
             params[name] = jax.random.normal(key_c, (n, hidden_size), jnp.float32) / math.sqrt(n)
-        params["d"] = jax.random.normal(k_d, (input_size, hidden_size), jnp.float32) / math.sqrt(input_size)
+        if skip == "diagonal":
+            if input_size != hidden_size:
+                raise ValueError(f"the LRU's diagonal skip needs input size {input_size} = hidden size {hidden_size}")
+            params["d"] = jax.random.normal(k_d, (hidden_size,), jnp.float32)
+        else:
+            params["d"] = jax.random.normal(k_d, (input_size, hidden_size), jnp.float32) / math.sqrt(input_size)
         return jax.tree.map(lambda a: a.astype(dtype), params)
 
     def project(params, xs):
         """``[..., d] -> [..., p + h]``: ``u B`` (real and imaginary parts, ``p = 2 n``; ``p = n`` when real) and
-        the skip ``u D``, for all positions at once."""
+        the skip ``u D`` (or ``D * u``), for all positions at once."""
         xs = xs.astype(jnp.float32)
         parts = [xs @ params[name].astype(jnp.float32) for name in _b_names(params)]
-        return jnp.concatenate([*parts, xs @ params["d"].astype(jnp.float32)], axis=-1)
+        d = params["d"].astype(jnp.float32)
+        skip_part = xs * jnp.broadcast_to(d, xs.shape) if d.ndim == 1 else xs @ d
+        return jnp.concatenate([*parts, skip_part], axis=-1)
 
     def coefficients(params, u):
         n = params["nu_log"].shape[-1]

@@ -34,7 +34,7 @@ def test_the_step_jacobians_of_an_lstm_are_those_of_its_step():
     cell = lstm()
     params = cell.init_params(jax.random.key(0), D, H)
     xs = jax.random.normal(jax.random.key(1), (5, D))
-    jacobians = lyapunov.step_jacobians(cell, params, xs)
+    jacobians = jax.jit(lyapunov.step_jacobians, static_argnums=0)(cell, params, xs)
     assert jacobians.shape == (5, 2 * H, 2 * H)
 
     def flat(carry):
@@ -43,9 +43,10 @@ def test_the_step_jacobians_of_an_lstm_are_those_of_its_step():
     def step(vector, x):  # by hand: one step on the flattened (h, c)
         return flat(cell.step(params, LSTMCarry(vector[:H], vector[H:]), cell.project(params, x))[0])
 
+    by_hand = jax.jit(jax.jacfwd(step))
     carry = cell.init_carry(params, ())
     for t in range(2):
-        np.testing.assert_allclose(jacobians[t], jax.jacfwd(step)(flat(carry), xs[t]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(jacobians[t], by_hand(flat(carry), xs[t]), rtol=1e-5, atol=1e-6)
         carry = cell.step(params, carry, cell.project(params, xs[t]))[0]
 
 

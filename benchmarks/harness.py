@@ -200,6 +200,31 @@ def alternate_medians(paths: dict[str, Callable[[], Any]], steps: int, warmup: i
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def compare_grid(
+    name: str,
+    workdir: str,
+    cells: Sequence[str],
+    shapes: Sequence[str],
+    steps: int,
+    compare: Callable[[str, str, int], dict[str, Any]],
+    format_table: Callable[[Sequence[dict[str, Any]]], str],
+) -> None:
+    """The two-path benchmarks' main (fused_vs_scan, parallel_vs_scan): claims ``workdir`` for these flags, runs
+    ``compare(cell, shape, steps)`` for every shape and cell, printing each row as it comes, and writes
+    results.json, results.md and the table."""
+    config = {"cells": list(cells), "shapes": list(shapes), "steps": steps}
+    out = workdir_lib.claim(workdir, name, config, fixed=tuple(config))
+    rows = []
+    for shape in shapes:
+        for cell in cells:
+            rows.append(compare(cell, shape, steps))
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    table = format_table(rows)
+    workdir_lib.write_json(out / "results.json", {"flags": config, "results": rows})
+    workdir_lib.write_atomic(out / "results.md", f"`{' '.join(sys.argv)}`\n\n" + table)
+    print(table, end="")
+
+
 def inputs(shape: Shape):
     """The N(0, 1) inputs ``xs [b, t, d]`` float32 of a shape, identical for every implementation."""
     import numpy as np

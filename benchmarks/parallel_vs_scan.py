@@ -22,16 +22,15 @@ two modes); ``default`` is what ``unroll`` picks there.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
-from harness import alternate_medians, inputs, known_cells, parse_shape, valid_shape
+from harness import alternate_medians, compare_grid, inputs, known_cells, parse_shape, valid_shape
 
-from seqjax import command_line, deer, workdir
+from seqjax import command_line, deer
 from seqjax.cells import cell_by_name
 from seqjax.scan import fused_by_default, parallel_by_default, unroll
 
@@ -145,17 +144,7 @@ flags.register_validator(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = {"cells": CELLS.value, "shapes": SHAPES.value, "steps": STEPS.value}
-    out = workdir.claim(WORKDIR.value, "parallel_vs_scan", config, fixed=tuple(config))
-    rows = []
-    for shape in SHAPES.value:
-        for cell in CELLS.value:
-            rows.append(compare(cell, shape, STEPS.value))
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-    table = format_table(rows)
-    workdir.write_json(out / "results.json", {"flags": config, "results": rows})
-    workdir.write_atomic(out / "results.md", f"`{' '.join(sys.argv)}`\n\n" + table)
-    print(table, end="")
+    compare_grid("parallel_vs_scan", WORKDIR.value, CELLS.value, SHAPES.value, STEPS.value, compare, format_table)
 
 
 if __name__ == "__main__":

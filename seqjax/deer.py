@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.base import Carry, Cell, Params
-from seqjax.scan import _restarts, _to_time_major
+from seqjax.scan import _to_time_major, time_major_inputs
 
 JACOBIANS = ("full", "diagonal")
 ON_FAILURE = ("nan", "keep")
@@ -159,24 +159,16 @@ def unroll(
     ``J_t^T`` with ``jacobian="full"``, and with a reverse ``jax.lax.scan`` of step VJPs with ``"diagonal"`` (the
     diagonal is not exact for the adjoint, and the full transposes would cost the memory the diagonal saves).
     """
-    if jnp.ndim(xs) != 3:
-        raise ValueError(f"deer.unroll expects xs of rank 3 ([batch, time, features]), got shape {jnp.shape(xs)}")
     if jacobian not in (None, *JACOBIANS):
         raise ValueError(f"jacobian must be one of {', '.join(JACOBIANS)} or None, got {jacobian!r}")
     if on_failure not in ON_FAILURE:
         raise ValueError(f"on_failure must be one of {', '.join(ON_FAILURE)}, got {on_failure!r}")
-    xs_t = xs if time_major else _to_time_major(xs)
-    num_steps, batch = xs_t.shape[:2]
     if max_iterations is not None and max_iterations < 1:
         raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
-    carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
-    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
-    restart = None
-    if resets is not None:
-        resets_t = jnp.asarray(resets, bool) if time_major else jnp.swapaxes(jnp.asarray(resets, bool), 0, 1)
-        if resets_t.shape != (num_steps, batch):
-            raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
-        restart = _restarts(resets_t, reverse)
+    xs_t, carry0, valid, restart = time_major_inputs(
+        cell, params, xs, initial_carry, lengths, resets, reverse, time_major, "deer.unroll"
+    )
+    num_steps = xs_t.shape[0]
     guess_t = None
     if initial_guess is not None:
         guess_t = initial_guess if time_major else _to_time_major(initial_guess)

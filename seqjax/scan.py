@@ -189,19 +189,11 @@ def unroll(
     Returns:
       ``Unrolled(carry, outputs, carries)``.
     """
-    if jnp.ndim(xs) != 3:
-        raise ValueError(f"unroll expects xs of rank 3 ([batch, time, features]), got shape {jnp.shape(xs)}")
-    xs_t = xs if time_major else _to_time_major(xs)
-    num_steps, batch = xs_t.shape[:2]
-    carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
-    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
+    xs_t, carry0, valid, restart = time_major_inputs(
+        cell, params, xs, initial_carry, lengths, resets, reverse, time_major, "unroll"
+    )
+    batch = xs_t.shape[1]
     probe_t = probe if probe is None or time_major else _to_time_major(probe)
-    restart = None
-    if resets is not None:
-        resets_t = jnp.asarray(resets, bool) if time_major else jnp.swapaxes(jnp.asarray(resets, bool), 0, 1)
-        if resets_t.shape != (num_steps, batch):
-            raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
-        restart = _restarts(resets_t, reverse)
     if reset_to not in RESET_TO:
         raise ValueError(f"reset_to must be one of {', '.join(RESET_TO)}, got {reset_to!r}")
     reset_carry = None
@@ -223,6 +215,36 @@ def unroll(
         ys = _to_time_major(ys)
         carries = None if carries is None else _to_time_major(carries)
     return Unrolled(carry, ys, carries)
+
+
+class TimeMajorInputs(NamedTuple):
+    """An unroll's inputs in the scan's layout (``time_major_inputs``)."""
+
+    xs: jax.Array  # [t, b, d]
+    carry0: Carry
+    valid: jax.Array | None  # [t, b]: t < length
+    restart: jax.Array | None  # [t, b]: the steps whose incoming carry is the reset one (in reading order's terms)
+
+
+def time_major_inputs(
+    cell: Cell, params: Params, xs, initial_carry, lengths, resets, reverse: bool, time_major: bool, caller: str
+) -> TimeMajorInputs:
+    """``xs``, ``initial_carry``, ``lengths`` and ``resets`` as ``unroll`` documents them, checked and turned
+    time-major: the preparation every unroller shares (``unroll``, ``seqjax.deer.unroll``). ``caller`` names the
+    function in the error raised for ``xs`` of the wrong rank."""
+    if jnp.ndim(xs) != 3:
+        raise ValueError(f"{caller} expects xs of rank 3 ([batch, time, features]), got shape {jnp.shape(xs)}")
+    xs_t = xs if time_major else _to_time_major(xs)
+    num_steps, batch = xs_t.shape[:2]
+    carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
+    restart = None
+    if resets is not None:
+        resets_t = jnp.asarray(resets, bool) if time_major else jnp.swapaxes(jnp.asarray(resets, bool), 0, 1)
+        if resets_t.shape != (num_steps, batch):
+            raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
+        restart = _restarts(resets_t, reverse)
+    return TimeMajorInputs(xs_t, carry0, valid, restart)
 
 
 class _Options(NamedTuple):

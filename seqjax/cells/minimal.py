@@ -55,14 +55,7 @@ def mingru(activation: str = "identity", input_init: initializers.Initializer = 
         k_z, k_h = jnp.split(u.astype(jnp.float32), 2, axis=-1)
         return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_g(k_h)  # log(1 - z), log z + log g
 
-    return linear_cell(
-        _init_params(2, input_init),
-        coefficients,
-        _zeros(2),
-        project=fused_projection,
-        log_coefficients=log_coefficients if activation == "g" else None,
-        name="mingru" if activation == "identity" else "mingru_g",
-    )
+    return _minimal_cell("mingru", 2, coefficients, log_coefficients, activation, input_init)
 
 
 def minlstm(activation: str = "identity", input_init: initializers.Initializer = initializers.lecun_normal) -> Cell:
@@ -79,13 +72,18 @@ def minlstm(activation: str = "identity", input_init: initializers.Initializer =
         difference = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)  # log i - log f
         return -jax.nn.softplus(difference), -jax.nn.softplus(-difference) + log_g(k_h)  # log f', log i' + log g
 
+    return _minimal_cell("minlstm", 3, coefficients, log_coefficients, activation, input_init)
+
+
+def _minimal_cell(name: str, gates: int, coefficients, log_coefficients, activation: str, input_init) -> Cell:
+    """The cell of ``gates`` fused input blocks; its log-space form only with the positive ``g``."""
     return linear_cell(
-        _init_params(3, input_init),
+        _init_params(gates, input_init),
         coefficients,
-        _zeros(3),
+        _zeros(gates),
         project=fused_projection,
         log_coefficients=log_coefficients if activation == "g" else None,
-        name="minlstm" if activation == "identity" else "minlstm_g",
+        name=name if activation == "identity" else f"{name}_g",
     )
 
 

@@ -8,7 +8,6 @@ Prints a markdown table and writes results.json and results.md into --workdir (n
 
 import sys
 import time
-from collections.abc import Sequence
 
 import lm_benchmark
 from absl import app, flags
@@ -17,6 +16,9 @@ from harness import (
     KNOWN_IMPLS,
     add_peak_fraction,
     build_specs,
+    check_names,
+    check_shapes,
+    check_unrolls,
     format_report,
     format_table,
     matmul_peak,
@@ -28,34 +30,6 @@ from harness import (
 )
 
 from seqjax import command_line, workdir
-
-
-def _check_names(values: Sequence[str], known: Sequence[str], what: str) -> bool:
-    unknown = [v for v in values if v not in known]
-    if unknown or not values:
-        got = f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} given"
-        raise flags.ValidationError(f"{got}; known: {', '.join(known)}")
-    return True
-
-
-def _check_shapes(values: Sequence[str]) -> bool:
-    if not values:
-        raise flags.ValidationError("give at least one shape BxTxH, e.g. 32x128x256")
-    try:
-        for value in values:
-            parse_shape(value)
-    except ValueError as e:
-        raise flags.ValidationError(str(e)) from e
-    return True
-
-
-def _check_unrolls(values: Sequence[str]) -> bool:
-    try:
-        parse_unrolls(values)
-    except ValueError as e:
-        raise flags.ValidationError(str(e)) from e
-    return True
-
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory for results.json and results.md (created if missing).", required=True
@@ -90,11 +64,11 @@ LM_PRESETS = flags.DEFINE_list(
 )
 PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
 
-flags.register_validator(CELLS, lambda v: _check_names(v, KNOWN_CELLS, "cell") if v else True)
-flags.register_validator(IMPLS, lambda v: _check_names(v, KNOWN_IMPLS, "implementation"))
-flags.register_validator(SHAPES, _check_shapes)
-flags.register_validator(SEQJAX_UNROLLS, _check_unrolls)
-flags.register_validator(LM_PRESETS, lambda v: _check_names(v, lm_benchmark.LM_PRESETS, "LM preset") if v else True)
+flags.register_validator(CELLS, lambda v: check_names(v, KNOWN_CELLS, "cell") if v else True)
+flags.register_validator(IMPLS, lambda v: check_names(v, KNOWN_IMPLS, "implementation"))
+flags.register_validator(SHAPES, check_shapes)
+flags.register_validator(SEQJAX_UNROLLS, check_unrolls)
+flags.register_validator(LM_PRESETS, lambda v: check_names(v, lm_benchmark.LM_PRESETS, "LM preset") if v else True)
 _REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS, BUDGET_S, LM_PRESETS, PEAK)
 
 

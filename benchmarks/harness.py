@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from absl import logging
+from absl import flags, logging
 
 from seqjax import workdir as workdir_lib
 
@@ -88,6 +88,36 @@ def parse_unrolls(values: Sequence[str]) -> list[int]:
     if not values or not all(v.strip().isdigit() and int(v) > 0 for v in values):
         raise ValueError(f"expected a list of positive integers, e.g. 1,4; got {','.join(values)!r}")
     return [int(v) for v in values]
+
+
+def check_names(values: Sequence[str], known: Sequence[str], what: str) -> bool:
+    """A list flag's validator: every value in ``known``, at least one; else ``flags.ValidationError``."""
+    unknown = [v for v in values if v not in known]
+    if unknown or not values:
+        got = f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} given"
+        raise flags.ValidationError(f"{got}; known: {', '.join(known)}")
+    return True
+
+
+def check_shapes(values: Sequence[str]) -> bool:
+    """--shapes' validator: at least one, each ``BxTxH`` (``parse_shape``)."""
+    if not values:
+        raise flags.ValidationError("give at least one shape BxTxH, e.g. 32x128x256")
+    try:
+        for value in values:
+            parse_shape(value)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
+    return True
+
+
+def check_unrolls(values: Sequence[str]) -> bool:
+    """--seqjax_unrolls' validator (``parse_unrolls``)."""
+    try:
+        parse_unrolls(values)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
+    return True
 
 
 def train_step_flops(cell: str, shape: Shape) -> int:

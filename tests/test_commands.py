@@ -1,13 +1,13 @@
 """Every command README.md and docs/ show (``python experiments/X.py ...``, ``python benchmarks/X.py ...``) names
 only flags its script defines: the flags an experiment's ``main`` makes (``experiment.define_flags``), or a script's
-own list (``--helpxml``), against the documents' commands."""
+own list (``--helpxml``, tests/script_flags.py), against the documents' commands."""
 
 import importlib
+import json
 import re
 import shlex
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -39,24 +39,18 @@ def flag_names(arguments: str) -> list[str]:
     return [word[2:].split("=", 1)[0] for word in words if word.startswith("--") and len(word) > 2]
 
 
-def defined_flags(script: str) -> set[str]:
+def is_experiment(script: str) -> bool:
+    return "\nEXPERIMENT = " in (ROOT / script).read_text()
+
+
+def defined_flags(script: str, own_flags: dict[str, list[str]]) -> set[str]:
     """Every flag ``script`` defines (its own and absl's), and ``no<name>`` for its booleans."""
-    if "\nEXPERIMENT = " in (ROOT / script).read_text():  # importing it defines no flag: main's, made here
+    if is_experiment(script):  # importing it defines no flag: main's, made here
         values = flags.FlagValues()
         experiment.define_flags(importlib.import_module(Path(script).stem).EXPERIMENT, values)
         names = set(ABSL) | set(values)
         return names | {f"no{name}" for name in values if isinstance(values[name], flags.BooleanFlag)}
-    done = subprocess.run([sys.executable, str(ROOT / script), "--helpxml"], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=ROOT)  # fmt: skip
-    assert "<AllFlags>" in done.stdout, done.stderr[-2000:]  # absl prints the flags and exits (status 1)
-    tree = ET.fromstring(done.stdout[done.stdout.index("<?xml") :])
-    names = set(ABSL)
-    for flag in tree.iter("flag"):
-        name = flag.findtext("name")
-        names.add(name)
-        if flag.findtext("type") == "bool":
-            names.add(f"no{name}")
-    return names
+    return set(ABSL) | set(own_flags[script])
 
 
 COMMANDS = documented_commands()
@@ -67,9 +61,19 @@ def test_the_documents_show_commands_of_every_experiment():
     assert sum(len(v) for v in COMMANDS.values()) > 40
 
 
+@pytest.fixture(scope="module")
+def own_flags() -> dict[str, list[str]]:
+    """The flags of the scripts that define their own, by ``--helpxml`` (tests/script_flags.py: one process)."""
+    scripts = [script for script in sorted(COMMANDS) if not is_experiment(script)]
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "script_flags.py"), *scripts], capture_output=True,
+                          text=True, timeout=300, check=False, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("script", sorted(COMMANDS))
-def test_every_documented_flag_exists(script):
-    known = defined_flags(script)
+def test_every_documented_flag_exists(script, own_flags):
+    known = defined_flags(script, own_flags)
     unknown = [(where, name) for where, arguments in COMMANDS[script] for name in flag_names(arguments)
                if name not in known]  # fmt: skip
     assert not unknown, f"{script}: flags the documents use but the script does not define: {unknown}"

@@ -88,14 +88,17 @@ def _cli(tmp_path, *args):
     )
 
 
-def test_the_command_line_gives_the_numbers_of_a_run_in_this_process_and_refuses_bad_flags(tmp_path):
-    """Same seed, same numbers: the script's run and an in-process run of the same config write the same CSV."""
+def test_the_command_line_runs_the_config_its_flags_name_and_refuses_bad_flags(tmp_path):
+    """The script's flags make the config an in-process run would take (same config, same numbers: a run's
+    numbers depend on its config alone, tests/test_reliability.py), and the script writes what a run writes."""
     ok = _cli(tmp_path, "--cells=gru", "--seq_len=5", "--hidden=3", "--batch=2", "--train_steps=2", "--num_snapshots=1")
     assert ok.returncode == 0, ok.stderr
     assert "gradient_flow.png" in ok.stdout
     config_ = gradient_flow.Config(cells=("gru",), seq_len=5, hidden=3, batch=2, train_steps=2, num_snapshots=1)
-    ex.run(gradient_flow.EXPERIMENT, config_, tmp_path / "b")
-    assert (tmp_path / "w" / "gradient_norms.csv").read_text() == (tmp_path / "b" / "gradient_norms.csv").read_text()
+    recorded = json.loads((tmp_path / "w" / "flags.json").read_text())["flags"]
+    assert recorded == json.loads(json.dumps(config.flat(config_)))
+    rows = _read_rows(tmp_path / "w" / "gradient_norms.csv")
+    assert len(rows) == 2 * 5 and {r["train_step"] for r in rows} == {"0", "2"}  # snapshots x T, one measure
     unknown = refusal(gradient_flow, f"--workdir={tmp_path / 'u'}", "--cells=rnn,transformer")
     assert "unknown cell 'transformer'" in unknown and "lstm" in unknown and not (tmp_path / "u").exists()
     # the same checks, made when the config is built

@@ -1,10 +1,8 @@
-"""seqjax.runner.fit: exact resumption after kill -9, evaluations and selection, early stopping, NaN handling,
-metrics files, checkpoint mismatches."""
+"""seqjax.runner.fit: evaluations and selection, early stopping, NaN handling, metrics files, checkpoint
+mismatches, resuming a finished run. Exact resumption after kill -9 at any moment: tests/test_reliability.py."""
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -15,8 +13,6 @@ import pytest
 from seqjax import runner, train, workdir
 from seqjax.cells import LSTMCarry
 
-SCRIPT = Path(__file__).with_name("runner_run.py")
-
 
 @pytest.fixture(autouse=True)
 def _standard_promotion():
@@ -25,44 +21,8 @@ def _standard_promotion():
         yield
 
 
-def _run(workdir, num_steps, kill_at=None, evaluate=False):
-    args = [sys.executable, str(SCRIPT), str(workdir), str(num_steps), str(kill_at or 0)] + (
-        ["evaluate"] if evaluate else []
-    )
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
-
-
 def _metrics(workdir):
     return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory) -> Path:
-    """The workdir of runner_run.py's 20 updates, never interrupted."""
-    path = tmp_path_factory.mktemp("straight")
-    straight = _run(path, 20)
-    assert straight.returncode == 0, straight.stderr
-    return path
-
-
-def test_killed_run_resumes_to_the_same_parameters(tmp_path, straight_run):
-    """A run SIGKILLed after step 12 (checkpoint at 10) and rerun equals a straight run, bit for bit."""
-    killed = _run(tmp_path / "resumed", 20, kill_at=12)
-    assert killed.returncode == -9
-    assert not (tmp_path / "resumed" / "final.npz").exists()
-    resumed = _run(tmp_path / "resumed", 20)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout and "checkpoints/10" in resumed.stdout
-    a, b = np.load(straight_run / "final.npz"), np.load(tmp_path / "resumed" / "final.npz")
-    assert sorted(a.files) == sorted(b.files)
-    for name in a.files:
-        np.testing.assert_array_equal(a[name], b[name])
-    steps = [m["step"] for m in _metrics(tmp_path / "resumed")]
-    assert steps == [3, 6, 9, 12, 15, 18, 20]  # step 12, logged before the kill, is written once
-    straight_losses = [m["loss"] for m in _metrics(straight_run)]
-    assert [m["loss"] for m in _metrics(tmp_path / "resumed")] == straight_losses
-    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["10", "15", "20"]
-    assert any((tmp_path / "resumed" / "tensorboard").iterdir())
 
 
 def _linear_training(skip_nonfinite=False):
@@ -242,35 +202,6 @@ def test_early_stopping_after_patience_evaluations_without_a_new_best(tmp_path):
     lowest = _scripted_evaluation(every=2, at=(0,), select="score", mode="min", patience=2)
     low = runner.fit(training, state, lambda k: 0.0, 14, tmp_path / "min", evaluation=lowest, options=options)
     assert low.stopped_at == 4 and low.best["step"] == 0
-
-
-def test_a_kill_during_an_evaluation_loses_and_repeats_nothing(tmp_path):
-    """Killed while evaluating step 10 (after the checkpoint of step 8); the rerun killed halfway through the
-    metrics line of step 15 (tests/faults.py); the next rerun evaluates 10 once, keeps the same best state, drops
-    the torn line and ends with the evaluations, metrics and parameters of a straight run."""
-    straight = _run(tmp_path / "straight", 20, evaluate=True)
-    assert straight.returncode == 0, straight.stderr
-    killed = _run(tmp_path / "killed", 20, kill_at=10, evaluate=True)
-    assert killed.returncode == -9
-    lines = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
-    assert [line["step"] for line in lines] == [0, 4, 8]  # 10's evaluation was under way: not written
-    faults = Path(__file__).with_name("faults.py")
-    torn = [sys.executable, str(faults), "kill_logging", "15", str(SCRIPT), str(tmp_path / "killed"), "20", "0",
-            "evaluate"]  # fmt: skip
-    assert subprocess.run(torn, capture_output=True, timeout=300).returncode == -9
-    assert (tmp_path / "killed" / "metrics.jsonl").read_text().endswith('{"step": 15, "loss": 0.')
-    resumed = _run(tmp_path / "killed", 20, evaluate=True)
-    assert resumed.returncode == 0, resumed.stderr
-    expected = _read_lines(tmp_path / "straight" / "eval" / "metrics.jsonl")
-    got = _read_lines(tmp_path / "killed" / "eval" / "metrics.jsonl")
-    assert [h["step"] for h in got] == [h["step"] for h in expected] == [0, 4, 8, 10, 12, 16, 20]
-    assert [h["loss"] for h in got] == [h["loss"] for h in expected]  # the same evaluations, each once
-    for saved in ("best.npz", "final.npz"):
-        a, b = (np.load(tmp_path / run / saved) for run in ("straight", "killed"))
-        for name in a.files:
-            np.testing.assert_array_equal(a[name], b[name])
-    drop_speed = lambda lines: [{k: v for k, v in line.items() if k != "steps_per_s"} for line in lines]
-    assert drop_speed(_metrics(tmp_path / "killed")) == drop_speed(_metrics(tmp_path / "straight"))
 
 
 def test_one_writer_per_workdir(tmp_path):

@@ -14,6 +14,7 @@ from absl import app, flags
 from harness import (
     KNOWN_CELLS,
     KNOWN_IMPLS,
+    PEAK_SIZE_DEFAULT,
     add_peak_fraction,
     build_specs,
     check_names,
@@ -63,13 +64,29 @@ LM_PRESETS = flags.DEFINE_list(
     f"any of {', '.join(lm_benchmark.LM_PRESETS)}, or empty.",
 )
 PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
+PEAK_SIZE = flags.DEFINE_integer(
+    "peak_size", PEAK_SIZE_DEFAULT, "N of the N x N x N float32 product that measures the matmul peak.", lower_bound=1
+)
 
 flags.register_validator(CELLS, lambda v: check_names(v, KNOWN_CELLS, "cell") if v else True)
 flags.register_validator(IMPLS, lambda v: check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, check_unrolls)
 flags.register_validator(LM_PRESETS, lambda v: check_names(v, lm_benchmark.LM_PRESETS, "LM preset") if v else True)
-_REPORTED_FLAGS = (WORKDIR, CELLS, SHAPES, IMPLS, STEPS, WARMUP, ROUNDS, SEQJAX_UNROLLS, BUDGET_S, LM_PRESETS, PEAK)
+_REPORTED_FLAGS = (
+    WORKDIR,
+    CELLS,
+    SHAPES,
+    IMPLS,
+    STEPS,
+    WARMUP,
+    ROUNDS,
+    SEQJAX_UNROLLS,
+    BUDGET_S,
+    LM_PRESETS,
+    PEAK,
+    PEAK_SIZE,
+)
 
 
 def main(argv):
@@ -93,7 +110,8 @@ def main(argv):
         BUDGET_S.value,
     )
     specs += lm_benchmark.build_lm_specs(LM_PRESETS.value, IMPLS.value, STEPS.value, WARMUP.value, BUDGET_S.value)
-    peak = matmul_peak([f for f in ("jax", "torch") if f == "jax" or "torch" in IMPLS.value]) if PEAK.value else {}
+    frameworks = [f for f in ("jax", "torch") if f == "jax" or "torch" in IMPLS.value]
+    peak = matmul_peak(frameworks, size=PEAK_SIZE.value) if PEAK.value else {}
     rows = add_peak_fraction(run_benchmark(specs, rounds=ROUNDS.value), peak.get("peak"))
     meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)
     meta["matmul_peak_gflops"] = peak

@@ -15,9 +15,9 @@ compilation caches do not leak from one implementation into the next. A measurem
 fewer (at least 3) once it has spent ``budget_s`` seconds, so that large shapes stay affordable.
 
 The machine's matmul peak is measured the same way: the best GFLOP/s of a float32 N x N x N product
-(N = 2048) in JAX and in torch, each in its own subprocess; every row reports its fraction of it.
+(N = 2048, ``--peak_size``) in JAX and in torch, each in its own subprocess; every row reports its fraction of it.
 
-The command-line entry point is ``experiments/benchmark.py``; run as a module with one JSON spec,
+The command-line entry point is ``benchmarks/benchmark.py``; run as a module with one JSON spec,
 this file measures that spec and prints one JSON line (the worker).
 """
 
@@ -380,7 +380,7 @@ def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-PEAK_SIZE = 2048
+PEAK_SIZE_DEFAULT = 2048
 
 
 def measure_matmul_peak(spec: dict[str, Any]) -> dict[str, Any]:
@@ -410,15 +410,19 @@ def measure_matmul_peak(spec: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "gflops_per_s": 2 * n**3 / min(times) / 1e9}
 
 
-def matmul_peak(frameworks: Sequence[str], run: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict:
+def matmul_peak(
+    frameworks: Sequence[str],
+    run: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    size: int = PEAK_SIZE_DEFAULT,
+) -> dict:
     """``{"jax": GFLOP/s, "torch": GFLOP/s or None, "peak": the larger}`` measured in subprocesses."""
     run = run or run_in_subprocess
     found = {}
     for framework in frameworks:
-        row = run({"impl": "matmul", "framework": framework, "size": PEAK_SIZE, "steps": 10, "label": "peak"})
+        row = run({"impl": "matmul", "framework": framework, "size": size, "steps": 10, "label": "peak"})
         found[framework] = row["gflops_per_s"] if row.get("status") == "ok" else None
     measured = [v for v in found.values() if v]
-    return {**found, "size": PEAK_SIZE, "peak": max(measured) if measured else None}
+    return {**found, "size": size, "peak": max(measured) if measured else None}
 
 
 def add_peak_fraction(rows: list[dict[str, Any]], peak: float | None) -> list[dict[str, Any]]:
@@ -585,7 +589,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines.append(
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
         "rnn, lstm, gru; lm rows: benchmarks/lm_benchmark.py.lm_step_flops); % matmul peak = GFLOP/s / "
-        "the best measured float32 2048^3 product (JAX or torch); "
+        "the best measured float32 N^3 product (JAX or torch; N = --peak_size, 2048 by default); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
         "fastest Flax variant (or torch) at the same cell and shape; * = the path seqjax.unroll takes by default "
         "here (seqjax.scan.fused_by_default)."

@@ -1,15 +1,12 @@
 """seqjax.config: a setting declared once is a flag with its help, a default, a check and a resume rule."""
 
-import subprocess
-import sys
-from pathlib import Path
-
+import captioning
 import pytest
 from absl import flags
+from refusals import refusal
 
 from seqjax import config
-
-ROOT = Path(__file__).resolve().parents[1]
+from seqjax import experiment as ex
 
 
 def _no_big_mode(value: str) -> None:
@@ -101,12 +98,13 @@ def test_the_settings_a_checkpoint_depends_on():
 
 
 def test_an_experiment_shows_its_flags_and_refuses_a_bad_one_in_one_line(tmp_path):
-    script = ROOT / "experiments" / "captioning.py"
-    shown = subprocess.run([sys.executable, str(script), "--helpshort"], capture_output=True, text=True, timeout=120)
-    assert "--hidden: Hidden size of the decoder cell." in shown.stdout
-    assert "--learning_rate: Initial learning rate." in shown.stdout and "(default: '0.002')" in shown.stdout
+    """The flags main defines, as ``--helpshort`` shows them (the script's own module's help), and a refusal
+    (tests/test_bad_input.py: the command line prints it alone on stderr and exits 1)."""
+    values = flags.FlagValues()
+    ex.define_flags(captioning.EXPERIMENT, values)
+    shown = values.main_module_help()
+    assert "--hidden: Hidden size of the decoder cell." in shown
+    assert "--learning_rate: Initial learning rate." in shown and "(default: '0.002')" in shown
     out = tmp_path / "run"
-    refused = subprocess.run([sys.executable, str(script), f"--workdir={out}", "--hidden=0"], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
-    assert refused.returncode == 1 and refused.stderr == "captioning.py: --hidden must be at least 1, got 0\n"
+    assert refusal(captioning, f"--workdir={out}", "--hidden=0") == "--hidden must be at least 1, got 0"
     assert not out.exists()

@@ -77,13 +77,17 @@ def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
     assert join_tokens(["a", "b", *vocab.decode(tokens)], fmt) == text
 
 
+def command(*args: str) -> None:
+    """language_model.py's work on ``args`` in this process (``experiment.run_command``)."""
+    with jax.numpy_dtype_promotion("standard"):
+        ex.run_command(language_model.EXPERIMENT, ["language_model.py", *args])
+
+
 def test_preset_then_explicit_flags(tmp_path):
     text = markov_text(tmp_path / "text.txt", 600)
     workdir = tmp_path / "run"
-    proc = cli("language_model.py", "--preset=zaremba_small", f"--workdir={workdir}", f"--data={text}",
-               "--corpus=chars", "--hidden=8", "--max_steps=2", "--eval_bptt=50",
-               "--compute_dtype=bfloat16")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    command("--preset=zaremba_small", f"--workdir={workdir}", f"--data={text}", "--corpus=chars", "--hidden=8",
+            "--max_steps=2", "--eval_bptt=50", "--compute_dtype=bfloat16")  # fmt: skip
     flags = json.loads((workdir / "flags.json").read_text())["flags"]
     chosen = (flags["hidden"], flags["bptt"], flags["clip"], flags["optimizer"], flags["corpus"])
     assert chosen == (8, 20, 5.0, "sgd", "chars")  # explicit flags win, the preset fills the rest
@@ -103,7 +107,7 @@ def test_bad_data_is_refused_in_one_line_before_anything_is_written(tmp_path):
 
 
 @pytest.mark.skipif(not PTB.is_dir(), reason=f"{PTB} not present (the shared PTB data)")
-def test_a_slice_of_ptb_end_to_end(tmp_path):
+def test_a_slice_of_ptb_end_to_end(tmp_path, capsys):
     data = tmp_path / "ptb"
     data.mkdir()
     for split, lines in (("train", 400), ("valid", 40), ("test", 40)):
@@ -111,13 +115,12 @@ def test_a_slice_of_ptb_end_to_end(tmp_path):
         start = {"train": 0, "valid": 0, "test": 200}[split]
         (data / f"ptb.{split}.txt").write_text("".join(source[start : start + lines]))
     workdir = tmp_path / "run"
-    proc = cli("language_model.py", "--preset=zaremba_small", f"--workdir={workdir}", f"--data={data}",
-               "--hidden=16", "--epochs=1", "--eval_batch_size=4")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    command("--preset=zaremba_small", f"--workdir={workdir}", f"--data={data}", "--hidden=16", "--epochs=1",
+            "--eval_batch_size=4")  # fmt: skip
     out = results(workdir)
     vocab = len(json.loads((workdir / "vocab.json").read_text())["tokens"])
     assert 1 < out["test"]["perplexity"] < vocab and out["valid"]["perplexity"] < vocab
-    assert "test perplexity" in proc.stdout
+    assert "test perplexity" in capsys.readouterr().out
     # Word-level sampling from the run's checkpoint (the sample.py CLI is run in the character test above).
     model, fmt, vocab, params, _ = language_model.load_trained(workdir)
     prime = ["the", "company"]

@@ -248,3 +248,50 @@ def attention_figure(
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="attention weight")
     _save(fig, path)
+
+
+def grid_heatmap_figure(
+    values: np.ndarray, rows: Sequence[str], columns: Sequence[str], path: str | os.PathLike, *, label: str, title: str
+) -> None:
+    """A rows x columns matrix of scores in [0, 1] (e.g. cells x tasks), each cell annotated; NaN shows blank."""
+    values = np.asarray(values, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.6, 0.45 * len(rows) + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label=label)
+    _save(fig, path)
+
+
+def panels_figure(
+    panels: Sequence[tuple[str, Sequence[Spread]]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    chance: Sequence[float | None] | None = None,
+) -> None:
+    """One panel per title, each with its lines and their min-max bands; a dotted chance level per panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = list(dict.fromkeys(line.label for _, lines in panels for line in lines))
+    colors = {label: cycle[i % len(cycle)] for i, label in enumerate(labels)}
+    for k, (ax, (title, lines)) in enumerate(zip(axes[0], panels, strict=True)):
+        for line in lines:
+            color = colors[line.label]
+            ax.plot(line.x, line.mean, "-o", color=color, label=line.label, linewidth=1.4, markersize=3)
+            if np.any(line.high > line.low):
+                ax.fill_between(line.x, line.low, line.high, color=color, alpha=0.15, linewidth=0)
+        if chance is not None and chance[k] is not None:
+            ax.axhline(chance[k], color="gray", linestyle=":", label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    _save(fig, path)

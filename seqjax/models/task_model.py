@@ -134,9 +134,8 @@ def features(config: TaskModelConfig, inputs: jax.Array) -> jax.Array:
     return jax.nn.one_hot(inputs, config.inputs, dtype=jnp.float32) if config.tokens else inputs
 
 
-def body(config: TaskModelConfig, params: dict, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    """The body's outputs ``[b, t, k h]`` (module docstring)."""
-    x = features(config, inputs)
+def body(config: TaskModelConfig, params: dict, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+    """The body's outputs ``[b, t, k h]`` on float features ``x [b, t, V or d]`` (``features``; module docstring)."""
     if config.kind == "plain":
         both = config.bidirectional
         return layers.unroll_layers(config.build_cell(), params, x, both_ways=both, lengths=lengths).outputs
@@ -155,7 +154,12 @@ def body(config: TaskModelConfig, params: dict, inputs: jax.Array, lengths: jax.
 
 def apply(config: TaskModelConfig, params: dict, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
     """Logits: ``[b, t, c]`` (``readout="steps"``) or ``[b, c]`` (``"flatten"``)."""
-    y = body(config, params["body"], inputs, lengths)
+    return apply_features(config, params, features(config, inputs), lengths)
+
+
+def apply_features(config: TaskModelConfig, params: dict, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+    """``apply`` on the float features ``x [b, t, V or d]`` (``features``): what input gradients differentiate."""
+    y = body(config, params["body"], x, lengths)
     if config.readout == "flatten":
         y = y.reshape(y.shape[0], -1)
     return dense_lib.dense(params["out"], y)

@@ -405,26 +405,3 @@ def test_task_chance_is_the_best_constant_guess(key, name):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Metrics
-
-
-def test_metrics_against_numpy():
-    b, t, c = 4, 5, 3
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((b, t, c)).astype(np.float32)
-    targets = rng.integers(0, c, (b, t), dtype=np.int32)
-    mask = rng.random((b, t)) < 0.6
-    mask[0] = False  # an example with nothing scored
-    mask[1, 0] = True
-    batch = mt.TokenBatch(targets, targets, mask)
-    right = logits.argmax(-1) == targets
-    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    nll = -np.take_along_axis(log_p, targets[..., None], -1)[..., 0]
-    assert float(mt.accuracy(logits, batch)) == pytest.approx(right[mask].mean())
-    assert float(mt.cross_entropy(logits, batch)) == pytest.approx(nll[mask].mean(), rel=1e-5)
-    whole = [right[i][mask[i]].all() for i in range(1, b)]
-    assert float(mt.sequence_accuracy(logits, batch)) == pytest.approx(np.mean(whole))
-    # Perfect logits: everything right; nothing scored: 0.
-    perfect = np.eye(c, dtype=np.float32)[targets] * 10.0
-    assert float(mt.accuracy(perfect, batch)) == 1.0 == float(mt.sequence_accuracy(perfect, batch))
-    empty = batch._replace(mask=np.zeros_like(mask))
-    assert float(mt.accuracy(logits, empty)) == 0.0 == float(mt.cross_entropy(logits, empty))

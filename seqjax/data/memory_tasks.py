@@ -18,7 +18,7 @@ on. ``TASKS`` names each task with its vocabulary, classes, shortest length, cha
 - ``copy_memory_tokens`` and ``temporal_order_tokens``: ``synthetic.copy_memory`` and ``synthetic.temporal_order``
   as TokenBatches.
 
-Metrics over a batch: ``accuracy``, ``sequence_accuracy`` and ``cross_entropy`` (masked means).
+Scoring a model's logits on these batches: ``seqjax.models.task_training``.
 """
 
 from __future__ import annotations
@@ -535,36 +535,3 @@ TASKS: dict[str, TokenTask] = {
         ),
     )
 }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-def _correct(logits, batch: TokenBatch):
-    """``[b, t]`` bool: argmax of ``logits [b, t, c]`` equals the target."""
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32) == batch.targets
-
-
-def accuracy(logits, batch: TokenBatch) -> jax.Array:
-    """Float32 scalar: the fraction of scored positions (``batch.mask``) where ``argmax logits [b, t, c]`` equals
-    the target; 0 if none is scored."""
-    scored = jnp.sum(batch.mask, dtype=jnp.float32)
-    return jnp.sum(_correct(logits, batch) & batch.mask, dtype=jnp.float32) / jnp.maximum(scored, 1.0)
-
-
-def sequence_accuracy(logits, batch: TokenBatch) -> jax.Array:
-    """Float32 scalar: the fraction of examples with at least one scored position whose scored positions are all
-    right; 0 if none has one."""
-    has_any = jnp.any(batch.mask, axis=1)
-    all_right = jnp.all(_correct(logits, batch) | ~batch.mask, axis=1) & has_any
-    return jnp.sum(all_right, dtype=jnp.float32) / jnp.maximum(jnp.sum(has_any, dtype=jnp.float32), 1.0)
-
-
-def cross_entropy(logits, batch: TokenBatch) -> jax.Array:
-    """Float32 scalar: the mean over scored positions of ``-log softmax(logits)[target]`` (nats); 0 if none is
-    scored. ``logits [b, t, c]``."""
-    log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_p, batch.targets[..., None], axis=-1)[..., 0]
-    scored = jnp.sum(batch.mask, dtype=jnp.float32)
-    return jnp.sum(jnp.where(batch.mask, nll, 0.0)) / jnp.maximum(scored, 1.0)

@@ -1,0 +1,78 @@
+"""experiments/task_grid.py end to end on a tiny grid with a user's cell, interrupted and resumed; its refusals."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import task_grid
+from refusals import refusal
+
+from seqjax import config as config_lib
+from seqjax import experiment as ex
+from seqjax.metric_writers import MetricWriter
+
+INDRNN = "examples/my_cells.py:indrnn"  # a user's cell by its file (the tests run from the repository's root)
+TINY = dict(hidden=8, batch=8, train_steps=4, log_every=2, checkpoint_every=2, profile_every=2, test_batches=1,
+            train_length=16, test_lengths=(32,))  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _standard_promotion():
+    """optax's Adam (b ** count, int32 count) and the user's IndRNN (u * h) need standard promotion."""
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        yield
+
+
+def _timeless(rows):
+    return [{k: v for k, v in row.items() if k not in ("train_s", "profiles")} for row in rows]
+
+
+def test_a_tiny_grid_with_a_users_cell_is_interrupted_resumes_and_ends_as_a_straight_one(tmp_path, monkeypatch):
+    config = task_grid.Config(cells=("gru", INDRNN), tasks=("parity",), **TINY)
+    write = MetricWriter.write
+
+    def interrupted(self, step, metrics):  # the IndRNN's run stops after its checkpoint at 2
+        if step == 4 and "indrnn" in str(self.path):
+            raise KeyboardInterrupt
+        write(self, step, metrics)
+
+    monkeypatch.setattr(MetricWriter, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run(task_grid.EXPERIMENT, config, tmp_path / "grid")
+    monkeypatch.setattr(MetricWriter, "write", write)
+    done = [p.relative_to(tmp_path / "grid" / "runs") for p in (tmp_path / "grid").rglob("result.json")]
+    assert [str(p) for p in done] == ["parity/gru/seed0/result.json"]
+    resumed = ex.run(task_grid.EXPERIMENT, config, tmp_path / "grid")
+    alone = config_lib.replace(config, cells=(INDRNN,))
+    (straight,) = ex.run(task_grid.EXPERIMENT, alone, tmp_path / "straight")  # the interrupted run, never stopped
+    assert _timeless(resumed[-1:]) == _timeless([straight])
+    assert sorted(resumed[-1]["profiles"]) == sorted(straight["profiles"]) == [0, 2, 4]
+    for step in straight["profiles"]:
+        np.testing.assert_array_equal(resumed[-1]["profiles"][step], straight["profiles"][step])
+
+    rows = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert [(r["task"], r["cell"]) for r in rows] == [("parity", "gru"), ("parity", INDRNN)]
+    for r in rows:
+        assert sorted(r["accuracy_by_length"]) == ["16", "32"] and 0 <= r["score"] <= 1
+        assert r["score"] == r["accuracy_by_length"]["32"] and r["solved"] == (r["score"] >= 0.9)
+    for name in ("results.csv", "results.md", "accuracy.png", "lengths.png", "gradient_profiles.csv"):
+        assert (tmp_path / "grid" / name).stat().st_size > 0
+    assert "| parity | examples/my_cells.py:indrnn | 16: " in (tmp_path / "grid" / "results.md").read_text()
+
+
+def test_bad_settings_are_refused_in_one_line_before_the_workdir(tmp_path):
+    workdir = f"--workdir={tmp_path / 'run'}"
+    assert "--tasks" in refusal(task_grid, workdir, "--tasks=parity,counting") and "cycle_navigation" in refusal(
+        task_grid, workdir, "--tasks=counting"
+    )
+    assert "unknown cell 'elman'" in refusal(task_grid, workdir, "--cells=gru,elman")
+    assert "--seeds" in refusal(task_grid, workdir, "--seeds=0,one")
+    assert refusal(task_grid, workdir, "--test_lengths=") == "--test_lengths needs at least one value"
+    line = refusal(task_grid, workdir, "--readout=flatten")
+    assert line.startswith("--readout=flatten and --bidirectional read a fixed length: only mnist1d")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(
+        config_lib.ConfigError, match=r"^--train_length=8 is below associative_recall's shortest \(16\)$"
+    ):
+        task_grid.Config(tasks=("parity", "associative_recall"), train_length=8)

@@ -45,8 +45,20 @@ from seqjax.models import task_training as tt
 
 DATASETS = ("mnist1d", "mnist1d_shuffled")
 TASKS = (*memory_tasks.TASKS, *DATASETS)
-DEFAULT_CELLS = ("rnn", "lstm", "gru", "mingru", "lru_real", "lru_signed")
-ALL_CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "lru", "lru_real", "lru_signed", "rglru", "transformer")
+DEFAULT_CELLS = ("rnn", "lstm", "gru", "mingru", "mingru_signed", "lru_real", "lru_signed")
+ALL_CELLS = (
+    "rnn",
+    "lstm",
+    "gru",
+    "mingru",
+    "mingru_signed",
+    "minlstm",
+    "lru",
+    "lru_real",
+    "lru_signed",
+    "rglru",
+    "transformer",
+)
 
 
 def check_cell(name: str) -> None:

@@ -60,8 +60,19 @@ def minlstm_by_hand(params, xs, lengths, activation):
     return _by_hand(update, params, xs, lengths, activation)
 
 
+def signed_mingru_by_hand(params, xs, lengths, activation):
+    """Grazzi et al. (2025)'s stretch of minGRU's multiplier 1 - z to 2 (1 - z) - 1: h = (1 - 2 z) h + z h~."""
+
+    def update(k, h, candidate):
+        z, h_tilde = _sigmoid(k[:, :H]), candidate(k[:, H:])
+        return (2 * (1 - z) - 1) * h + z * h_tilde
+
+    return _by_hand(update, params, xs, lengths, activation)
+
+
 CELLS = {
     "mingru": (lambda: mingru(), mingru_by_hand, "identity"),
+    "mingru_signed": (lambda: cell_by_name("mingru_signed"), signed_mingru_by_hand, "identity"),
     "mingru_g": (lambda: mingru("g"), mingru_by_hand, "g"),
     "minlstm": (lambda: minlstm(), minlstm_by_hand, "identity"),
     "minlstm_g": (lambda: minlstm("g"), minlstm_by_hand, "g"),
@@ -200,3 +211,14 @@ def test_the_examples_diagonal_cell_runs_on_both_paths_by_its_file():
     for parallel in (False, True):
         got = unroll(cell, params, xs, parallel=parallel).outputs
         np.testing.assert_allclose(np.asarray(got), np.stack(by_hand, axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_signed_mingru_holds_parity_at_any_length_with_gates_set_by_hand():
+    """z = 1 on a one, 0 on a zero; h~ = 1 on a one: h -> -h + 1 on a one, h -> h on a zero, so from h_0 = 0 the
+    state is the parity of the ones read so far (a multiplier of -1, outside the unsigned minGRU's (0, 1))."""
+    cell = cell_by_name("mingru_signed")
+    big = 30.0  # sigma(30) = 1 - 9e-14: the multipliers are -1 and 1 to float32 precision
+    params = {"w_ih": jnp.asarray([[-big, 0.0], [big, 1.0]]), "b": jnp.zeros((2,))}  # rows: bit 0, bit 1; h = 1
+    bits = np.random.default_rng(0).integers(0, 2, (4, 500))
+    result = unroll(cell, params, jnp.asarray(np.eye(2)[bits], jnp.float32), parallel=True)
+    np.testing.assert_allclose(np.asarray(result.outputs[..., 0]), np.cumsum(bits, axis=1) % 2, atol=1e-5)

@@ -5,6 +5,15 @@ minGRU::
     z_t = sigma(x_t W_z + b_z)        h~_t = g(x_t W_h + b_h)
     h_t = (1 - z_t) * h_{t-1} + z_t * h~_t,    y_t = h_t
 
+and with ``eigenvalues="signed"`` (``mingru_signed``) the state's multiplier ``a_t = 1 - z_t`` in (0, 1) is
+stretched to ``2 a_t - 1 = 1 - 2 z_t`` in (-1, 1), as Grazzi et al. (2025, "Unlocking state-tracking in linear RNNs
+through negative eigenvalues") do for Mamba and DeltaNet::
+
+    h_t = (1 - 2 z_t) * h_{t-1} + z_t * h~_t
+
+A diagonal recurrence whose multipliers stay in [0, 1] cannot hold parity at every length (their theorem 1): a
+multiplier near -1 flips the state's sign on a one and keeps it on a zero.
+
 minLSTM (its gates normalised to sum to one, the paper's length-independent scaling)::
 
     f_t = sigma(x_t W_f + b_f)   i_t = sigma(x_t W_i + b_i)   h~_t = g(x_t W_h + b_h)
@@ -29,6 +38,7 @@ from seqjax.cells.base import Cell, fused_projection
 from seqjax.cells.linear import linear_cell
 
 ACTIVATIONS = ("identity", "g")
+EIGENVALUES = ("positive", "signed")
 
 
 def g(x: jax.Array) -> jax.Array:
@@ -41,15 +51,28 @@ def log_g(x: jax.Array) -> jax.Array:
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
 
 
-def mingru(activation: str = "identity", input_init: initializers.Initializer = initializers.lecun_normal) -> Cell:
+def mingru(
+    activation: str = "identity",
+    input_init: initializers.Initializer = initializers.lecun_normal,
+    eigenvalues: str = "positive",
+) -> Cell:
     """minGRU (see the module docstring). ``activation``: ``"identity"`` or ``"g"`` (then the parallel path runs
-    in log space: ``unroll`` needs a non-negative initial carry, as zeros are)."""
+    in log space: ``unroll`` needs a non-negative initial carry, as zeros are). ``eigenvalues``: ``"positive"``
+    (the paper's ``1 - z`` in (0, 1)) or ``"signed"`` (``1 - 2 z`` in (-1, 1); no log-space form)."""
     candidate = _candidate(activation)
+    if eigenvalues not in EIGENVALUES:
+        raise ValueError(f"unknown eigenvalues {eigenvalues!r}; known: {', '.join(EIGENVALUES)}")
+    signed = eigenvalues == "signed"
+    if signed and activation == "g":
+        raise ValueError("signed eigenvalues have no log-space form: use activation='identity'")
 
     def coefficients(params, u):
         k_z, k_h = jnp.split(u.astype(jnp.float32), 2, axis=-1)
         z = jax.nn.sigmoid(k_z)
-        return 1.0 - z, z * candidate(k_h)
+        return 1.0 - (2.0 if signed else 1.0) * z, z * candidate(k_h)
+
+    if signed:
+        return _minimal_cell("mingru_signed", 2, coefficients, None, activation, input_init)
 
     def log_coefficients(params, u):
         k_z, k_h = jnp.split(u.astype(jnp.float32), 2, axis=-1)

@@ -20,7 +20,7 @@ from seqjax.cells.rnn import rnn
 
 BUILTIN_CELLS = ("rnn", "rnn_relu", "lstm", "lstm_peephole", "gru", "gru_cho")
 # Recurrences linear in the carry (seqjax.cells.linear): ``unroll`` can run them with an associative scan.
-LINEAR_CELLS = ("mingru", "minlstm", "lru", "lru_real", "lru_signed", "rglru")
+LINEAR_CELLS = ("mingru", "mingru_signed", "minlstm", "lru", "lru_real", "lru_signed", "rglru")
 
 
 def cell_by_name(
@@ -49,6 +49,8 @@ def cell_by_name(
         return gru(reset_after=name == "gru", recurrent_init=recurrent_init)
     if name == "mingru":
         return mingru()
+    if name == "mingru_signed":
+        return mingru(eigenvalues="signed")
     if name == "minlstm":
         return minlstm()
     if name in ("lru", "lru_real", "lru_signed"):

@@ -90,14 +90,14 @@ class Config:
     )  # fmt: skip
     bidirectional: bool = config.setting(False, "Read both ways (plain stack, fixed-length datasets only).")
     batch: int = config.setting(64, "Batch size.", at_least=1)
-    train_steps: int = config.setting(2000, "Updates per run.", at_least=1, fixed=config.decays_over_the_run)
+    train_steps: int = config.setting(3000, "Updates per run.", at_least=1, fixed=config.decays_over_the_run)
     test_batches: int = config.setting(8, "Held-out batches per test length.", at_least=1, fixed=False)
     profile_every: int = config.setting(500, "Input-gradient profile every this many updates.", at_least=1,
                                         fixed=False)  # fmt: skip
     solved_at: float = config.setting(0.9, "Solved: a generalisation score at least this.", at_least=0, fixed=False)
     log_every: int = config.setting(100, "Training metrics every this many updates.", at_least=1, fixed=False)
     checkpoint_every: int = config.setting(1000, "Checkpoint every this many updates.", at_least=1, fixed=False)
-    optimization: config.Optimization = config.Optimization(learning_rate=1e-3, clip=1.0)
+    optimization: config.Optimization = config.Optimization(learning_rate=3e-3, clip=1.0)
     devices: config.Devices = config.Devices()
 
     def validate(self):
@@ -330,7 +330,9 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
     title = f"mean accuracy at lengths {list(c.test_lengths)} after training up to T={c.train_length}"
     if all(name in DATASETS for name in c.tasks):
         title = "test accuracy"
-    plots.grid_heatmap_figure(matrix, c.cells, c.tasks, out / "accuracy.png", label="score", title=title)
+    chance_levels = np.array([next(r["chance"] for r in results if r["task"] == name) for name in c.tasks])
+    heatmap = out / "accuracy.png"
+    plots.grid_heatmap_figure(matrix, chance_levels, c.cells, c.tasks, heatmap, title=f"score (%): {title}")
     panels, chance = [], []
     for name in c.tasks:
         lines = []

@@ -251,19 +251,28 @@ def attention_figure(
 
 
 def grid_heatmap_figure(
-    values: np.ndarray, rows: Sequence[str], columns: Sequence[str], path: str | os.PathLike, *, label: str, title: str
+    scores: np.ndarray,
+    chance: np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    title: str,
 ) -> None:
-    """A rows x columns matrix of scores in [0, 1] (e.g. cells x tasks), each cell annotated; NaN shows blank."""
-    values = np.asarray(values, dtype=np.float64)
+    """A rows x columns matrix of accuracies (e.g. cells x tasks), each annotated in percent and coloured by how
+    far above its column's chance level it is, ``(score - chance) / (1 - chance)``: red at chance, green at 1,
+    whatever the chance. NaN shows blank."""
+    scores = np.asarray(scores, dtype=np.float64)
+    above = (scores - np.asarray(chance)[None, :]) / (1.0 - np.asarray(chance)[None, :])
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.6, 0.45 * len(rows) + 1.8))
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(above), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    for (i, j), value in np.ndenumerate(values):
+    for (i, j), value in np.ndenumerate(scores):
         if np.isfinite(value):
             ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, label=label)
+    fig.colorbar(image, ax=ax, label="above chance: (score - chance) / (1 - chance)")
     _save(fig, path)
 
 
@@ -275,7 +284,8 @@ def panels_figure(
     ylabel: str,
     chance: Sequence[float | None] | None = None,
 ) -> None:
-    """One panel per title, each with its lines and their min-max bands; a dotted chance level per panel."""
+    """One panel per title, each with its lines and their min-max bands over a log2 x axis (ticks at the lines'
+    x) and a 0-1 y axis (accuracies); a dotted chance level per panel."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labels = list(dict.fromkeys(line.label for _, lines in panels for line in lines))
@@ -289,6 +299,10 @@ def panels_figure(
         if chance is not None and chance[k] is not None:
             ax.axhline(chance[k], color="gray", linestyle=":", label="chance")
         ax.set_xscale("log", base=2)
+        ticks = sorted({float(x) for line in lines for x in line.x})
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(0.0, 1.02)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -94,6 +94,10 @@ class Config:
     test_batches: int = config.setting(8, "Held-out batches per test length.", at_least=1, fixed=False)
     profile_every: int = config.setting(500, "Input-gradient profile every this many updates.", at_least=1,
                                         fixed=False)  # fmt: skip
+    holdout: int = config.setting(
+        0, "A fixed dataset's last training examples held out: the state with the best accuracy on them (evaluated "
+        "every --profile_every updates) is the one tested; 0: the final state.", at_least=0,
+    )  # fmt: skip
     solved_at: float = config.setting(0.9, "Solved: a generalisation score at least this.", at_least=0, fixed=False)
     log_every: int = config.setting(100, "Training metrics every this many updates.", at_least=1, fixed=False)
     checkpoint_every: int = config.setting(1000, "Checkpoint every this many updates.", at_least=1, fixed=False)
@@ -105,6 +109,13 @@ class Config:
         if (self.readout == "flatten" or self.bidirectional) and len(datasets) < len(self.tasks):
             raise config.ConfigError(
                 f"--readout=flatten and --bidirectional read a fixed length: only {', '.join(DATASETS)} have one"
+            )
+        if self.holdout and len(datasets) < len(self.tasks):
+            raise config.ConfigError(f"--holdout splits a fixed training set: only {', '.join(DATASETS)} have one")
+        if mnist1d.TRAIN_EXAMPLES - self.holdout < self.batch:
+            raise config.ConfigError(
+                f"--holdout={self.holdout} leaves {mnist1d.TRAIN_EXAMPLES - self.holdout} of MNIST-1D's "
+                f"{mnist1d.TRAIN_EXAMPLES} training examples, fewer than --batch={self.batch}"
             )
         if task_model.TRANSFORMER in self.cells and self.bidirectional:
             raise config.ConfigError("--bidirectional applies to the recurrent cells, not 'transformer'")
@@ -149,11 +160,17 @@ class GridTask:
     test_sets: Callable  # key -> {length: [Batch, ...]}
     probe: Callable  # key -> Batch: the fixed batch of the gradient profile
     fixed_length: int | None  # the datasets' length; None for generated tasks
+    validation: list | None = None  # batches held out of a dataset's training set for selection (--holdout)
 
 
 def grid_task(c: Config, name: str) -> GridTask:
     if name in DATASETS:
         data = mnist1d.load(shuffled=name.endswith("shuffled"))
+        kept = len(data.train_labels) - c.holdout  # at least --batch: Config.validate
+        train_inputs, train_labels = data.train_inputs[:kept], data.train_labels[:kept]
+        validation = [tt.labelled_sequences(jnp.asarray(data.train_inputs[i : i + 500]),
+                                            jnp.asarray(data.train_labels[i : i + 500]))
+                      for i in range(kept, len(data.train_labels), 500)]  # fmt: skip
 
         def test_sets(key):
             del key
@@ -164,10 +181,11 @@ def grid_task(c: Config, name: str) -> GridTask:
 
         return GridTask(
             name, 1, False, mnist1d.NUM_CLASSES, 0.1,
-            lambda key, step: tt.epoch_batch(data.train_inputs, data.train_labels, key, step, c.batch),
+            lambda key, step: tt.epoch_batch(train_inputs, train_labels, key, step, c.batch),
             test_sets,
-            lambda key: tt.labelled_sequences(jnp.asarray(data.train_inputs[:64]), jnp.asarray(data.train_labels[:64])),
+            lambda key: tt.labelled_sequences(jnp.asarray(train_inputs[:64]), jnp.asarray(train_labels[:64])),
             mnist1d.LENGTH,
+            validation or None,
         )  # fmt: skip
     task = memory_tasks.TASKS[name]
     generate = jax.jit(task.generate, static_argnums=(1, 2))  # test sets and the probe: one compile each
@@ -224,6 +242,15 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
 
     probe = task.probe(probe_key)
     profile = jax.jit(lambda p: tt.input_gradient_profile(model, p, probe))
+    scores = jax.jit(lambda p, b: _scores(task_model.apply(model, p, b.inputs), b))
+
+    def evaluate(params) -> dict:
+        measured = {"grad_norm": profile(params)}
+        if task.validation:
+            measured["valid_accuracy"] = float(np.mean([float(scores(params, b)[0]) for b in task.validation]))
+        return measured
+
+    select = "valid_accuracy" if task.validation else ""
     training = ex.training(loss_fn, c.optimization, c.devices.compute_dtype, c.train_steps, c.train_steps)
     fit = runner.fit(
         training,
@@ -231,7 +258,7 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
         lambda step: task.train_batch(train_key, step),  # drawn inside the jitted steps
         c.train_steps,
         path,
-        evaluation=runner.Evaluation(lambda p: {"grad_norm": profile(p)}, every=c.profile_every, at=(0,)),
+        evaluation=runner.Evaluation(evaluate, every=c.profile_every, at=(0,), select=select, mode="max"),
         options=runner.Options(
             log_every=c.log_every,
             checkpoint_every=c.checkpoint_every,
@@ -241,11 +268,10 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
             shard_params_over=c.devices.shard_params_over,
         ),
     )
-    scores = jax.jit(lambda p, b: (tt.accuracy(*(task_model.apply(model, p, b.inputs), b)),
-                                   tt.sequence_accuracy(task_model.apply(model, p, b.inputs), b)))  # fmt: skip
+    tested = runner.restore_best(path, fit.state).params if select else fit.state.params
     by_length, sequences = {}, {}
     for length, batches in task.test_sets(test_key).items():
-        measured = np.array([[float(v) for v in scores(fit.state.params, b)] for b in batches])
+        measured = np.array([[float(v) for v in scores(tested, b)] for b in batches])
         by_length[length], sequences[length] = float(measured[:, 0].mean()), float(measured[:, 1].mean())
     trained = task.fixed_length or c.train_length
     longer = [by_length[length] for length in by_length if length != trained] or [by_length[trained]]
@@ -257,8 +283,15 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
         "sequence_accuracy_by_length": {str(k): v for k, v in sequences.items()},
         "train_steps": c.train_steps, "train_s": round(fit.history[-1]["train_s"], 2),
     }  # fmt: skip
+    if select:
+        result |= {"selected_step": fit.best["step"], "valid_accuracy": fit.best["valid_accuracy"]}
     workdir.write_json(path / "result.json", result)
     return {**result, "profiles": {h["step"]: np.asarray(h["grad_norm"]) for h in fit.history}}
+
+
+def _scores(logits: jax.Array, batch: tt.Batch) -> tuple[jax.Array, jax.Array]:
+    """(accuracy, sequence accuracy) of one batch's logits."""
+    return tt.accuracy(logits, batch), tt.sequence_accuracy(logits, batch)
 
 
 def run(c: Config, _, out: Path) -> list[dict]:

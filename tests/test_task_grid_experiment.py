@@ -76,3 +76,27 @@ def test_bad_settings_are_refused_in_one_line_before_the_workdir(tmp_path):
         config_lib.ConfigError, match=r"^--train_length=8 is below associative_recall's shortest \(16\)$"
     ):
         task_grid.Config(tasks=("parity", "associative_recall"), train_length=8)
+
+
+def test_mnist1d_selects_on_held_out_training_examples_and_tests_the_selected_state(tmp_path):
+    """--holdout: the last 100 training signals are scored at updates 0, 2 and 4; the best of those states is the
+    one tested on the 1,000 test signals."""
+    config = task_grid.Config(cells=("gru",), tasks=("mnist1d",), hidden=4, bidirectional=True, readout="flatten",
+                              batch=50, train_steps=4, profile_every=2, log_every=2, checkpoint_every=2, holdout=100,
+                              learning_rate=0.01)  # fmt: skip
+    (row,) = ex.run(task_grid.EXPERIMENT, config, tmp_path)
+    evaluations = [
+        json.loads(line) for line in (tmp_path / "runs/mnist1d/gru/seed0/eval/metrics.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in evaluations] == [0, 2, 4]
+    best = max(evaluations, key=lambda e: e["valid_accuracy"])
+    assert row["selected_step"] == best["step"] and row["valid_accuracy"] == best["valid_accuracy"]
+    assert row["accuracy_by_length"].keys() == {"40"} and row["score"] == row["accuracy"] and 0 <= row["score"] <= 1
+
+
+def test_holdout_applies_to_the_fixed_datasets_only(tmp_path):
+    line = refusal(task_grid, f"--workdir={tmp_path / 'run'}", "--holdout=100")
+    assert line == "--holdout splits a fixed training set: only mnist1d, mnist1d_shuffled have one"
+    line = refusal(task_grid, f"--workdir={tmp_path / 'run'}", "--tasks=mnist1d", "--holdout=3990", "--batch=64")
+    assert line == "--holdout=3990 leaves 10 of MNIST-1D's 4000 training examples, fewer than --batch=64"
+    assert not (tmp_path / "run").exists()

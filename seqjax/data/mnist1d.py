@@ -25,6 +25,7 @@ import numpy as np
 from seqjax.data.text import DataError
 
 LENGTH = 40  # steps of a signal with the package's defaults
+TRAIN_EXAMPLES = 4000  # and training examples (5,000, 80% of them)
 NUM_CLASSES = 10
 
 

@@ -163,29 +163,24 @@ class GridTask:
     validation: list | None = None  # batches held out of a dataset's training set for selection (--holdout)
 
 
+def _chunks(inputs: np.ndarray, labels: np.ndarray, size: int = 500) -> list[tt.Batch]:
+    """A fixed set of labelled sequences as batches of at most ``size``."""
+    return [tt.labelled_sequences(jnp.asarray(inputs[i : i + size]), jnp.asarray(labels[i : i + size]))
+            for i in range(0, len(labels), size)]  # fmt: skip
+
+
 def grid_task(c: Config, name: str) -> GridTask:
     if name in DATASETS:
         data = mnist1d.load(shuffled=name.endswith("shuffled"))
         kept = len(data.train_labels) - c.holdout  # at least --batch: Config.validate
         train_inputs, train_labels = data.train_inputs[:kept], data.train_labels[:kept]
-        validation = [tt.labelled_sequences(jnp.asarray(data.train_inputs[i : i + 500]),
-                                            jnp.asarray(data.train_labels[i : i + 500]))
-                      for i in range(kept, len(data.train_labels), 500)]  # fmt: skip
-
-        def test_sets(key):
-            del key
-            n, size = len(data.test_labels), 500
-            return {mnist1d.LENGTH: [tt.labelled_sequences(jnp.asarray(data.test_inputs[i : i + size]),
-                                                           jnp.asarray(data.test_labels[i : i + size]))
-                                     for i in range(0, n, size)]}  # fmt: skip
-
         return GridTask(
-            name, 1, False, mnist1d.NUM_CLASSES, 0.1,
+            name, 1, False, mnist1d.NUM_CLASSES, 1.0 / mnist1d.NUM_CLASSES,
             lambda key, step: tt.epoch_batch(train_inputs, train_labels, key, step, c.batch),
-            test_sets,
-            lambda key: tt.labelled_sequences(jnp.asarray(train_inputs[:64]), jnp.asarray(train_labels[:64])),
+            lambda key: {mnist1d.LENGTH: _chunks(data.test_inputs, data.test_labels)},
+            lambda key: _chunks(train_inputs[:64], train_labels[:64])[0],
             mnist1d.LENGTH,
-            validation or None,
+            _chunks(data.train_inputs[kept:], data.train_labels[kept:]) or None,
         )  # fmt: skip
     task = memory_tasks.TASKS[name]
     generate = jax.jit(task.generate, static_argnums=(1, 2))  # test sets and the probe: one compile each
@@ -366,7 +361,7 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
     chance_levels = np.array([next(r["chance"] for r in results if r["task"] == name) for name in c.tasks])
     heatmap = out / "accuracy.png"
     plots.grid_heatmap_figure(matrix, chance_levels, c.cells, c.tasks, heatmap, title=f"score (%): {title}")
-    panels, chance = [], []
+    panels = []
     for name in c.tasks:
         lines = []
         for cell in c.cells:
@@ -375,7 +370,7 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
             values = np.array([[r["accuracy_by_length"][str(k)] for k in lengths] for r in rows])
             lines.append(plots.Spread(cell, np.array(lengths), values.mean(0), values.min(0), values.max(0)))
         panels.append((name, lines))
-        chance.append(rows[0]["chance"])
+    chance = list(chance_levels)
     plots.panels_figure(panels, out / "lengths.png", xlabel="test length", ylabel="accuracy", chance=chance)
     print(report, end="")
 

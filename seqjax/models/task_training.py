@@ -42,8 +42,7 @@ def cross_entropy(logits: jax.Array, batch: Batch) -> jax.Array:
     """The masked mean cross-entropy (nats) over scored positions (module docstring)."""
     logits, targets, mask = scored(logits, batch)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)), targets[..., None], axis=-1)[..., 0]
-    weights = mask.astype(jnp.float32)
-    return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
 
 
 def correct(logits: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:

@@ -3,6 +3,7 @@ r"""Which recurrences count, copy and recall: every cell against every memory ta
     python experiments/task_grid.py --workdir=runs/task_grid
     python experiments/task_grid.py --preset=full --workdir=runs/task_grid_full
     python experiments/task_grid.py --preset=mnist1d --workdir=runs/mnist1d
+    python experiments/task_grid.py --preset=deletang --workdir=runs/deletang
     python experiments/task_grid.py --cells=gru,examples/my_cells.py:indrnn --tasks=parity --workdir=runs/mine
 
 For every task, cell and seed a model (``seqjax.models.task_model``: the cell in a plain or residual stack, or a
@@ -17,10 +18,15 @@ so each training example gets its own length, uniform in [the task's shortest, T
 length T. MNIST-1D is a fixed dataset of length 40: ``--train_length`` and ``--test_lengths`` do not apply, and its
 test set is scored once.
 
+``--test_up_to=M`` (state-tracking tasks) also tests every length 1..M, as Deletang et al. do, from the answers
+to the prefixes of length-M strings (a causal model's answer at step l is its answer to the l-token string); the
+score is then the mean accuracy over lengths T+1..M (the ``deletang`` preset: their reference script's setting).
+
 Writes results.json/csv (one row per run: accuracy at T and at each test length, the generalisation score = the
 mean accuracy over the test lengths, solved = score >= --solved_at), results.md (the table), accuracy.png (a
 cells x tasks heat map of the score, mean over seeds), lengths.png (accuracy against length, one panel per task,
-min-max over seeds) and gradient_profiles.csv.
+min-max over seeds), gradient_profiles.csv and gradients.png (the first seed's profiles, at initialisation and
+after training).
 """
 
 from __future__ import annotations
@@ -81,6 +87,11 @@ class Config:
     test_lengths: tuple[int, ...] = config.setting(
         (80, 160, 320), "Test lengths beyond T (length generalisation).", at_least=1, fixed=False
     )
+    test_up_to: int = config.setting(
+        0, "M: also test every length 1..M of the state-tracking tasks, each read off the answers to the prefixes of "
+        "--test_batches batches of length M; the score is then the mean accuracy over lengths T+1..M (Deletang et "
+        "al.'s). 0: off.", at_least=0, fixed=False,
+    )  # fmt: skip
     hidden: int = config.setting(64, "Hidden size h.", at_least=1)
     num_layers: int = config.setting(1, "Layers.", at_least=1)
     body: str = config.setting("plain", "A cell's stack: plain or residual.", choices=task_model.BODIES[:2])
@@ -89,6 +100,11 @@ class Config:
         choices=task_model.READOUTS,
     )  # fmt: skip
     bidirectional: bool = config.setting(False, "Read both ways (plain stack, fixed-length datasets only).")
+    init: str = config.setting(
+        "seqjax", "seqjax: the cells' own initialisers; pytorch (plain stack): every parameter uniform in "
+        "+-1/sqrt(h), the readout's in +-1/sqrt(its inputs), as PyTorch's nn.GRU and nn.Linear.",
+        choices=task_model.INITS,
+    )  # fmt: skip
     batch: int = config.setting(64, "Batch size.", at_least=1)
     train_steps: int = config.setting(3000, "Updates per run.", at_least=1, fixed=config.decays_over_the_run)
     test_batches: int = config.setting(8, "Held-out batches per test length.", at_least=1, fixed=False)
@@ -117,8 +133,22 @@ class Config:
                 f"--holdout={self.holdout} leaves {mnist1d.TRAIN_EXAMPLES - self.holdout} of MNIST-1D's "
                 f"{mnist1d.TRAIN_EXAMPLES} training examples, fewer than --batch={self.batch}"
             )
+        if self.test_up_to:
+            others = [t for t in self.tasks if t not in memory_tasks.STATE_TRACKING]
+            if others:
+                raise config.ConfigError(
+                    f"--test_up_to reads every prefix's answer: only {', '.join(memory_tasks.STATE_TRACKING)} have "
+                    f"one, not {', '.join(others)}"
+                )
+            if self.test_up_to <= self.train_length:
+                raise config.ConfigError(
+                    f"--test_up_to={self.test_up_to} must be above --train_length={self.train_length}"
+                )
         if task_model.TRANSFORMER in self.cells and self.bidirectional:
             raise config.ConfigError("--bidirectional applies to the recurrent cells, not 'transformer'")
+        if self.init == "pytorch" and (self.body != "plain" or task_model.TRANSFORMER in self.cells):
+            raise config.ConfigError("--init=pytorch applies to the plain stack of a cell (--body=plain), not "
+                                     "the residual body or 'transformer'")  # fmt: skip
         for name in self.tasks:
             if name in DATASETS:
                 continue
@@ -128,14 +158,27 @@ class Config:
 
 
 PRESETS = {
+    "deletang": {  # Deletang et al. 2023's reference script (experiments/example.py): h = 256, 10,000 x 128, Adam 1e-3
+        "cells": ("rnn", "lstm"),
+        "tasks": ("parity", "cycle_navigation", "modular_arithmetic"),
+        "hidden": 256,
+        "batch": 128,
+        "train_steps": 10_000,
+        "learning_rate": 1e-3,
+        "clip": 1.0,
+        "test_up_to": 500,
+        "test_lengths": (100, 500),
+        "test_batches": 4,  # 512 strings per length, as their range evaluation
+    },
     "full": {"cells": ALL_CELLS, "tasks": tuple(memory_tasks.TASKS), "seeds": (0, 1, 2)},
     "mnist1d": {  # the mnist1d repository's recurrent baseline: a bidirectional GRU, h = 6, all 40 outputs read
         "cells": ("gru", "lstm", "rnn"),
         "tasks": DATASETS,
-        "seeds": (0, 1, 2),
+        "seeds": (0, 1, 2, 3, 4),
         "hidden": 6,
         "bidirectional": True,
         "readout": "flatten",
+        "init": "pytorch",
         "batch": 100,
         "train_steps": 8000,
         "learning_rate": 1e-2,
@@ -161,6 +204,7 @@ class GridTask:
     probe: Callable  # key -> Batch: the fixed batch of the gradient profile
     fixed_length: int | None  # the datasets' length; None for generated tasks
     validation: list | None = None  # batches held out of a dataset's training set for selection (--holdout)
+    prefix_sets: Callable | None = None  # key -> [Batch, ...] of length M whose every prefix is tested (--test_up_to)
 
 
 def _chunks(inputs: np.ndarray, labels: np.ndarray, size: int = 500) -> list[tt.Batch]:
@@ -204,9 +248,13 @@ def grid_task(c: Config, name: str) -> GridTask:
             for length in lengths
         }  # fmt: skip
 
+    def prefix_sets(key):
+        return [as_batch(generate(jax.random.fold_in(key, i), c.batch, c.test_up_to)) for i in range(c.test_batches)]
+
     return GridTask(
         name, task.vocab_size, True, task.num_classes, task.chance, train_batch, test_sets,
-        lambda key: as_batch(generate(key, c.batch, c.train_length)), None,
+        lambda key: as_batch(generate(key, c.batch, c.train_length)), None, None,
+        prefix_sets if c.test_up_to and name in memory_tasks.STATE_TRACKING else None,
     )  # fmt: skip
 
 
@@ -218,7 +266,7 @@ def run_dir(out: Path, task: str, cell: str, seed: int) -> Path:
 def model_config(c: Config, task: GridTask, cell: str) -> task_model.TaskModelConfig:
     return task_model.TaskModelConfig(
         cell, task.inputs, task.tokens, task.num_classes, c.hidden, c.num_layers, c.body, c.readout,
-        task.fixed_length, c.bidirectional,
+        task.fixed_length, c.bidirectional, c.init,
     )  # fmt: skip
 
 
@@ -227,7 +275,7 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
     path = run_dir(out, task.name, cell, seed)
     model = model_config(c, task, cell)
     key = jax.random.key(seed)
-    init_key, train_key, probe_key, test_key = (jax.random.fold_in(key, i) for i in range(4))
+    init_key, train_key, probe_key, test_key, prefix_key = (jax.random.fold_in(key, i) for i in range(5))
     params = task_model.init_params(model, init_key)
 
     def loss_fn(params, batch, key):
@@ -271,6 +319,10 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
     trained = task.fixed_length or c.train_length
     longer = [by_length[length] for length in by_length if length != trained] or [by_length[trained]]
     score = float(np.mean(longer))
+    every_length = None
+    if task.prefix_sets:  # the accuracy at lengths 1..M: step last_well_formed(l) of length-M strings
+        every_length = accuracy_at_every_length(task.name, model, tested, task.prefix_sets(prefix_key))
+        score = float(every_length[trained:].mean())
     result = {
         "task": task.name, "cell": cell, "seed": seed, "train_length": trained,
         "accuracy": by_length[trained], "score": score, "solved": score >= c.solved_at, "chance": task.chance,
@@ -278,10 +330,20 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
         "sequence_accuracy_by_length": {str(k): v for k, v in sequences.items()},
         "train_steps": c.train_steps, "train_s": round(fit.history[-1]["train_s"], 2),
     }  # fmt: skip
+    if every_length is not None:
+        result["accuracy_every_length"] = [float(v) for v in every_length]
     if select:
         result |= {"selected_step": fit.best["step"], "valid_accuracy": fit.best["valid_accuracy"]}
     workdir.write_json(path / "result.json", result)
     return {**result, "profiles": {h["step"]: np.asarray(h["grad_norm"]) for h in fit.history}}
+
+
+def accuracy_at_every_length(name: str, model: task_model.TaskModelConfig, params, batches: list) -> np.ndarray:
+    """``[M]``: the accuracy on strings of length l = 1..M of state-tracking task ``name``, read off ``batches`` of
+    length M: a causal model's answer at step ``last_well_formed(l)`` is its answer to the l-token string."""
+    step_accuracy = jax.jit(lambda b: tt.accuracy_at_every_step(task_model.apply(model, params, b.inputs), b))
+    by_step = np.mean([np.asarray(step_accuracy(b)) for b in batches], axis=0)
+    return by_step[memory_tasks.last_well_formed(name, np.arange(1, by_step.shape[0] + 1))]
 
 
 def _scores(logits: jax.Array, batch: tt.Batch) -> tuple[jax.Array, jax.Array]:
@@ -338,7 +400,7 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
         return
     table = [{k: v for k, v in r.items() if k != "profiles"} for r in results]
     workdir.write_json(out / "results.json", table)
-    flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in table]
+    flat = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in table]
     workdir.write_csv(out / "results.csv", flat)
     workdir.write_csv(
         out / "gradient_profiles.csv",
@@ -346,16 +408,17 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
          for r in results for step, norms in sorted(r["profiles"].items()) for t, v in enumerate(norms)],
     )  # fmt: skip
     report = summary_table(c, results)
+    tested = f"every length {c.train_length + 1}-{c.test_up_to}" if c.test_up_to else f"lengths {list(c.test_lengths)}"
     workdir.write_atomic(
         out / "results.md",
         f"# Scores (%, mean over seeds {list(c.seeds)}; min-max)\n\n"
-        f"Score: the mean accuracy over the test lengths {list(c.test_lengths)} after training up to "
+        f"Score: the mean accuracy over {tested} after training up to "
         f"T = {c.train_length} (MNIST-1D: its test accuracy); solved: a score of at least {100 * c.solved_at:.0f}%. "
         f"Wall time {wall_s:.0f} s.\n\n" + report,
     )
     matrix = np.array([[np.mean([r["score"] for r in results if r["cell"] == cell and r["task"] == name])
                         for name in c.tasks] for cell in c.cells])  # fmt: skip
-    title = f"mean accuracy at lengths {list(c.test_lengths)} after training up to T={c.train_length}"
+    title = f"mean accuracy at {tested} after training up to T={c.train_length}"
     if all(name in DATASETS for name in c.tasks):
         title = "test accuracy"
     chance_levels = np.array([next(r["chance"] for r in results if r["task"] == name) for name in c.tasks])
@@ -366,13 +429,38 @@ def write_outputs(c: Config, out: Path, results: list[dict], wall_s: float) -> N
         lines = []
         for cell in c.cells:
             rows = [r for r in results if r["cell"] == cell and r["task"] == name]
-            lengths = sorted(int(k) for k in rows[0]["accuracy_by_length"])
-            values = np.array([[r["accuracy_by_length"][str(k)] for k in lengths] for r in rows])
+            if "accuracy_every_length" in rows[0]:
+                values = np.array([r["accuracy_every_length"] for r in rows])
+                lengths = list(range(1, values.shape[1] + 1))
+            else:
+                lengths = sorted(int(k) for k in rows[0]["accuracy_by_length"])
+                values = np.array([[r["accuracy_by_length"][str(k)] for k in lengths] for r in rows])
             lines.append(plots.Spread(cell, np.array(lengths), values.mean(0), values.min(0), values.max(0)))
         panels.append((name, lines))
     chance = list(chance_levels)
     plots.panels_figure(panels, out / "lengths.png", xlabel="test length", ylabel="accuracy", chance=chance)
+    plots.gradient_flow_figure(
+        gradient_panels(c, results), out / "gradients.png", ylabel="||dL/dx_t|| (batch mean)",
+        title=f"input-gradient profile of seed {c.seeds[0]}: dashed at initialisation, solid after training",
+    )  # fmt: skip
     print(report, end="")
+
+
+def gradient_panels(c: Config, results: list[dict]) -> list[tuple[str, list[plots.Curve]]]:
+    """Per task, each cell's ||dL/dx_t|| on the probe batch against T - t, at update 0 and at the last profile
+    (the first seed's run)."""
+    panels = []
+    for name in c.tasks:
+        curves = []
+        for cell in c.cells:
+            row = next(r for r in results if r["cell"] == cell and r["task"] == name and r["seed"] == c.seeds[0])
+            for step, style in ((0, "--"), (max(row["profiles"]), "-")):
+                norms = np.asarray(row["profiles"][step])
+                back = np.arange(len(norms))[::-1]
+                label = cell if style == "-" else f"{cell}, update 0"
+                curves.append(plots.Curve(label, back, norms, cell, style))
+        panels.append((name, curves))
+    return panels
 
 
 EXPERIMENT = ex.Experiment(
@@ -381,7 +469,7 @@ EXPERIMENT = ex.Experiment(
     load=lambda c: None,
     run=run,
     presets=PRESETS,
-    summary=lambda _: "wrote results.json, results.md, accuracy.png and lengths.png",
+    summary=lambda _: "wrote results.json, results.md, accuracy.png, lengths.png and gradients.png",
 )
 
 if __name__ == "__main__":

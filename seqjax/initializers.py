@@ -82,3 +82,16 @@ def fused_blocks(init: Initializer, key, hidden_size: int, num_blocks: int, dtyp
 def lecun_normal(key, shape, dtype=jnp.float32):
     """Input-weight default, as in Flax: truncated normal with variance 1/fan_in."""
     return jax.nn.initializers.lecun_normal()(key, shape, dtype)
+
+
+def uniform_leaves(key, params, bound: float):
+    """``params`` with every leaf drawn again from U(-bound, bound), each leaf with its own key.
+
+    PyTorch's defaults are this: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` draw every weight and bias with bound 1/sqrt(h),
+    ``nn.Linear`` its weight and bias with bound 1/sqrt(fan_in). (Where PyTorch adds two biases, b_ih + b_hh, a
+    seqjax cell keeps one, drawn once.)
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    drawn = [jax.random.uniform(k, x.shape, x.dtype, -bound, bound) for k, x in zip(keys, leaves, strict=True)]
+    return jax.tree.unflatten(treedef, drawn)

@@ -285,7 +285,7 @@ def panels_figure(
     chance: Sequence[float | None] | None = None,
 ) -> None:
     """One panel per title, each with its lines and their min-max bands over a log2 x axis (ticks at the lines'
-    x) and a 0-1 y axis (accuracies); a dotted chance level per panel."""
+    x, or at powers of 2 when they are many) and a 0-1 y axis (accuracies); a dotted chance level per panel."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labels = list(dict.fromkeys(line.label for _, lines in panels for line in lines))
@@ -293,13 +293,16 @@ def panels_figure(
     for k, (ax, (title, lines)) in enumerate(zip(axes[0], panels, strict=True)):
         for line in lines:
             color = colors[line.label]
-            ax.plot(line.x, line.mean, "-o", color=color, label=line.label, linewidth=1.4, markersize=3)
+            marker = "-o" if len(line.x) <= 16 else "-"
+            ax.plot(line.x, line.mean, marker, color=color, label=line.label, linewidth=1.4, markersize=3)
             if np.any(line.high > line.low):
                 ax.fill_between(line.x, line.low, line.high, color=color, alpha=0.15, linewidth=0)
         if chance is not None and chance[k] is not None:
             ax.axhline(chance[k], color="gray", linestyle=":", label="chance")
         ax.set_xscale("log", base=2)
         ticks = sorted({float(x) for line in lines for x in line.x})
+        if len(ticks) > 12:
+            ticks = [2.0**k for k in range(int(np.ceil(np.log2(ticks[0]))), int(np.log2(ticks[-1])) + 1)]
         ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
         ax.minorticks_off()
         ax.set_ylim(0.0, 1.02)

@@ -10,7 +10,10 @@ from refusals import refusal
 
 from seqjax import config as config_lib
 from seqjax import experiment as ex
+from seqjax.data import memory_tasks
 from seqjax.metric_writers import MetricWriter
+from seqjax.models import task_model
+from seqjax.models import task_training as tt
 
 INDRNN = "examples/my_cells.py:indrnn"  # a user's cell by its file (the tests run from the repository's root)
 TINY = dict(hidden=8, batch=8, train_steps=4, log_every=2, checkpoint_every=2, profile_every=2, test_batches=1,
@@ -56,7 +59,7 @@ def test_a_tiny_grid_with_a_users_cell_is_interrupted_resumes_and_ends_as_a_stra
     for r in rows:
         assert sorted(r["accuracy_by_length"]) == ["16", "32"] and 0 <= r["score"] <= 1
         assert r["score"] == r["accuracy_by_length"]["32"] and r["solved"] == (r["score"] >= 0.9)
-    for name in ("results.csv", "results.md", "accuracy.png", "lengths.png", "gradient_profiles.csv"):
+    for name in ("results.csv", "results.md", "accuracy.png", "lengths.png", "gradients.png", "gradient_profiles.csv"):
         assert (tmp_path / "grid" / name).stat().st_size > 0
     assert "| parity | examples/my_cells.py:indrnn | 16: " in (tmp_path / "grid" / "results.md").read_text()
 
@@ -71,6 +74,8 @@ def test_bad_settings_are_refused_in_one_line_before_the_workdir(tmp_path):
     assert refusal(task_grid, workdir, "--test_lengths=") == "--test_lengths needs at least one value"
     line = refusal(task_grid, workdir, "--readout=flatten")
     assert line.startswith("--readout=flatten and --bidirectional read a fixed length: only mnist1d")
+    line = refusal(task_grid, workdir, "--init=pytorch", "--body=residual")
+    assert line.startswith("--init=pytorch applies to the plain stack of a cell (--body=plain)")
     assert not (tmp_path / "run").exists()
     with pytest.raises(
         config_lib.ConfigError, match=r"^--train_length=8 is below associative_recall's shortest \(16\)$"
@@ -99,4 +104,40 @@ def test_holdout_applies_to_the_fixed_datasets_only(tmp_path):
     assert line == "--holdout splits a fixed training set: only mnist1d, mnist1d_shuffled have one"
     line = refusal(task_grid, f"--workdir={tmp_path / 'run'}", "--tasks=mnist1d", "--holdout=3990", "--batch=64")
     assert line == "--holdout=3990 leaves 10 of MNIST-1D's 4000 training examples, fewer than --batch=64"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "transformer"])
+def test_every_length_read_off_prefixes_is_each_length_tested_as_its_own_string(cell):
+    """--test_up_to's shortcut against its definition: strings of every length cut from the batch and run alone,
+    each scored at its last well-formed step (modular arithmetic rounds an even length down)."""
+    name, m = "modular_arithmetic", 5
+    model = task_model.TaskModelConfig(cell, 8, True, 5, 8)
+    params = task_model.init_params(model, jax.random.key(3))
+    batches = [memory_tasks.TASKS[name].generate(jax.random.key(i), 64, m) for i in range(2)]
+    batches = [tt.Batch(b.tokens, b.targets, b.mask) for b in batches]
+    read_off = task_grid.accuracy_at_every_length(name, model, params, batches)
+    for length in range(1, m + 1):
+        right = []
+        for b in batches:
+            logits = np.asarray(task_model.apply(model, params, b.inputs[:, :length]))
+            last = length - 1 - (length - 1) % 2
+            right.append(np.argmax(logits[:, last], -1) == np.asarray(b.targets[:, last]))
+        assert read_off[length - 1] == pytest.approx(np.mean(right), abs=1e-6)
+    assert 0.05 < read_off.mean() < 0.95  # an untrained model: neither all right nor all wrong
+
+
+def test_every_length_up_to_m_gives_the_score_over_lengths_beyond_t(tmp_path):
+    config = task_grid.Config(cells=("gru",), tasks=("modular_arithmetic",), **{**TINY, "test_up_to": 24})
+    (row,) = ex.run(task_grid.EXPERIMENT, config, tmp_path)
+    every = row["accuracy_every_length"]
+    assert len(every) == 24 and row["score"] == pytest.approx(np.mean(every[16:]))
+    assert sorted(row["accuracy_by_length"]) == ["16", "32"]  # the listed lengths are still tested apart
+    assert every[1] == every[0] and every[17] == every[16]  # modular arithmetic: an even length is its odd one
+    assert "every length 17-24" in (tmp_path / "results.md").read_text()
+    workdir = f"--workdir={tmp_path / 'run'}"
+    line = refusal(task_grid, workdir, "--tasks=parity,copy", "--test_up_to=80")
+    assert line == "--test_up_to reads every prefix's answer: only parity, modular_arithmetic, cycle_navigation have " \
+                   "one, not copy"  # fmt: skip
+    assert refusal(task_grid, workdir, "--test_up_to=40") == "--test_up_to=40 must be above --train_length=40"
     assert not (tmp_path / "run").exists()

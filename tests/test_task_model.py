@@ -1,5 +1,7 @@
 """seqjax.models.task_model: each body against NumPy, causality, the flatten readout of a bidirectional stack."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,3 +105,22 @@ def test_inconsistent_shapes_are_refused():
         task_model.TaskModelConfig("gru", 1, False, C, H, body="residual", bidirectional=True)
     with pytest.raises(ValueError, match="unknown body 'deep'"):
         task_model.TaskModelConfig("gru", 1, False, C, H, body="deep")
+    with pytest.raises(ValueError, match="pytorch init applies to the plain recurrent stack only"):
+        task_model.TaskModelConfig("transformer", V, True, C, H, init="pytorch")
+
+
+def test_the_pytorch_init_draws_every_parameter_uniform_within_one_over_root_fan_in():
+    """U(-a, a): every value within a, mean 0 and variance a^2 / 3 (closed forms) over each parameter group."""
+    h, t = 32, 10
+    config = task_model.TaskModelConfig("gru", 1, False, C, h, readout="flatten", length=t, bidirectional=True,
+                                        init="pytorch")  # fmt: skip
+    params = task_model.init_params(config, jax.random.key(0))
+    groups = [(np.concatenate([np.ravel(x) for x in jax.tree.leaves(params["body"])]), h**-0.5),
+              (np.ravel(params["out"]["kernel"]), (2 * h * t) ** -0.5)]  # fmt: skip
+    for values, a in groups:
+        n = values.size
+        assert np.all(np.abs(values) <= a) and np.max(np.abs(values)) > 0.99 * a
+        assert abs(values.mean()) < 4 * a / np.sqrt(3 * n)
+        assert values.var() == pytest.approx(a**2 / 3, rel=8 / np.sqrt(n))
+    default = task_model.init_params(dataclasses.replace(config, init="seqjax"), jax.random.key(0))
+    assert np.max(np.abs(default["body"][0][0]["w_ih"])) > h**-0.5  # the cells' own init is not this

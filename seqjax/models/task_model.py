@@ -38,13 +38,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from seqjax import attention, layers
+from seqjax import attention, initializers, layers
 from seqjax import dense as dense_lib
 from seqjax.cells import Cell, cell_by_name
 from seqjax.scan import unroll
 
 BODIES = ("plain", "residual", "transformer")
 READOUTS = ("steps", "flatten")
+INITS = ("seqjax", "pytorch")
 TRANSFORMER = "transformer"
 
 
@@ -63,6 +64,9 @@ class TaskModelConfig:
       readout: ``"steps"`` or ``"flatten"``.
       length: t, for the flatten readout (its kernel has t k h rows).
       bidirectional: the plain stack read both ways (not causal: only for answers read after the whole input).
+      init: ``"seqjax"`` (the cells' own initialisers) or ``"pytorch"`` (plain stack only): every parameter of the
+        stack uniform in +-1/sqrt(h), the readout's in +-1/sqrt(its rows), as PyTorch's ``nn.GRU`` and ``nn.Linear``
+        start (``initializers.uniform_leaves``).
     """
 
     cell: str
@@ -75,6 +79,7 @@ class TaskModelConfig:
     readout: str = "steps"
     length: int | None = None
     bidirectional: bool = False
+    init: str = "seqjax"
 
     def __post_init__(self):
         if self.body not in BODIES[:2]:
@@ -85,6 +90,10 @@ class TaskModelConfig:
             raise ValueError("the flatten readout needs the sequence length")
         if self.bidirectional and (self.body != "plain" or self.cell == TRANSFORMER):
             raise ValueError("bidirectional applies to the plain recurrent stack only")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; known: {', '.join(INITS)}")
+        if self.init == "pytorch" and (self.body != "plain" or self.cell == TRANSFORMER):
+            raise ValueError("the pytorch init applies to the plain recurrent stack only")
 
     @property
     def kind(self) -> str:
@@ -126,7 +135,11 @@ def init_params(config: TaskModelConfig, key: jax.Array) -> dict:
         body = {"in": dense_lib.init_dense(k_in, config.inputs, h),
                 "encoder": attention.init_transformer_encoder(k_body, config.encoder())}  # fmt: skip
     rows = config.width * (config.length if config.readout == "flatten" else 1)
-    return {"body": body, "out": dense_lib.init_dense(k_out, rows, config.num_classes)}
+    out = dense_lib.init_dense(k_out, rows, config.num_classes)
+    if config.init == "pytorch":
+        body = initializers.uniform_leaves(jax.random.fold_in(k_body, 1), body, h**-0.5)
+        out = initializers.uniform_leaves(jax.random.fold_in(k_out, 1), out, rows**-0.5)
+    return {"body": body, "out": out}
 
 
 def features(config: TaskModelConfig, inputs: jax.Array) -> jax.Array:

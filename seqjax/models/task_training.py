@@ -8,6 +8,7 @@ with the flatten readout ``[b, c]``, scored as the answer at the last step::
     CE       = sum_{b,t} m_bt (-log softmax(logits_bt)[y_bt]) / sum_{b,t} m_bt
     accuracy = sum_{b,t} m_bt [argmax logits_bt = y_bt] / sum_{b,t} m_bt
     sequence accuracy = mean_b prod_{t: m_bt} [argmax logits_bt = y_bt]     (every scored answer of an example)
+    accuracy at step t = mean_b [argmax logits_bt = y_bt]                   (every step, the mask aside)
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def sequence_accuracy(logits: jax.Array, batch: Batch) -> jax.Array:
     """The fraction of examples whose every scored answer is right."""
     right, mask = correct(logits, batch)
     return jnp.mean(jnp.all(right | ~mask, axis=1).astype(jnp.float32))
+
+
+def accuracy_at_every_step(logits: jax.Array, batch: Batch) -> jax.Array:
+    """``[t]``: the fraction of examples whose answer at step t is right, every step scored, the mask aside.
+
+    For a state-tracking batch, whose targets answer every prefix, step ``l - 1`` of a causal model's output is its
+    answer to the ``l``-token string: one batch of length M gives the accuracy at every length up to M."""
+    return jnp.mean((jnp.argmax(logits, axis=-1) == batch.targets).astype(jnp.float32), axis=0)
 
 
 def labelled_sequences(inputs: jax.Array, labels: jax.Array) -> Batch:

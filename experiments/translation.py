@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import bleu, config, decoding, plots
+from seqjax import bleu, config, decoding, losses, plots
 from seqjax import experiment as ex
 from seqjax.data import batching
 from seqjax.data import translation as data_lib
@@ -163,9 +163,8 @@ def translate(
 def _token_nll(model: seq2seq.Seq2SeqConfig, params, src, src_lengths, tgt_in, tgt_out, tgt_lengths) -> jax.Array:
     """The summed negative log-likelihood of each pair's real target tokens, ``[b]``, no dropout."""
     logits = seq2seq.apply(model, params, src, src_lengths, tgt_in, tgt_lengths)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(log_probs, tgt_out[..., None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(seq2seq.source_mask(tgt_lengths, tgt_out.shape[1]), nll, 0.0), axis=1)
+    nll = losses.token_nll(logits, tgt_out)
+    return jnp.sum(jnp.where(losses.length_mask(tgt_lengths, tgt_out.shape[1]), nll, 0.0), axis=1)
 
 
 def hypothesis_tokens(vocab, tokens: np.ndarray, length: int) -> list[str]:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.layers import dropout
+from seqjax.losses import token_nll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +110,6 @@ def apply(config: NNLMConfig, params: dict, contexts: jax.Array, key: jax.Array 
     if config.direct:
         logits = logits + x @ params["direct_w"]
     return logits
-
-
-def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """``-log softmax(logits)[target]``: ``[B, V], [B] -> [B]``, in nats."""
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(log_probs, targets[:, None], axis=-1)[:, 0]
 
 
 def contexts_and_targets(ids: np.ndarray, context: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import decoding
+from seqjax import decoding, losses
 from seqjax.cells import Cell, cell_by_name, step_input
 from seqjax.scan import unroll
 
@@ -210,24 +210,14 @@ def apply(config: CaptionerConfig, params: dict, images: jax.Array, captions: ja
     return _readout(params, ys)
 
 
-def token_mask(lengths: jax.Array, steps: int) -> jax.Array:
-    """``[b, t]`` bool, True at the real caption tokens ``s < lengths``."""
-    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
-
-
 def loss(logits: jax.Array, captions: jax.Array, lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the real tokens of ``logits [b, t, V]`` against ``captions [b, t]``."""
-    mask = token_mask(lengths, captions.shape[1])
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, captions[..., None], axis=-1)[..., 0]  # [b, t]
-    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.sum(mask).astype(jnp.float32)
+    return losses.masked_cross_entropy(logits, captions, losses.length_mask(lengths, captions.shape[1]))
 
 
 def token_accuracy(logits: jax.Array, captions: jax.Array, lengths: jax.Array) -> jax.Array:
     """Teacher-forced: the fraction of real tokens that are the arg-max of ``logits``."""
-    mask = token_mask(lengths, captions.shape[1])
-    correct = (jnp.argmax(logits, axis=-1) == captions) & mask
-    return jnp.sum(correct).astype(jnp.float32) / jnp.sum(mask).astype(jnp.float32)
+    return losses.masked_accuracy(logits, captions, losses.length_mask(lengths, captions.shape[1]))
 
 
 def batch_loss(config: CaptionerConfig):

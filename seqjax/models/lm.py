@@ -159,9 +159,3 @@ def apply(
     logits = x @ output_weights(config, params)
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
     return logits, stack.carry
-
-
-def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """``-log softmax(logits)[target]`` per position: ``[..., V], [...] -> [...]``, in nats."""
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.data.lm_batches import all_windows, window
+from seqjax.losses import token_nll
 from seqjax.models import lm, transformer_lm
 
 
@@ -41,7 +42,7 @@ def window_loss(config: lm.LMConfig, bptt: int):
         carries = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carries)
         inputs, targets = window(streams, index, bptt)
         logits, new_carries = lm.apply(config, params, carries, inputs, key if config.dropout > 0 else None)
-        nll = lm.token_nll(logits, targets)  # [B, bptt]
+        nll = token_nll(logits, targets)  # [B, bptt]
         objective = jnp.sum(jnp.mean(nll, axis=0))
         return objective, ({"nll_per_token": jnp.mean(nll)}, jax.lax.stop_gradient(new_carries))
 
@@ -55,7 +56,7 @@ def _scan_windows(config: lm.LMConfig, params, carries, inputs, targets):
     def body(carries, window_tokens):
         x, y = window_tokens
         logits, carries = lm.apply(config, params, carries, x)
-        return carries, jnp.sum(lm.token_nll(logits, y))
+        return carries, jnp.sum(token_nll(logits, y))
 
     carries, sums = jax.lax.scan(body, carries, (inputs, targets))
     return jnp.sum(sums), carries
@@ -91,7 +92,7 @@ def independent_window_loss(config: transformer_lm.TransformerLMConfig, bptt: in
         streams, index, _ = batch
         inputs, targets = window(streams, index, bptt)
         logits = transformer_lm.apply(config, params, inputs, key if config.dropout > 0 else None)
-        nll = lm.token_nll(logits, targets)  # [B, bptt]
+        nll = token_nll(logits, targets)  # [B, bptt]
         return jnp.sum(jnp.mean(nll, axis=0)), {"nll_per_token": jnp.mean(nll)}
 
     return loss
@@ -128,7 +129,7 @@ def _scored_nll(config: transformer_lm.TransformerLMConfig, params, inputs, targ
 
     def body(total, chunk):
         x, y, keep = chunk
-        nll = lm.token_nll(transformer_lm.apply(config, params, x), y)
+        nll = token_nll(transformer_lm.apply(config, params, x), y)
         return total + jnp.sum(jnp.where(keep, nll, 0.0)), None
 
     total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (inputs, targets, scored))

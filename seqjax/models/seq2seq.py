@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers, precision
+from seqjax import initializers, losses, precision
 from seqjax.cells import Cell, cell_by_name
 from seqjax.cells.base import step_input
 from seqjax.layers import dropout, init_layers, unroll_layers
@@ -195,11 +195,6 @@ def _init_attention(config: Seq2SeqConfig, key: jax.Array) -> dict:
     return {}
 
 
-def source_mask(lengths: jax.Array, steps: int) -> jax.Array:
-    """``[b, steps]`` bool, True at ``s < lengths``."""
-    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
-
-
 def encode(
     config: Seq2SeqConfig, params: dict, src: jax.Array, src_lengths: jax.Array, key: jax.Array | None = None
 ) -> tuple[Memory, DecoderState]:
@@ -226,7 +221,7 @@ def encode(
         keys_ = x
     feed_size = config.hidden_size if config.attention == "luong" else 0
     feed = jnp.zeros((src.shape[0], feed_size), x.dtype)
-    return Memory(x, keys_, source_mask(src_lengths, src.shape[1])), DecoderState(tuple(finals), feed)
+    return Memory(x, keys_, losses.length_mask(src_lengths, src.shape[1])), DecoderState(tuple(finals), feed)
 
 
 def _bridge(bridge: list, forward, backward):
@@ -342,10 +337,7 @@ def teacher_forced(
 
 def loss(logits: jax.Array, tgt_out: jax.Array, tgt_lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the real target tokens (``<eos>`` included) of ``logits [b, t, V]``."""
-    mask = source_mask(tgt_lengths, tgt_out.shape[1])
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, tgt_out[..., None], axis=-1)[..., 0]  # [b, t]
-    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.sum(mask).astype(jnp.float32)
+    return losses.masked_cross_entropy(logits, tgt_out, losses.length_mask(tgt_lengths, tgt_out.shape[1]))
 
 
 def batch_loss(config: Seq2SeqConfig):

@@ -36,7 +36,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqjax import initializers
+from seqjax import initializers, losses
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
@@ -212,24 +212,14 @@ def apply(
     return logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
 
 
-def token_mask(lengths: jax.Array, steps: int) -> jax.Array:
-    """``[b, t]`` bool, True at the valid positions ``s < lengths``."""
-    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
-
-
 def loss(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the valid tokens of ``logits [b, t, T]`` against ``tags [b, t]``."""
-    mask = token_mask(lengths, tags.shape[1])
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, tags[..., None], axis=-1)[..., 0]  # [b, t]
-    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.sum(mask).astype(jnp.float32)
+    return losses.masked_cross_entropy(logits, tags, losses.length_mask(lengths, tags.shape[1]))
 
 
 def accuracy(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
     """The fraction of valid tokens whose tag is the arg-max of ``logits``: a float32 scalar."""
-    mask = token_mask(lengths, tags.shape[1])
-    correct = (jnp.argmax(logits, axis=-1) == tags) & mask
-    return jnp.sum(correct).astype(jnp.float32) / jnp.sum(mask).astype(jnp.float32)
+    return losses.masked_accuracy(logits, tags, losses.length_mask(lengths, tags.shape[1]))
 
 
 def batch_loss(config: TaggerConfig):

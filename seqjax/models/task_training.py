@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import gradflow
+from seqjax import gradflow, losses
 from seqjax.models import task_model
 
 
@@ -40,10 +40,8 @@ def scored(logits: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array, jax.A
 
 
 def cross_entropy(logits: jax.Array, batch: Batch) -> jax.Array:
-    """The masked mean cross-entropy (nats) over scored positions (module docstring)."""
-    logits, targets, mask = scored(logits, batch)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)), targets[..., None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(mask, nll, 0.0)) / jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
+    """The masked mean cross-entropy (nats) over scored positions (module docstring; ``seqjax.losses``)."""
+    return losses.masked_cross_entropy(*scored(logits, batch))
 
 
 def correct(logits: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
@@ -54,8 +52,7 @@ def correct(logits: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
 
 def accuracy(logits: jax.Array, batch: Batch) -> jax.Array:
     """The fraction of scored answers that are right."""
-    right, mask = correct(logits, batch)
-    return jnp.sum(right) / jnp.maximum(jnp.sum(mask), 1)
+    return losses.masked_accuracy(*scored(logits, batch))
 
 
 def sequence_accuracy(logits: jax.Array, batch: Batch) -> jax.Array:

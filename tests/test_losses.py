@@ -1,0 +1,40 @@
+"""seqjax.losses against NumPy: the masked cross-entropy and accuracy that every model's loss goes through."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference import normal
+
+from seqjax import losses
+
+
+def test_the_masked_scores_are_the_mean_over_scored_positions_written_again_in_numpy():
+    logits = np.asarray(normal(0, (3, 5, 4)), np.float64)
+    targets = np.random.default_rng(1).integers(0, 4, (3, 5))
+    lengths = np.array([5, 2, 0])
+    mask = np.arange(5)[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(losses.length_mask(jnp.asarray(lengths), 5), mask)
+    log_p = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+    nll = -np.take_along_axis(log_p, targets[..., None], -1)[..., 0]
+    args = jnp.asarray(logits, jnp.float32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask)
+    np.testing.assert_allclose(losses.token_nll(*args[:2]), nll, rtol=1e-5)
+    np.testing.assert_allclose(losses.masked_cross_entropy(*args), nll[mask].mean(), rtol=1e-6)
+    right = np.argmax(logits, -1) == targets
+    assert float(losses.masked_accuracy(*args)) == pytest.approx(right[mask].mean())
+
+
+def test_an_unscored_infinite_loss_is_left_out_and_an_empty_mask_scores_zero():
+    logits = jnp.asarray([[[0.0, 0.0], [-jnp.inf, 0.0]]])  # position 1's target 0 has nll = inf
+    targets = jnp.asarray([[1, 0]])
+    mask = jnp.asarray([[True, False]])
+    assert float(losses.masked_cross_entropy(logits, targets, mask)) == pytest.approx(np.log(2))
+    assert float(losses.masked_cross_entropy(logits, targets, jnp.zeros_like(mask))) == 0.0
+    assert float(losses.masked_accuracy(logits, targets, jnp.zeros_like(mask))) == 0.0
+
+
+def test_bfloat16_logits_are_scored_in_float32():
+    logits = normal(2, (2, 3, 7)).astype(jnp.bfloat16)
+    targets = jnp.asarray(np.random.default_rng(3).integers(0, 7, (2, 3)), jnp.int32)
+    nll = losses.token_nll(logits, targets)
+    assert nll.dtype == jnp.float32
+    np.testing.assert_allclose(nll, losses.token_nll(logits.astype(jnp.float32), targets), rtol=0)

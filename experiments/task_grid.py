@@ -341,8 +341,8 @@ def run_one(c: Config, task: GridTask, cell: str, seed: int, out: Path) -> dict:
 def accuracy_at_every_length(name: str, model: task_model.TaskModelConfig, params, batches: list) -> np.ndarray:
     """``[M]``: the accuracy on strings of length l = 1..M of state-tracking task ``name``, read off ``batches`` of
     length M: a causal model's answer at step ``last_well_formed(l)`` is its answer to the l-token string."""
-    step_accuracy = jax.jit(lambda b: tt.accuracy_at_every_step(task_model.apply(model, params, b.inputs), b))
-    by_step = np.mean([np.asarray(step_accuracy(b)) for b in batches], axis=0)
+    step_accuracy = jax.jit(lambda p, b: tt.accuracy_at_every_step(task_model.apply(model, p, b.inputs), b))
+    by_step = np.mean([np.asarray(step_accuracy(params, b)) for b in batches], axis=0)
     return by_step[memory_tasks.last_well_formed(name, np.arange(1, by_step.shape[0] + 1))]
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from seqjax import bleu, config, decoding, losses, plots
 from seqjax import experiment as ex
+from seqjax.attention.masks import length_mask
 from seqjax.data import batching
 from seqjax.data import translation as data_lib
 from seqjax.data.text import DataError
@@ -164,7 +165,7 @@ def _token_nll(model: seq2seq.Seq2SeqConfig, params, src, src_lengths, tgt_in, t
     """The summed negative log-likelihood of each pair's real target tokens, ``[b]``, no dropout."""
     logits = seq2seq.apply(model, params, src, src_lengths, tgt_in, tgt_lengths)
     nll = losses.token_nll(logits, tgt_out)
-    return jnp.sum(jnp.where(losses.length_mask(tgt_lengths, tgt_out.shape[1]), nll, 0.0), axis=1)
+    return jnp.sum(jnp.where(length_mask(tgt_lengths, tgt_out.shape[1]), nll, 0.0), axis=1)
 
 
 def hypothesis_tokens(vocab, tokens: np.ndarray, length: int) -> list[str]:

@@ -7,18 +7,13 @@ For logits ``[..., V]``, integer targets ``[...]`` and a bool mask ``[...]`` of 
     accuracy = sum_i m_i [argmax logits_i = y_i] / max(1, sum_i m_i)
 
 An unscored position is left out by ``where``, never multiplied by 0: an infinite loss there cannot make the mean
-NaN. Right-padded sequences are scored by ``length_mask``.
+NaN. Right-padded sequences are scored with ``seqjax.attention.masks.length_mask``.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-
-def length_mask(lengths: jax.Array, steps: int) -> jax.Array:
-    """``[b, steps]`` bool, True at the positions ``s < lengths[b]`` of right-padded sequences."""
-    return jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]
 
 
 def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -4,7 +4,7 @@ One module per concern; every public name is re-exported here, so ``from seqjax 
 ``attention.multi_head_attention(...)``, ``attention.dense(...)`` and so on read the same as from one module:
 
     dot_product   scaled dot-product attention, multi-head attention (Flax ``MultiHeadDotProductAttention`` layout)
-    masks         padding_mask, causal_mask, combine_masks: bool, True = may attend
+    masks         length_mask, padding_mask, causal_mask, combine_masks: bool (True = real, may attend)
     positions     sinusoidal and learned position encodings
     transformer   encoder and decoder blocks (pre- or post-LN), EncoderConfig, the encoder stack
     seqjax.dense  (not attention, used by it) dense layers, layer norm, the feed-forward block, ACTIVATIONS
@@ -21,7 +21,7 @@ of once per operation; inside a caller's ``jit`` they are inlined. The blocks an
 """
 
 from seqjax.attention.dot_product import init_multi_head, multi_head_attention, scaled_dot_product_attention
-from seqjax.attention.masks import causal_mask, combine_masks, padding_mask
+from seqjax.attention.masks import causal_mask, combine_masks, length_mask, padding_mask
 from seqjax.attention.positions import init_learned_positions, learned_positions, sinusoidal_positions
 from seqjax.attention.transformer import (
     EncoderConfig,
@@ -67,6 +67,7 @@ __all__ = [
     "init_transformer_encoder",
     "layer_norm",
     "learned_positions",
+    "length_mask",
     "multi_head_attention",
     "padding_mask",
     "scaled_dot_product_attention",

@@ -1,5 +1,6 @@
 """Attention masks: boolean, **True = may attend**, broadcast to the attention weights ``[b, h, tq, tk]``::
 
+    length_mask(lengths, t)    [b, t]         position j is real iff j < lengths[b] (also the losses' mask)
     padding_mask(lengths, t)   [b, 1, 1, t]   key j is visible iff j < lengths[b]
     causal_mask(t)             [1, 1, t, t]   query i sees key j iff j <= i
     combine_masks(m1, m2, ...) logical and     e.g. decoder self-attention over padded targets
@@ -16,6 +17,11 @@ import jax
 import jax.numpy as jnp
 
 
+def length_mask(lengths: jax.Array, t: int) -> jax.Array:
+    """``[b, t]`` bool, True at the real positions ``j < lengths[b]`` of right-padded sequences."""
+    return jnp.arange(t)[None, :] < jnp.asarray(lengths)[:, None]
+
+
 @functools.partial(jax.jit, static_argnames="t")
 def padding_mask(lengths: jax.Array, t: int) -> jax.Array:
     """``[b, 1, 1, t]`` bool: key position j of example b is visible iff ``j < lengths[b]``.
@@ -24,9 +30,7 @@ def padding_mask(lengths: jax.Array, t: int) -> jax.Array:
       lengths: ``[b]`` int, true lengths of right-padded sequences.
       t: padded length.
     """
-    lengths = jnp.asarray(lengths)
-    valid = jnp.arange(t)[None, :] < lengths[:, None]  # [b, t]
-    return valid[:, None, None, :]
+    return length_mask(lengths, t)[:, None, None, :]
 
 
 @functools.partial(jax.jit, static_argnames="t")

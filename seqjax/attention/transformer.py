@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.attention.dot_product import init_multi_head, multi_head_attention
-from seqjax.attention.masks import causal_mask, combine_masks, padding_mask
+from seqjax.attention.masks import causal_mask, combine_masks, length_mask, padding_mask
 from seqjax.attention.positions import init_learned_positions, learned_positions, sinusoidal_positions
 from seqjax.dense import Params, feed_forward, fold_in_keys, init_feed_forward, init_layer_norm, layer_norm
 from seqjax.layers import dropout
@@ -277,6 +277,5 @@ def transformer_encoder(
     if config.pre_norm:
         x = layer_norm(params["final_norm"], x)
     if lengths is not None:
-        valid = jnp.arange(t)[None, :] < jnp.asarray(lengths)[:, None]  # [b, t]
-        x = jnp.where(valid[:, :, None], x, jnp.zeros_like(x))
+        x = jnp.where(length_mask(lengths, t)[:, :, None], x, jnp.zeros_like(x))
     return x

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import decoding, losses
+from seqjax.attention.masks import length_mask
 from seqjax.cells import Cell, cell_by_name, step_input
 from seqjax.scan import unroll
 
@@ -212,12 +213,12 @@ def apply(config: CaptionerConfig, params: dict, images: jax.Array, captions: ja
 
 def loss(logits: jax.Array, captions: jax.Array, lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the real tokens of ``logits [b, t, V]`` against ``captions [b, t]``."""
-    return losses.masked_cross_entropy(logits, captions, losses.length_mask(lengths, captions.shape[1]))
+    return losses.masked_cross_entropy(logits, captions, length_mask(lengths, captions.shape[1]))
 
 
 def token_accuracy(logits: jax.Array, captions: jax.Array, lengths: jax.Array) -> jax.Array:
     """Teacher-forced: the fraction of real tokens that are the arg-max of ``logits``."""
-    return losses.masked_accuracy(logits, captions, losses.length_mask(lengths, captions.shape[1]))
+    return losses.masked_accuracy(logits, captions, length_mask(lengths, captions.shape[1]))
 
 
 def batch_loss(config: CaptionerConfig):

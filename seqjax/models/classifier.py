@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers
+from seqjax.attention.masks import length_mask
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
@@ -145,9 +146,8 @@ def _pool(pooling: str, outputs: jax.Array, bidirectional: bool, lengths: jax.Ar
         return last
     if pooling == "mean":
         return jnp.sum(outputs, axis=1) / lengths.astype(outputs.dtype)[:, None]
-    valid = jnp.arange(outputs.shape[1])[None, :] < lengths[:, None]  # [b, t]
     lowest = jnp.finfo(outputs.dtype).min
-    return jnp.max(jnp.where(valid[:, :, None], outputs, lowest), axis=1)
+    return jnp.max(jnp.where(length_mask(lengths, outputs.shape[1])[:, :, None], outputs, lowest), axis=1)
 
 
 def sentence_vectors(

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers, losses, precision
+from seqjax.attention.masks import length_mask
 from seqjax.cells import Cell, cell_by_name
 from seqjax.cells.base import step_input
 from seqjax.layers import dropout, init_layers, unroll_layers
@@ -221,7 +222,7 @@ def encode(
         keys_ = x
     feed_size = config.hidden_size if config.attention == "luong" else 0
     feed = jnp.zeros((src.shape[0], feed_size), x.dtype)
-    return Memory(x, keys_, losses.length_mask(src_lengths, src.shape[1])), DecoderState(tuple(finals), feed)
+    return Memory(x, keys_, length_mask(src_lengths, src.shape[1])), DecoderState(tuple(finals), feed)
 
 
 def _bridge(bridge: list, forward, backward):
@@ -337,7 +338,7 @@ def teacher_forced(
 
 def loss(logits: jax.Array, tgt_out: jax.Array, tgt_lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the real target tokens (``<eos>`` included) of ``logits [b, t, V]``."""
-    return losses.masked_cross_entropy(logits, tgt_out, losses.length_mask(tgt_lengths, tgt_out.shape[1]))
+    return losses.masked_cross_entropy(logits, tgt_out, length_mask(tgt_lengths, tgt_out.shape[1]))
 
 
 def batch_loss(config: Seq2SeqConfig):

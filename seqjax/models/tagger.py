@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers, losses
+from seqjax.attention.masks import length_mask
 from seqjax.cells import Cell, cell_by_name
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
@@ -214,12 +215,12 @@ def apply(
 
 def loss(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
     """Mean cross-entropy in nats over the valid tokens of ``logits [b, t, T]`` against ``tags [b, t]``."""
-    return losses.masked_cross_entropy(logits, tags, losses.length_mask(lengths, tags.shape[1]))
+    return losses.masked_cross_entropy(logits, tags, length_mask(lengths, tags.shape[1]))
 
 
 def accuracy(logits: jax.Array, tags: jax.Array, lengths: jax.Array) -> jax.Array:
     """The fraction of valid tokens whose tag is the arg-max of ``logits``: a float32 scalar."""
-    return losses.masked_accuracy(logits, tags, losses.length_mask(lengths, tags.shape[1]))
+    return losses.masked_accuracy(logits, tags, length_mask(lengths, tags.shape[1]))
 
 
 def batch_loss(config: TaggerConfig):

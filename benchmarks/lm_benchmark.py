@@ -3,9 +3,10 @@
 One step of a ``language_model.py`` preset on random tokens (B streams x bptt steps, vocabulary V):
 embedding -> stacked LSTM -> softmax cross-entropy summed over the window and averaged over the batch,
 its gradient, global-norm clipping and the SGD update. seqjax runs the experiment's own jitted step
-(``make_lm_training``, the carry handed on in ``TrainState.model_state``); PyTorch runs ``nn.Embedding``,
-``nn.LSTM`` and ``nn.Linear`` with ``clip_grad_norm_`` and ``torch.optim.SGD``, carrying the detached
-state, as its word_language_model example does. Each runs in its own subprocess (the benchmark's worker).
+(``make_lm_training``, the carry handed on in ``TrainState.model_state``) as the runner calls it on an update
+it does not log (``diagnose=False``: no parameter and update norms, as PyTorch's recipe computes none); PyTorch
+runs ``nn.Embedding``, ``nn.LSTM`` and ``nn.Linear`` with ``clip_grad_norm_`` and ``torch.optim.SGD``, carrying
+the detached state, as its word_language_model example does. Each runs in its own subprocess (the benchmark's worker).
 
 FLOPs count the matrix products: per token and layer ``2 (e or h + h) 4h`` forward for the LSTM and
 ``2 h V`` for the output layer, times 3 for forward plus backward.
@@ -76,7 +77,8 @@ def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
     def step():
         k = counter["k"] % 8
         counter["k"] += 1
-        state["state"], metrics = step_fn(state["state"], (streams, jnp.int32(k), jnp.bool_(k == 0)))
+        batch = (streams, jnp.int32(k), jnp.bool_(k == 0))
+        state["state"], metrics = step_fn(state["state"], batch, jnp.bool_(False))  # an update the runner does not log
         return metrics["loss"]
 
     first, times = time_steps(step, jax.block_until_ready, spec["steps"], spec["warmup"], spec["budget_s"])

@@ -201,7 +201,7 @@ class _Run:
                  callback, resumed: bool, start: int):  # fmt: skip
         self.num_steps, self.evaluation, self.options = num_steps, evaluation, options
         self.checkpointer, self.best_keeper, self.callback = checkpointer, best_keeper, callback
-        self.step_fn = _step_function(training, batches, options)
+        self.step_fn = _step_function(training, batches, options, num_steps)
         self.metrics = MetricWriter(out, resume_step=start + 1 if resumed else 0, tensorboard=options.tensorboard)
         self.history: list[dict[str, Any]] = []
         self.best, self.stopped_at, self.train_s = None, None, 0.0
@@ -390,24 +390,30 @@ def restore_best(workdir: str | os.PathLike, template: TrainState) -> TrainState
     return checkpoints.restore(Path(workdir) / BEST_DIR, template, fallback=False)
 
 
-def _step_function(training: Training, batches: Callable[[Any], Any], options: Options):
+def _step_function(training: Training, batches: Callable[[Any], Any], options: Options, num_steps: int):
     """``(state, done, n) -> (state, metrics)``: ``n`` updates from update ``done``, jitted with the state donated.
 
     One update per call: ``training.step`` on ``batches(done)`` (placed on the mesh, if any); its metrics are
-    scalars. Several: a ``lax.scan`` drawing ``batches(step)`` inside; its metrics are stacked ``[n]``.
+    scalars. Several: a ``lax.scan`` drawing ``batches(step)`` inside; its metrics are stacked ``[n]``. Either way
+    an update computes the diagnostics (``train.make_training``'s ``diagnose``) only if its metrics will be logged:
+    every ``log_every``-th update and the last.
     """
     mesh = options.mesh
+
+    def logged(update):  # update: the count after it, 1-based, a Python int or a traced int32
+        return (update % options.log_every == 0) | (update == num_steps)
+
     if options.steps_per_call == 1:
         if mesh is None:
             step = jax.jit(training.step, donate_argnums=0)
-            return lambda state, done, n: step(state, batches(done))
+            return lambda state, done, n: step(state, batches(done), np.bool_(logged(done + 1)))
         step = None
 
         def one(state, done, n):
             nonlocal step
             if step is None:  # the layout follows the state, placed by fit
                 step = parallel.data_parallel_step(training, mesh, state, options.shard_params_over)
-            return step(state, parallel.shard_batch(batches(done), mesh))
+            return step(state, parallel.shard_batch(batches(done), mesh), np.bool_(logged(done + 1)))
 
         return one
 
@@ -417,7 +423,7 @@ def _step_function(training: Training, batches: Callable[[Any], Any], options: O
             batch = batches(state.step)
             if mesh is not None:
                 batch = jax.lax.with_sharding_constraint(batch, parallel.by_rows(mesh))
-            return training.step(state, batch)
+            return training.step(state, batch, logged(state.step + 1))
 
         return jax.lax.scan(body, state, None, length=n)
 

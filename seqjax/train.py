@@ -1,14 +1,17 @@
 """Training: a train state, optimizers, schedules and clipping by name, and one plain train step.
 
 ``make_training`` builds two pure functions from one configuration: ``init(params, key) -> state``
-and ``step(state, batch) -> (state, metrics)``. The caller jits the step, donating the state:
-``jax.jit(training.step, donate_argnums=0)``. Configuration enters by closure, never as static
+and ``step(state, batch, diagnose=True) -> (state, metrics)``. The caller jits the step, donating the
+state: ``jax.jit(training.step, donate_argnums=0)``. Configuration enters by closure, never as static
 arguments. Randomness for step k comes from
 ``jax.random.fold_in(state.key, k)``, so a run is a function of its step count, not of its history.
 
-Every step's metrics carry the loss, the global norms of the gradients (before clipping), the
-parameters and the update, whether clipping fired, the learning rate, and whether the step was
-non-finite. ``compute_dtype=jnp.bfloat16`` trains in mixed precision (``seqjax.precision``).
+Every step's metrics carry the loss, the global norm of the gradients (before clipping; the norm
+global-norm clipping computes anyway), whether clipping fired, the learning rate, and whether the
+step was non-finite. The diagnostics that cost a pass over every parameter, the global norms of the
+parameters and of the update, are computed only when ``diagnose`` is true (a bool scalar, traced:
+one compiled step serves both) and are 0 otherwise; the runner asks for them on the updates it logs.
+``compute_dtype=jnp.bfloat16`` trains in mixed precision (``seqjax.precision``).
 """
 
 from __future__ import annotations
@@ -126,10 +129,11 @@ StatefulLossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[dic
 
 
 class Training(NamedTuple):
-    """``init(params, key[, model_state]) -> TrainState`` and ``step(state, batch) -> (state, metrics)``."""
+    """``init(params, key[, model_state]) -> TrainState`` and ``step(state, batch, diagnose=True) -> (state,
+    metrics)``."""
 
     init: Callable[..., TrainState]
-    step: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+    step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
 
 
 def make_training(
@@ -151,7 +155,9 @@ def make_training(
       learning_rate: the schedule ``tx`` uses, only to report the step's rate in the metrics.
       skip_nonfinite: if the loss, any gradient or any updated parameter is NaN or inf, keep the
         parameters and optimizer state, still advance ``step``, and report ``nonfinite = 1``. Otherwise such a step is
-        applied and reported, and the caller decides (the loop stops on it).
+        applied and reported, and the caller decides (the loop stops on it). The gradients are judged by their
+        global norm (NaN or inf if any gradient is, or if their squares overflow), the parameters by their largest
+        magnitude: two reductions, one of them shared with clipping.
       stateful: ``loss_fn`` is ``(params, model_state, batch, key) -> (loss, (aux, model_state))``: it
         reads ``state.model_state`` and returns the next one (not differentiated), e.g. the
         recurrent carry that truncated BPTT hands from one window to the next. Pass the initial
@@ -173,7 +179,7 @@ def make_training(
         own_model_state = jax.tree.map(jnp.copy, model_state)
         return TrainState(params, chained.init(params), jnp.zeros((), jnp.int32), own_key, own_model_state)
 
-    def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(state: TrainState, batch, diagnose=True) -> tuple[TrainState, dict[str, jax.Array]]:
         step_key = jax.random.fold_in(state.key, state.step)
         if stateful:
             (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -184,16 +190,23 @@ def make_training(
             model_state = state.model_state
         updates, opt_state = chained.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = _all_finite((loss, grads, params))
+        grad_norm = global_norm(grads)  # the same expression as global-norm clipping's: computed once
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(_largest_magnitude(params))
         if skip_nonfinite:
             params, opt_state = jax.tree.map(
                 lambda new, old: jnp.where(finite, new, old), (params, opt_state), (state.params, state.opt_state)
             )
+            updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
+        param_norm, update_norm = jax.lax.cond(
+            diagnose,
+            lambda: (global_norm(params).astype(jnp.float32), global_norm(updates).astype(jnp.float32)),
+            lambda: (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
+        )
         metrics = {
             "loss": loss,
-            "grad_norm": global_norm(grads),
-            "param_norm": global_norm(params),
-            "update_norm": global_norm(jax.tree.map(jnp.subtract, params, state.params)),
+            "grad_norm": grad_norm,
+            "param_norm": param_norm,
+            "update_norm": update_norm,
             "clipped": clipping.fires(grads).astype(jnp.float32),
             "nonfinite": (~finite).astype(jnp.float32),
             **aux,
@@ -205,9 +218,9 @@ def make_training(
     return Training(init, train_step)
 
 
-def _all_finite(tree) -> jax.Array:
-    """Whether every element of every leaf of ``tree`` is finite (a boolean scalar)."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+def _largest_magnitude(tree) -> jax.Array:
+    """max |x| over every element of every leaf: NaN if any element is NaN, inf if any is infinite."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)).astype(jnp.float32) for leaf in jax.tree.leaves(tree)]))
 
 
 def _in_precision(loss_fn, compute_dtype, stateful: bool):

@@ -43,7 +43,7 @@ def _fit_linear(workdir, num_steps, nan_at=-1, **options):
 
 def _batch_with_nan_at(bad_step):
     def batch_fn(k):
-        return jnp.full((3,), jnp.nan if k == bad_step else 1.0)
+        return jnp.full((3,), jnp.where(k == bad_step, jnp.nan, 1.0))  # k may be traced (a scan of updates)
 
     return batch_fn
 
@@ -65,6 +65,21 @@ def test_parameters_that_overflow_stop_the_run_though_loss_and_gradient_are_fini
         runner.fit(training, state, lambda k: -jnp.ones(1), 6, tmp_path,
                    options=runner.Options(progress=False, checkpoint_every=3))  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3"]
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_logged_updates_carry_the_parameter_and_update_norms(tmp_path, steps_per_call):
+    """The linear run: w_k = 1 - r^k in each of 3 components, r = 1 - 0.1 * 2/3 (SGD 0.1 on mean((w - 1)^2)), so
+    ||w_k|| = sqrt(3) (1 - r^k) and ||w_k - w_{k-1}|| = sqrt(3) r^(k-1) (1 - r), on the updates logged (every 3rd and
+    the last), whether the runner calls one update or a scan of several at a time."""
+    _fit_linear(tmp_path, 7, log_every=3, steps_per_call=steps_per_call)
+    r = 1 - 0.1 * 2 / 3
+    logged = _metrics(tmp_path)
+    assert [m["step"] for m in logged] == [3, 6, 7]
+    for m in logged:
+        k = m["step"]
+        np.testing.assert_allclose(m["param_norm"], np.sqrt(3) * (1 - r**k), rtol=1e-5)
+        np.testing.assert_allclose(m["update_norm"], np.sqrt(3) * r ** (k - 1) * (1 - r), rtol=1e-5)
 
 
 def test_skipped_nonfinite_steps_are_counted(tmp_path):

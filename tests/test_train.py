@@ -129,6 +129,36 @@ def test_metrics_are_the_norms_they_name():
     assert float(metrics["nonfinite"]) == 0.0
 
 
+@pytest.mark.parametrize("skip_nonfinite", [False, True])
+def test_an_undiagnosed_step_updates_exactly_as_a_diagnosed_one(skip_nonfinite):
+    """``diagnose=False`` leaves out the parameter and update norms (0) and nothing else: the same state, bit for bit,
+    and the same loss, gradient norm and clipping flag; one compiled step serves both."""
+    params, batch = _problem()
+    training = train.make_training(_mse, train.optimizer("adam", 0.01), train.Clipping("global_norm", 0.1),
+                                   skip_nonfinite=skip_nonfinite)  # fmt: skip
+    step = jax.jit(training.step)
+    diagnosed, full = step(training.init(params, jax.random.key(0)), batch, jnp.bool_(True))
+    quiet, lean = step(training.init(params, jax.random.key(0)), batch, jnp.bool_(False))
+    plain = lambda state: jax.tree.leaves(state._replace(key=jax.random.key_data(state.key)))
+    for a, b in zip(plain(diagnosed), plain(quiet), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(lean["param_norm"]) == float(lean["update_norm"]) == 0.0 and float(full["param_norm"]) > 0
+    for name in ("loss", "grad_norm", "clipped", "nonfinite"):
+        assert float(lean[name]) == float(full[name])
+    assert step._cache_size() == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nonfinite_parameter_is_reported_though_loss_and_gradient_are_finite(bad):
+    """The loss ignores ``w[1]``: its gradient is 0 and the loss finite, yet a NaN or inf there is flagged."""
+    loss_fn = lambda p, b, k: (jnp.sum(jnp.square(p["w"][0] - b)), {})
+    training = train.make_training(loss_fn, train.optimizer("sgd", 0.1))
+    state = training.init({"w": jnp.asarray([0.0, bad])}, jax.random.key(0))
+    _, metrics = jax.jit(training.step)(state, jnp.float32(1.0), jnp.bool_(False))
+    assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+    assert float(metrics["nonfinite"]) == 1.0
+
+
 def test_the_jitted_step_compiles_once():
     """A second call with the new state (same shapes and dtypes) must not trace again."""
     traces = []

@@ -1,12 +1,15 @@
 """The language model's training step as benchmark rows: seqjax against PyTorch's word_language_model recipe.
 
-One step of a ``language_model.py`` preset on random tokens (B streams x bptt steps, vocabulary V):
-embedding -> stacked LSTM -> softmax cross-entropy summed over the window and averaged over the batch,
-its gradient, global-norm clipping and the SGD update. seqjax runs the experiment's own jitted step
+One step of a ``language_model.py`` preset on random tokens (B streams x bptt steps, vocabulary V: Penn
+Treebank's 10k words, or tiny Shakespeare's 65 characters for ``char_rnn``): embedding -> stacked LSTM ->
+softmax cross-entropy summed over the window and averaged over the batch, its gradient, global-norm clipping and
+the preset's optimizer (SGD; Adam for ``char_rnn``). seqjax runs the experiment's own jitted step
 (``make_lm_training``, the carry handed on in ``TrainState.model_state``) as the runner calls it on an update
 it does not log (``diagnose=False``: no parameter and update norms, as PyTorch's recipe computes none); PyTorch
-runs ``nn.Embedding``, ``nn.LSTM`` and ``nn.Linear`` with ``clip_grad_norm_`` and ``torch.optim.SGD``, carrying
-the detached state, as its word_language_model example does. Each runs in its own subprocess (the benchmark's worker).
+runs ``nn.Embedding``, ``nn.LSTM`` and ``nn.Linear`` with ``clip_grad_norm_`` and ``torch.optim.SGD`` (or
+``Adam``), carrying the detached state, as its word_language_model example does. Dropout, where the preset has
+it, sits at the same places in both: the embeddings, between the layers and on the top layer's outputs. Each
+runs in its own subprocess (the benchmark's worker).
 
 FLOPs count the matrix products: per token and layer ``2 (e or h + h) 4h`` forward for the LSTM and
 ``2 h V`` for the output layer, times 3 for forward plus backward.
@@ -23,8 +26,14 @@ from seqjax import config as config_lib
 sibling_experiments()
 from language_model import PRESETS, Config, training_step  # noqa: E402  (experiments/language_model.py's own step)
 
-LM_VOCAB = 10_000  # Penn Treebank's
-LM_PRESETS = ("zaremba_small", "zaremba_medium", "zaremba_large")
+LM_VOCAB = 10_000  # Penn Treebank's words
+CHAR_VOCAB = 65  # tiny Shakespeare's characters
+LM_PRESETS = ("zaremba_small", "zaremba_medium", "zaremba_large", "char_rnn")
+
+
+def lm_vocab(preset: str) -> int:
+    """The vocabulary the preset trains on: PTB's 10k words, or tiny Shakespeare's 65 characters."""
+    return CHAR_VOCAB if lm_config(preset).corpus == "chars" else LM_VOCAB
 
 
 def lm_config(preset: str) -> Config:
@@ -41,7 +50,7 @@ def lm_step_flops(preset: str) -> int:
     tokens, h = config.batch_size * config.bptt, config.hidden
     e = config.embed or h
     lstm = sum(2 * ((e if layer == 0 else h) + h) * 4 * h for layer in range(config.num_layers))
-    return 3 * tokens * (lstm + 2 * h * LM_VOCAB)
+    return 3 * tokens * (lstm + 2 * h * lm_vocab(preset))
 
 
 def build_lm_specs(presets, impls, steps: int, warmup: int, budget_s: float) -> list[dict[str, Any]]:
@@ -56,11 +65,11 @@ def build_lm_specs(presets, impls, steps: int, warmup: int, budget_s: float) -> 
     return specs
 
 
-def _tokens(config: Config):
+def _tokens(config: Config, vocab: int = LM_VOCAB):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    return rng.integers(0, LM_VOCAB, size=(config.batch_size, 8 * config.bptt + 1), dtype=np.int32)
+    return rng.integers(0, vocab, size=(config.batch_size, 8 * config.bptt + 1), dtype=np.int32)
 
 
 def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
@@ -68,9 +77,10 @@ def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
     import jax.numpy as jnp
 
     config = lm_config(spec["preset"])
-    training, initial = training_step(config, LM_VOCAB, steps_per_epoch=8)
+    vocab = lm_vocab(spec["preset"])
+    training, initial = training_step(config, vocab, steps_per_epoch=8)
     state = {"state": initial}
-    streams = jnp.asarray(_tokens(config))
+    streams = jnp.asarray(_tokens(config, vocab))
     step_fn = jax.jit(training.step, donate_argnums=0)
     counter = {"k": 0}
 
@@ -100,14 +110,16 @@ def measure_torch_lm(spec: dict[str, Any], time_steps, threads: int) -> dict[str
     torch.manual_seed(0)
     config = lm_config(spec["preset"])
     h, e = config.hidden, config.embed or config.hidden
-    embedding = torch.nn.Embedding(LM_VOCAB, e)
+    vocab = lm_vocab(spec["preset"])
+    embedding = torch.nn.Embedding(vocab, e)
     lstm = torch.nn.LSTM(e, h, num_layers=config.num_layers, batch_first=True, dropout=config.dropout)
-    output = torch.nn.Linear(h, LM_VOCAB)
+    output = torch.nn.Linear(h, vocab)
     modules = torch.nn.ModuleList([embedding, lstm, output])
     for p in modules.parameters():
         torch.nn.init.uniform_(p, -config.init_scale, config.init_scale)
-    optimizer = torch.optim.SGD(modules.parameters(), lr=config.optimization.learning_rate)
-    streams = torch.from_numpy(_tokens(config)).long()
+    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+    optimizer = optimizers[config.optimization.optimizer](modules.parameters(), lr=config.optimization.learning_rate)
+    streams = torch.from_numpy(_tokens(config, vocab)).long()
     carry = {"k": 0, "state": None}
 
     def step():
@@ -118,9 +130,7 @@ def measure_torch_lm(spec: dict[str, Any], time_steps, threads: int) -> dict[str
         optimizer.zero_grad(set_to_none=True)
         outputs, carry["state"] = lstm(torch.nn.functional.dropout(embedding(window[:, :-1]), config.dropout), state)
         logits = output(torch.nn.functional.dropout(outputs, config.dropout))
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, LM_VOCAB), window[:, 1:].reshape(-1), reduction="sum"
-        )
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), window[:, 1:].reshape(-1), reduction="sum")
         loss = nll / config.batch_size  # summed over the window, averaged over the batch
         loss.backward()
         torch.nn.utils.clip_grad_norm_(modules.parameters(), config.optimization.clip)

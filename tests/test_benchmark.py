@@ -166,6 +166,8 @@ def test_language_model_rows_count_their_flops_and_time_the_experiments_step(ben
     import lm_benchmark
 
     assert lm_benchmark.lm_step_flops("zaremba_small") == 3 * 400 * (2 * (2 * 400 * 800) + 2 * 200 * 10_000)
+    # char_rnn: 32 x 64 tokens, 2 layers of 2 (256 + 256) 1024, a 65-way softmax over tiny Shakespeare's characters
+    assert lm_benchmark.lm_step_flops("char_rnn") == 3 * 2048 * (2 * (2 * 512 * 1024) + 2 * 256 * 65)
     specs = lm_benchmark.build_lm_specs(["zaremba_small"], ["seqjax", "flax"], steps=2, warmup=0, budget_s=0.0)
     assert [(s["impl"], s["shape"]) for s in specs] == [("seqjax_lm", "20x20x200")]
     row = benchmark.measure(specs[0])

@@ -1,5 +1,6 @@
 """seqjax.losses against NumPy: the masked cross-entropy and accuracy that every model's loss goes through."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -42,3 +43,44 @@ def test_bfloat16_logits_are_scored_in_float32():
     log_p = exact - np.log(np.sum(np.exp(exact), -1, keepdims=True))
     expected = -np.take_along_axis(log_p, np.asarray(targets)[..., None], -1)[..., 0]
     np.testing.assert_allclose(nll, expected, rtol=1e-6)  # bfloat16 arithmetic would be off by about 1e-2
+
+
+def _numpy_nll_and_gradient(logits, targets, weights):
+    """sum_i w_i nll_i and its gradient w_i (softmax(logits_i) - onehot(y_i)), in float64."""
+    z = logits - logits.max(-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    onehot = np.eye(logits.shape[-1])[targets]
+    nll = -np.log(np.sum(p * onehot, -1))
+    return np.sum(weights * nll), weights[..., None] * (p - onehot)
+
+
+def test_the_token_loss_gradient_and_forward_derivative_are_softmax_minus_onehot():
+    logits = np.asarray(normal(4, (3, 4, 9), scale=3.0), np.float64)
+    targets = np.random.default_rng(5).integers(0, 9, (3, 4))
+    weights = np.random.default_rng(6).standard_normal((3, 4))
+    value, gradient = _numpy_nll_and_gradient(logits, targets, weights)
+    loss = lambda x: jnp.sum(jnp.asarray(weights, jnp.float32) * losses.token_nll(x, jnp.asarray(targets)))
+    got_value, got_gradient = jax.value_and_grad(loss)(jnp.asarray(logits, jnp.float32))
+    np.testing.assert_allclose(float(got_value), value, rtol=1e-5)
+    np.testing.assert_allclose(got_gradient, gradient, rtol=1e-4, atol=1e-6)
+    direction = np.random.default_rng(7).standard_normal(logits.shape)
+    _, tangent = jax.jvp(loss, (jnp.asarray(logits, jnp.float32),), (jnp.asarray(direction, jnp.float32),))
+    np.testing.assert_allclose(float(tangent), np.sum(gradient * direction), rtol=1e-4)
+
+
+def test_the_token_loss_is_bit_identical_to_log_softmax_then_the_targets_entry():
+    """The one-pass derivative changes no bit of values or gradients against autodiff of the plain expression."""
+    logits = normal(8, (4, 6, 300), scale=4.0)
+    targets = jnp.asarray(np.random.default_rng(9).integers(0, 300, (4, 6)))
+    weights = normal(10, (4, 6))
+
+    def plain(x, y):
+        return -jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), y[..., None], axis=-1)[..., 0]
+
+    for nll in (plain, losses.token_nll):
+        values = jax.jit(nll)(logits, targets)
+        gradient = jax.jit(jax.grad(lambda x, f=nll: jnp.sum(weights * f(x, targets))))(logits)
+        if nll is plain:
+            expected = (values, gradient)
+    np.testing.assert_array_equal(values, expected[0])
+    np.testing.assert_array_equal(gradient, expected[1])

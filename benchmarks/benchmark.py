@@ -1,7 +1,8 @@
-r"""Training-step throughput, seqjax vs Flax linen vs PyTorch; see benchmarks/harness.py.
+r"""Training-step throughput, seqjax vs Flax linen vs PyTorch (vs jax.experimental.rnn on a GPU); see harness.py.
 
     python benchmarks/benchmark.py --workdir=runs/benchmark --rounds=3
     python benchmarks/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
+    python benchmarks/benchmark.py --cells=lstm,gru --dtype=bfloat16 --lm_presets= --workdir=runs/bench_bf16
 
 Prints a markdown table and writes results.json and results.md into --workdir (nothing else).
 """
@@ -12,6 +13,7 @@ import time
 import lm_benchmark
 from absl import app, flags
 from harness import (
+    DTYPES,
     KNOWN_CELLS,
     KNOWN_IMPLS,
     PEAK_SIZE_DEFAULT,
@@ -63,9 +65,16 @@ LM_PRESETS = flags.DEFINE_list(
     "language_model.py presets whose training step is measured too (seqjax and torch); "
     f"any of {', '.join(lm_benchmark.LM_PRESETS)}, or empty.",
 )
-PEAK = flags.DEFINE_bool("peak", True, "Measure the float32 matmul peak (JAX, and torch if installed).")
+DTYPE = flags.DEFINE_enum(
+    "dtype",
+    "float32",
+    DTYPES,
+    "Dtype of every implementation's parameters and inputs (bfloat16: products in bfloat16, loss in float32; "
+    "see harness.py). Language-model rows are float32 only.",
+)
+PEAK = flags.DEFINE_bool("peak", True, "Measure the matmul peak in --dtype (JAX, and torch if installed).")
 PEAK_SIZE = flags.DEFINE_integer(
-    "peak_size", PEAK_SIZE_DEFAULT, "N of the N x N x N float32 product that measures the matmul peak.", lower_bound=1
+    "peak_size", PEAK_SIZE_DEFAULT, "N of the N x N x N product that measures the matmul peak.", lower_bound=1
 )
 
 flags.register_validator(CELLS, lambda v: check_names(v, KNOWN_CELLS, "cell") if v else True)
@@ -84,6 +93,7 @@ _REPORTED_FLAGS = (
     SEQJAX_UNROLLS,
     BUDGET_S,
     LM_PRESETS,
+    DTYPE,
     PEAK,
     PEAK_SIZE,
 )
@@ -96,7 +106,8 @@ def main(argv):
         raise app.UsageError("nothing to measure: give --cells or --lm_presets (or both)")
     try:  # before minutes of measuring: a foreign --workdir is refused now
         reported = {f.name: f.value for f in _REPORTED_FLAGS}
-        workdir.claim(WORKDIR.value, "benchmark", reported, fixed=set(reported) - {"workdir"})
+        fixed = set(reported) - {"workdir"}
+        workdir.claim(WORKDIR.value, "benchmark", reported, fixed=fixed, defaults={"dtype": "float32"})
     except workdir.WorkdirError as e:
         raise app.UsageError(str(e)) from e
     start = time.perf_counter()
@@ -108,10 +119,12 @@ def main(argv):
         STEPS.value,
         WARMUP.value,
         BUDGET_S.value,
+        dtype=DTYPE.value,
     )
-    specs += lm_benchmark.build_lm_specs(LM_PRESETS.value, IMPLS.value, STEPS.value, WARMUP.value, BUDGET_S.value)
+    lm_specs = lm_benchmark.build_lm_specs(LM_PRESETS.value, IMPLS.value, STEPS.value, WARMUP.value, BUDGET_S.value)
+    specs += [{**spec, "dtype": DTYPE.value} for spec in lm_specs]  # float32 only: other dtypes skip them
     frameworks = [f for f in ("jax", "torch") if f == "jax" or "torch" in IMPLS.value]
-    peak = matmul_peak(frameworks, size=PEAK_SIZE.value) if PEAK.value else {}
+    peak = matmul_peak(frameworks, size=PEAK_SIZE.value, dtype=DTYPE.value) if PEAK.value else {}
     rows = add_peak_fraction(run_benchmark(specs, rounds=ROUNDS.value), peak.get("peak"))
     meta = metadata(sys.argv, {f.name: f.value for f in _REPORTED_FLAGS}, rows)
     meta["matmul_peak_gflops"] = peak

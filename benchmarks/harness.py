@@ -1,4 +1,4 @@
-r"""Throughput of one training step (forward + backward over the whole sequence, float32): seqjax vs Flax vs PyTorch.
+r"""Throughput of one training step (forward + backward over the whole sequence): seqjax vs Flax vs PyTorch.
 
 For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) and implementation:
 
@@ -6,15 +6,26 @@ For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) an
                              sequences (hand-written VJP, seqjax.cells.fused), what unroll takes by default
     seqjax scan(unroll=k)    the same cells with fused=False: lax.scan over the step, unroll=k, autodiff
     flax <Cell>              flax.linen.RNN over SimpleCell, LSTMCell, OptimizedLSTMCell (lstm), GRUCell
-    torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed
+    torch                    torch.nn.RNN / LSTM / GRU (batch_first), only if torch is installed (cuDNN on a GPU)
+    jax.experimental.rnn     jax.experimental.rnn.lstm, JAX's binding of the cuDNN LSTM (lstm only; GPU only:
+                             elsewhere the row is skipped), on the seqjax LSTM's weights in cuDNN's flat layout
+                             (``cudnn_lstm_weights``), so its loss equals the seqjax row's
 
 the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
 N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
+
+``dtype`` (``--dtype``, float32 by default) is the dtype of the parameters and inputs of every implementation:
+with ``bfloat16``, seqjax's parameters are cast with ``seqjax.precision.cast_floating`` (its products then take
+bfloat16 operands and sum in float32, its carry stays float32: ``seqjax.precision``), Flax's cells get
+``dtype=param_dtype=bfloat16`` (the float32 initial parameters cast: Flax's orthogonal initialiser has no
+bfloat16 QR on CPU; Flax then keeps its carry in bfloat16), torch's module and inputs are ``torch.bfloat16``.
+The loss is taken in float32 and the gradients come in the parameters' dtype. The FLOP count does not depend on
+the dtype. An implementation that refuses the dtype is a skipped row whose note says so (one line).
 Each measurement runs in its own subprocess (``python benchmarks/harness.py SPEC``), so allocator state and
 compilation caches do not leak from one implementation into the next. A measurement times ``steps`` steps, or
 fewer (at least 3) once it has spent ``budget_s`` seconds, so that large shapes stay affordable.
 
-The machine's matmul peak is measured the same way: the best GFLOP/s of a float32 N x N x N product
+The machine's matmul peak is measured the same way: the best GFLOP/s of an N x N x N product in the run's dtype
 (N = 2048, ``--peak_size``) in JAX and in torch, each in its own subprocess; every row reports its fraction of it.
 
 The command-line entry point is ``benchmarks/benchmark.py``; run as a module with one JSON spec,
@@ -50,10 +61,14 @@ from seqjax import workdir as workdir_lib
 # process never initialises an accelerator that its workers need.
 
 KNOWN_CELLS = ("rnn", "lstm", "gru")
-KNOWN_IMPLS = ("seqjax", "flax", "torch")
+KNOWN_IMPLS = ("seqjax", "flax", "torch", "jax_rnn")
+DTYPES = ("float32", "bfloat16")
 GATE_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
 FLAX_VARIANTS = {"rnn": ("SimpleCell",), "lstm": ("LSTMCell", "OptimizedLSTMCell"), "gru": ("GRUCell",)}
 TORCH_MISSING = "torch not installed (pip install torch==2.13.0 for the comparison)"
+JAX_RNN_LABEL = "jax.experimental.rnn"
+JAX_RNN_NEEDS_GPU = "jax.experimental.rnn (the cuDNN LSTM) needs a GPU (cuDNN): not measured on {platform}"
+LM_FLOAT32_ONLY = "language-model rows run in float32 only: not measured at --dtype={dtype}"
 SEED = 0
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -148,12 +163,18 @@ def build_specs(
     steps: int,
     warmup: int,
     budget_s: float = 60.0,
+    dtype: str = "float32",
 ) -> list[dict[str, Any]]:
-    """One JSON-able spec per (impl, cell, shape), grouped by cell, then shape, then implementation."""
+    """One JSON-able spec per (impl, cell, shape), grouped by cell, then shape, then implementation.
+
+    ``jax_rnn`` (``jax.experimental.rnn``) has an LSTM only: no spec for the other cells."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     specs = []
     for cell in cells:
         for shape in shapes:
             base = {"cell": cell, "shape": str(shape), "steps": steps, "warmup": warmup, "budget_s": budget_s}
+            base["dtype"] = dtype
             if "seqjax" in impls:
                 specs.append({**base, "impl": "seqjax", "label": "seqjax fused", "fused": True, "unroll": 1})
                 specs += [
@@ -164,6 +185,8 @@ def build_specs(
                 specs += [{**base, "impl": "flax", "label": f"flax {v}", "variant": v} for v in FLAX_VARIANTS[cell]]
             if "torch" in impls:
                 specs.append({**base, "impl": "torch", "label": "torch"})
+            if "jax_rnn" in impls and cell == "lstm":
+                specs.append({**base, "impl": "jax_rnn", "label": JAX_RNN_LABEL})
     return specs
 
 
@@ -263,32 +286,73 @@ def inputs(shape: Shape):
     return rng.standard_normal((shape.batch, shape.time, shape.input_size), dtype=np.float32)
 
 
+def cudnn_lstm_weights(params):
+    """A seqjax LSTM's params (``w_ih [d, 4h]``, ``w_hh [h, 4h]``, ``b [4h]``, gates i, f, g, o) as the flat
+    weight vector of ``jax.experimental.rnn.lstm`` (cuDNN's layout, one layer, one direction): ``W_ih [4h, d]``,
+    ``W_hh [4h, h]``, ``b_ih = b``, ``b_hh = 0``; the gate order is the same. The same LSTM, so the same outputs."""
+    import jax.numpy as jnp
+
+    b = params["b"]
+    return jnp.concatenate([params["w_ih"].T.ravel(), params["w_hh"].T.ravel(), b, jnp.zeros_like(b)])
+
+
+def _seqjax_lstm_params(key, shape: Shape):
+    import seqjax
+
+    return seqjax.lstm(forget_bias=0.0).init_params(key, shape.input_size, shape.hidden)
+
+
 def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
-    """``(loss(params, xs), params)`` of a seqjax or Flax spec."""
+    """``(loss(params, xs), params)`` of a seqjax, Flax or jax_rnn spec, parameters in the spec's dtype (``xs``
+    is already in it); the loss is float32."""
     import jax
     import jax.numpy as jnp
 
+    from seqjax import precision
+
     key = jax.random.key(SEED)
+    dtype = jnp.dtype(spec.get("dtype", "float32"))
     if spec["impl"] == "seqjax":
         import seqjax
 
         cell = {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}
         cell = cell[spec["cell"]]()
-        params = cell.init_params(key, shape.input_size, shape.hidden)
+        params = precision.cast_floating(cell.init_params(key, shape.input_size, shape.hidden), dtype)
 
         def loss(params, xs):
             outputs = seqjax.unroll(cell, params, xs, unroll=spec["unroll"], fused=spec["fused"]).outputs  # [b, t, h]
-            return jnp.mean(jnp.square(outputs))
+            return jnp.mean(jnp.square(outputs.astype(jnp.float32)))
 
         return loss, params
 
+    if spec["impl"] == "jax_rnn":
+        from jax.experimental import rnn
+
+        weights = cudnn_lstm_weights(_seqjax_lstm_params(key, shape)).astype(dtype)  # the seqjax row's LSTM
+
+        def loss(weights, xs):
+            batch, time = xs.shape[:2]
+            zeros = jnp.zeros((1, batch, shape.hidden), xs.dtype)  # [layers * directions, b, h]
+            lengths = jnp.full((batch,), time, jnp.int32)
+            sizes = {"input_size": shape.input_size, "hidden_size": shape.hidden, "num_layers": 1}
+            outputs, _, _ = rnn.lstm(xs, zeros, zeros, weights, lengths, **sizes, dropout=0.0, bidirectional=False)
+            return jnp.mean(jnp.square(outputs.astype(jnp.float32)))
+
+        return loss, weights
+
     from flax import linen as nn
 
-    model = nn.RNN(getattr(nn, spec["variant"])(features=shape.hidden))
-    params = model.init(key, xs)["params"]
+    cell_class = getattr(nn, spec["variant"])
+    # Initialised in float32 and cast: Flax's orthogonal initialiser takes a QR, which has no bfloat16 on CPU.
+    params = nn.RNN(cell_class(features=shape.hidden)).init(key, xs.astype(jnp.float32))["params"]
+    if dtype == jnp.float32:
+        model = nn.RNN(cell_class(features=shape.hidden))
+    else:
+        model = nn.RNN(cell_class(features=shape.hidden, dtype=dtype, param_dtype=dtype))
+        params = precision.cast_floating(params, dtype)
 
     def loss(params, xs):
-        return jnp.mean(jnp.square(model.apply({"params": params}, xs)))
+        return jnp.mean(jnp.square(model.apply({"params": params}, xs).astype(jnp.float32)))
 
     return loss, params
 
@@ -298,7 +362,9 @@ def measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
 
     shape = parse_shape(spec["shape"])
     device = jax.devices()[0]
-    xs = jax.device_put(inputs(shape), device)
+    if spec["impl"] == "jax_rnn" and device.platform != "gpu":  # jax.experimental.rnn lowers to cuDNN only
+        return {"status": "skipped", "reason": JAX_RNN_NEEDS_GPU.format(platform=device.platform)}
+    xs = jax.device_put(inputs(shape), device).astype(spec.get("dtype", "float32"))
     loss, params = _jax_loss(spec, shape, xs)
     train_step = jax.jit(jax.value_and_grad(loss))
     rss_before = _max_rss_mib()
@@ -344,13 +410,14 @@ def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[spec["cell"]]
     kwargs = {"nonlinearity": "tanh"} if spec["cell"] == "rnn" else {}
-    module = module_class(shape.input_size, shape.hidden, batch_first=True, **kwargs).to(device)
-    xs = torch.from_numpy(inputs(shape)).to(device)
+    dtype = getattr(torch, spec.get("dtype", "float32"))
+    module = module_class(shape.input_size, shape.hidden, batch_first=True, **kwargs).to(device=device, dtype=dtype)
+    xs = torch.from_numpy(inputs(shape)).to(device=device, dtype=dtype)
 
     def step():
         module.zero_grad(set_to_none=True)
         outputs, _ = module(xs)  # [b, t, h]
-        loss = outputs.square().mean()
+        loss = outputs.float().square().mean()
         loss.backward()
         return loss
 
@@ -384,15 +451,17 @@ PEAK_SIZE_DEFAULT = 2048
 
 
 def measure_matmul_peak(spec: dict[str, Any]) -> dict[str, Any]:
-    """GFLOP/s of a float32 N x N x N product, the best of ``steps`` calls, in JAX or torch."""
+    """GFLOP/s of an N x N x N product in ``spec["dtype"]`` (float32 if absent), the best of ``steps`` calls, in
+    JAX or torch."""
     n = spec["size"]
+    dtype = spec.get("dtype", "float32")
     if spec["framework"] == "torch":
         if importlib.util.find_spec("torch") is None:
             return {"status": "skipped", "reason": TORCH_MISSING}
         import torch
 
         torch.set_num_threads(cpu_count())
-        a = torch.randn(n, n, device="cuda" if torch.cuda.is_available() else "cpu")
+        a = torch.randn(n, n, device="cuda" if torch.cuda.is_available() else "cpu", dtype=getattr(torch, dtype))
 
         def sync(c):
             if a.is_cuda:
@@ -404,7 +473,7 @@ def measure_matmul_peak(spec: dict[str, Any]) -> dict[str, Any]:
         import jax
         import jax.numpy as jnp
 
-        a = jax.random.normal(jax.random.key(SEED), (n, n), jnp.float32)
+        a = jax.random.normal(jax.random.key(SEED), (n, n), jnp.dtype(dtype))
         matmul = jax.jit(lambda a: a @ a)
         _, times = time_steps(lambda: matmul(a), jax.block_until_ready, spec["steps"], 2)
     return {"status": "ok", "gflops_per_s": 2 * n**3 / min(times) / 1e9}
@@ -414,15 +483,18 @@ def matmul_peak(
     frameworks: Sequence[str],
     run: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     size: int = PEAK_SIZE_DEFAULT,
+    dtype: str = "float32",
 ) -> dict:
-    """``{"jax": GFLOP/s, "torch": GFLOP/s or None, "peak": the larger}`` measured in subprocesses."""
+    """``{"jax": GFLOP/s, "torch": GFLOP/s or None, "peak": the larger}`` of ``dtype`` products, measured in
+    subprocesses."""
     run = run or run_in_subprocess
     found = {}
     for framework in frameworks:
-        row = run({"impl": "matmul", "framework": framework, "size": size, "steps": 10, "label": "peak"})
+        spec = {"impl": "matmul", "framework": framework, "size": size, "steps": 10, "label": "peak", "dtype": dtype}
+        row = run(spec)
         found[framework] = row["gflops_per_s"] if row.get("status") == "ok" else None
     measured = [v for v in found.values() if v]
-    return {**found, "size": size, "peak": max(measured) if measured else None}
+    return {**found, "size": size, "dtype": dtype, "peak": max(measured) if measured else None}
 
 
 def add_peak_fraction(rows: list[dict[str, Any]], peak: float | None) -> list[dict[str, Any]]:
@@ -436,12 +508,27 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one spec (in this process) and returns its result row: the spec plus timings and derived rates."""
     if spec["impl"] == "matmul":
         return measure_matmul_peak(spec)
+    dtype = spec.get("dtype", "float32")
     if spec["impl"] in ("seqjax_lm", "torch_lm"):
+        if dtype != "float32":
+            return {**spec, "status": "skipped", "reason": LM_FLOAT32_ONLY.format(dtype=dtype)}
         result = measure_lm(spec)
     else:
-        result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
+        try:
+            result = measure_torch(spec) if spec["impl"] == "torch" else measure_jax(spec)
+        except Exception as e:  # an implementation that has no kernel for the dtype: a note, not a failed run
+            if dtype == "float32":
+                raise
+            result = {"status": "skipped", "reason": dtype_refused(spec, e)}
     row = {**spec, "status": "ok", **result, "jax_version": importlib.metadata.version("jax")}
     return with_rates(row) if row["status"] == "ok" else row
+
+
+def dtype_refused(spec: dict[str, Any], error: BaseException) -> str:
+    """The one-line note of a measurement that failed in a dtype other than float32."""
+    lines = str(error).strip().splitlines() or [""]
+    message = f"{type(error).__name__}: {lines[0]}"[:200]
+    return f"{spec['label']} {spec['cell']} {spec['shape']} refuses {spec['dtype']}: {message}"
 
 
 def measure_lm(spec: dict[str, Any]) -> dict[str, Any]:
@@ -517,28 +604,33 @@ def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Adds ``vs_best_flax`` and ``vs_torch``: throughput / the reference's throughput at the same cell and shape.
+    """Adds ``vs_best_flax``, ``vs_torch`` and ``vs_jax_rnn``: throughput / the reference's throughput at the same
+    cell, shape and dtype.
 
     The Flax reference is the fastest Flax variant of that cell and shape; a ratio > 1 means faster than it.
     ``None`` where the reference was not measured.
     """
-    best_flax: dict[tuple[str, str], float] = {}
-    torch: dict[tuple[str, str], float] = {}
+    best_flax: dict[tuple[str, str, str], float] = {}
+    torch: dict[tuple[str, str, str], float] = {}
+    jax_rnn: dict[tuple[str, str, str], float] = {}
     for row in rows:
         if row["status"] != "ok":
             continue
-        group = (row["cell"], row["shape"])
+        group = (row["cell"], row["shape"], row.get("dtype", "float32"))
         if row["impl"] == "flax":
             best_flax[group] = max(best_flax.get(group, 0.0), row["tokens_per_s"])
         if row["impl"] in ("torch", "torch_lm"):
             torch[group] = row["tokens_per_s"]
+        if row["impl"] == "jax_rnn":
+            jax_rnn[group] = row["tokens_per_s"]
     out = []
     for row in rows:
         row = dict(row)
         if row["status"] == "ok":
-            group = (row["cell"], row["shape"])
+            group = (row["cell"], row["shape"], row.get("dtype", "float32"))
             row["vs_best_flax"] = row["tokens_per_s"] / best_flax[group] if group in best_flax else None
             row["vs_torch"] = row["tokens_per_s"] / torch[group] if group in torch else None
+            row["vs_jax_rnn"] = row["tokens_per_s"] / jax_rnn[group] if group in jax_rnn else None
         out.append(row)
     return out
 
@@ -566,15 +658,21 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of ratio-annotated rows (see ``add_ratios``), in the rows' order, plus notes."""
     measured = [row for row in rows if row["status"] == "ok"]
     with_torch = any(row["impl"] in ("torch", "torch_lm") for row in measured)
+    with_jax_rnn = any(row["impl"] == "jax_rnn" for row in measured)
     with_peak = any("peak_fraction" in row for row in measured)
-    header = ["cell", "B x T x H", "impl", "tokens/s", "GFLOP/s"] + (["% matmul peak"] if with_peak else [])
+    with_dtype = any("dtype" in row for row in measured)  # every row of benchmark.py's specs has one
+    header = ["cell", "B x T x H", *(["dtype"] if with_dtype else []), "impl", "tokens/s", "GFLOP/s"]
+    header += ["% matmul peak"] if with_peak else []
     header += ["compile s", "peak MiB", "vs best flax"]
     header += ["vs torch"] if with_torch else []
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    header += ["vs jax_rnn"] if with_jax_rnn else []
+    left = 4 if with_dtype else 3
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * left + ["---:"] * (len(header) - left)) + "|"]
     for row in measured:
         cells = [
             row["cell"],
             row["shape"],
+            *([row.get("dtype", "float32")] if with_dtype else []),
             row["label"] + (" *" if row.get("is_default") else ""),
             f"{row['tokens_per_s']:,.0f}",
             f"{row['gflops_per_s']:.2f}",
@@ -584,15 +682,16 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             _ratio(row["vs_best_flax"]),
         ]
         cells += [_ratio(row["vs_torch"])] if with_torch else []
+        cells += [_ratio(row.get("vs_jax_rnn"))] if with_jax_rnn else []
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "tokens/s = B*T / median step time; GFLOP/s from the analytic count 6*B*T*(D+H)*G*H (G = 1, 4, 3 for "
         "rnn, lstm, gru; lm rows: benchmarks/lm_benchmark.py.lm_step_flops); % matmul peak = GFLOP/s / "
-        "the best measured float32 N^3 product (JAX or torch; N = --peak_size, 2048 by default); "
+        "the best measured N^3 product in the run's dtype (JAX or torch; N = --peak_size, 2048 by default); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
-        "fastest Flax variant (or torch) at the same cell and shape; * = the path seqjax.unroll takes by default "
-        "here (seqjax.scan.fused_by_default)."
+        "fastest Flax variant (or torch, or jax.experimental.rnn) at the same cell, shape and dtype; * = the path "
+        "seqjax.unroll takes by default here (seqjax.scan.fused_by_default)."
     )
     lines += [f"- {note}" for note in notes_for(rows)]
     return "\n".join(lines) + "\n"
@@ -637,12 +736,21 @@ def format_report(meta: dict[str, Any], table: str) -> str:
         f"- command: `{meta['command']}`\n"
         f"- host: {meta['hostname']}, {meta['cpu_count']} CPUs ({meta['cpu_model']}), {meta['platform']}\n"
         f"- devices: {', '.join(meta['devices']) or 'none'}; {versions}; {meta['date']}\n"
-        f"- float32, loss = mean(y**2) over all steps, gradient w.r.t. all parameters; D = H; median of up to "
-        f"{meta['flags']['steps']} steps after up to {meta['flags']['warmup']} warm-up steps (fewer, but at least "
-        f"{MIN_TIMED_STEPS} timed, once a measurement has run {meta['flags'].get('budget_s', 'inf')} s)\n"
+        f"- {_dtype_line(meta['flags'].get('dtype', 'float32'))}, gradient w.r.t. all parameters; D = H; median "
+        f"of up to {meta['flags']['steps']} steps after up to {meta['flags']['warmup']} warm-up steps (fewer, but at "
+        f"least {MIN_TIMED_STEPS} timed, once a measurement has run {meta['flags'].get('budget_s', 'inf')} s)\n"
         + _peak_line(meta.get("matmul_peak_gflops") or {})
         + "\n"
         + table
+    )
+
+
+def _dtype_line(dtype: str) -> str:
+    if dtype == "float32":
+        return "float32, loss = mean(y**2) over all steps"
+    return (
+        f"{dtype} parameters and inputs (products on {dtype} operands; seqjax sums and keeps its carry in "
+        f"float32, Flax keeps its carry in {dtype}), loss = mean(y**2) over all steps in float32"
     )
 
 
@@ -650,7 +758,8 @@ def _peak_line(peak: dict[str, Any]) -> str:
     if not peak.get("peak"):
         return ""
     found = ", ".join(f"{k} {v:.1f}" for k, v in peak.items() if k in ("jax", "torch") and v)
-    return f"- matmul peak: {peak['peak']:.1f} GFLOP/s (float32 {peak['size']}^3 product, best of 10; {found})\n"
+    dtype = peak.get("dtype", "float32")
+    return f"- matmul peak: {peak['peak']:.1f} GFLOP/s ({dtype} {peak['size']}^3 product, best of 10; {found})\n"
 
 
 def run_benchmark(

@@ -72,25 +72,31 @@ def _tokens(config: Config, vocab: int = LM_VOCAB):
     return rng.integers(0, vocab, size=(config.batch_size, 8 * config.bptt + 1), dtype=np.int32)
 
 
-def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
+def seqjax_lm_step(config: Config, vocab: int):
+    """``step() -> loss``: one update of ``config``'s own jitted training step over eight windows of random tokens in
+    turn (the state donated and kept), called as the runner calls an update it does not log."""
     import jax
     import jax.numpy as jnp
 
-    config = lm_config(spec["preset"])
-    vocab = lm_vocab(spec["preset"])
     training, initial = training_step(config, vocab, steps_per_epoch=8)
-    state = {"state": initial}
-    streams = jnp.asarray(_tokens(config, vocab))
+    held = {"state": initial, "k": 0}
+    streams = jnp.asarray(_tokens(config, vocab))  # [b, 8 * bptt + 1]: eight windows
     step_fn = jax.jit(training.step, donate_argnums=0)
-    counter = {"k": 0}
 
     def step():
-        k = counter["k"] % 8
-        counter["k"] += 1
+        k = held["k"] % 8
+        held["k"] += 1
         batch = (streams, jnp.int32(k), jnp.bool_(k == 0))
-        state["state"], metrics = step_fn(state["state"], batch, jnp.bool_(False))  # an update the runner does not log
+        held["state"], metrics = step_fn(held["state"], batch, jnp.bool_(False))  # an update the runner does not log
         return metrics["loss"]
 
+    return step
+
+
+def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
+    import jax
+
+    step = seqjax_lm_step(lm_config(spec["preset"]), lm_vocab(spec["preset"]))
     first, times = time_steps(step, jax.block_until_ready, spec["steps"], spec["warmup"], spec["budget_s"])
     device = jax.devices()[0]
     return {

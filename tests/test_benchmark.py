@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import harness as benchmark_lib
+import jax
+import numpy as np
 import pytest
 from absl import flags
 
@@ -173,3 +175,116 @@ def test_language_model_rows_count_their_flops_and_time_the_experiments_step(ben
     row = benchmark.measure(specs[0])
     assert row["status"] == "ok" and len(row["step_times_s"]) == 2 and row["tokens_per_s"] > 0
     assert row["loss"] == pytest.approx(20 * math.log(10_000), rel=0.05)  # random tokens, near-uniform model at init
+
+
+def _tiny_specs(cell, impls, dtype, shape="2x3x4"):
+    return benchmark_lib.build_specs(
+        [cell], [benchmark_lib.parse_shape(shape)], impls, [1], steps=1, warmup=0, budget_s=0.0, dtype=dtype
+    )
+
+
+def test_bfloat16_rows_run_in_bfloat16_and_say_so(benchmark):
+    """--dtype=bfloat16: seqjax's parameters cast with precision.cast_floating, Flax's cells in bfloat16; the loss
+    of the same LSTM moves by bfloat16's rounding (not 0, under 5%), the FLOP count does not."""
+    by_dtype = {}
+    for dtype in ("float32", "bfloat16"):
+        specs = {s["label"]: s for s in _tiny_specs("lstm", ["seqjax", "flax"], dtype)}
+        by_dtype[dtype] = {
+            label: benchmark.measure(specs[label]) for label in ("seqjax fused", "flax OptimizedLSTMCell")
+        }
+    for label, row in by_dtype["bfloat16"].items():
+        assert row["status"] == "ok" and row["dtype"] == "bfloat16" and len(row["step_times_s"]) == 1, label
+        f32 = by_dtype["float32"][label]
+        assert f32["dtype"] == "float32" and row["flops_per_step"] == f32["flops_per_step"]
+        assert row["loss"] != f32["loss"] and row["loss"] == pytest.approx(f32["loss"], rel=0.05), label
+    table = benchmark.format_table(benchmark.add_ratios(list(by_dtype["bfloat16"].values())))
+    assert "| cell | B x T x H | dtype | impl |" in table and "| lstm | 2x3x4 | bfloat16 | seqjax fused" in table
+
+
+def test_torch_bfloat16_row(benchmark):
+    """torch 2.13 runs bfloat16 RNN, LSTM and GRU on CPU too (slowly: no bfloat16 products in hardware here); a
+    missing kernel would be a one-line note (test_a_refused_dtype_is_a_note_and_float32_failures_stay_errors)."""
+    pytest.importorskip("torch")
+    rows = {dtype: benchmark.measure(_tiny_specs("gru", ["torch"], dtype)[0]) for dtype in ("float32", "bfloat16")}
+    assert rows["bfloat16"]["status"] == "ok" and rows["bfloat16"]["dtype"] == "bfloat16"
+    assert rows["bfloat16"]["loss"] != rows["float32"]["loss"]
+    assert rows["bfloat16"]["loss"] == pytest.approx(rows["float32"]["loss"], rel=0.05)
+
+
+def test_jax_rnn_is_the_seqjax_lstm_in_cudnn_layout(benchmark):
+    """The jax_rnn row runs jax.experimental.rnn.lstm on the seqjax LSTM's weights (cudnn_lstm_weights): its
+    reference implementation (lstm_ref, the cuDNN LSTM's semantics, runs on CPU) gives seqjax's outputs."""
+    import jax.numpy as jnp
+    from jax.experimental import rnn
+
+    import seqjax
+
+    batch, time, d, h = 2, 5, 3, 4  # D != H: a transposed block would not fit
+    keys = jax.random.split(jax.random.key(1), 3)
+    params = seqjax.lstm(forget_bias=0.0).init_params(keys[0], d, h)
+    params["b"] = jax.random.normal(keys[1], (4 * h,))  # every gate's bias in its place
+    xs = jax.random.normal(keys[2], (batch, time, d))
+    expected = seqjax.unroll(seqjax.lstm(forget_bias=0.0), params, xs).outputs
+    weights = benchmark.cudnn_lstm_weights(params)
+    assert weights.shape == (rnn.get_num_params_in_lstm(d, h, 1, False),)
+    zeros = jnp.zeros((1, batch, h))
+    lengths = jnp.full((batch,), time, jnp.int32)
+    unpacked = rnn.unpack_lstm_weights(weights, d, h, 1, False)
+    outputs, _, _ = rnn.lstm_ref(xs, zeros, zeros, *unpacked, lengths, d, h, 1, 0.0, False)
+    np.testing.assert_allclose(outputs, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_jax_rnn_row_needs_a_gpu(benchmark):
+    """On CPU jax.experimental.rnn.lstm has no lowering (its shape rule already asks the CUDA plugin): the row is
+    skipped with one line; on a GPU it measures the seqjax row's LSTM, so the losses agree."""
+    assert [s["label"] for s in _tiny_specs("gru", ["jax_rnn"], "float32")] == []  # LSTM only
+    (spec,) = _tiny_specs("lstm", ["jax_rnn"], "float32")
+    row = benchmark.measure(spec)
+    if jax.devices()[0].platform != "gpu":
+        assert row["status"] == "skipped" and row["reason"] == benchmark.JAX_RNN_NEEDS_GPU.format(platform="cpu")
+        assert "needs a GPU (cuDNN)" in benchmark.notes_for([row])[0]
+    else:  # cuDNN may take TF32 products
+        seqjax_row = benchmark.measure(_tiny_specs("lstm", ["seqjax"], "float32")[0])
+        assert row["status"] == "ok" and row["loss"] == pytest.approx(seqjax_row["loss"], rel=1e-2)
+
+
+def test_a_refused_dtype_is_a_note_and_float32_failures_stay_errors(benchmark, monkeypatch):
+    def refuse(spec):
+        raise ValueError("Unknown output type bfloat16\nsecond line")
+
+    monkeypatch.setattr(benchmark, "measure_jax", refuse)
+    (spec,) = _tiny_specs("lstm", ["jax_rnn"], "bfloat16")
+    row = benchmark.measure(spec)
+    assert row["status"] == "skipped"
+    assert row["reason"] == "jax.experimental.rnn lstm 2x3x4 refuses bfloat16: ValueError: Unknown output type bfloat16"
+    with pytest.raises(ValueError, match="Unknown output type"):
+        benchmark.measure({**spec, "dtype": "float32"})
+    lm = {"impl": "seqjax_lm", "label": "lm", "cell": "lm zaremba_small", "shape": "20x20x200", "dtype": "bfloat16"}
+    assert benchmark.measure(lm)["reason"] == benchmark.LM_FLOAT32_ONLY.format(dtype="bfloat16")
+    with pytest.raises(ValueError, match="unknown dtype 'float16'; known: float32, bfloat16"):
+        _tiny_specs("lstm", ["seqjax"], "float16")
+
+
+def test_ratios_group_by_dtype_and_include_jax_rnn(benchmark):
+    def row(impl, dtype, tokens_per_s):
+        return {"cell": "lstm", "shape": "2x3x4", "label": impl, "impl": impl, "dtype": dtype, "status": "ok",
+                "tokens_per_s": tokens_per_s, "gflops_per_s": 1.0, "first_call_s": 0.5, "peak_mib": 10.0}  # fmt: skip
+
+    rows = benchmark.add_ratios(
+        [row("seqjax", "bfloat16", 300.0), row("jax_rnn", "bfloat16", 200.0), row("jax_rnn", "float32", 100.0)]
+    )
+    assert rows[0]["vs_jax_rnn"] == pytest.approx(1.5) and rows[0]["vs_torch"] is None
+    table = benchmark.format_table(rows)
+    assert "| vs best flax | vs jax_rnn |" in table and "| lstm | 2x3x4 | bfloat16 | seqjax | 300 |" in table
+    peak = benchmark.matmul_peak(["jax"], run=lambda spec: {"status": "ok", "gflops_per_s": len(spec["dtype"])},
+                                 dtype="bfloat16")  # fmt: skip
+    assert peak == {"jax": 8, "size": benchmark.PEAK_SIZE_DEFAULT, "dtype": "bfloat16", "peak": 8}
+
+
+def test_an_unknown_dtype_is_a_one_line_usage_error(tmp_path):
+    workdir = tmp_path / "bench"
+    command = [sys.executable, str(SCRIPT), f"--workdir={workdir}", "--dtype=float16"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "benchmark.py: flag --dtype=float16: value should be one of <float32|bfloat16>"
+    assert not workdir.exists()

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags
-from harness import SEED, Shape, check_names, inputs, time_steps
+from harness import SEED, Shape, check_names, inputs, seqjax_cell, time_steps
 from lm_benchmark import LM_PRESETS, lm_config, seqjax_lm_step
 
 from seqjax import command_line, workdir
@@ -152,10 +152,9 @@ def cell_step(cell_name: str, batch: int, length: int, hidden: int) -> tuple[Cal
     import jax
     import jax.numpy as jnp
 
-    from seqjax.cells import cell_by_name
     from seqjax.scan import fused_by_default, unroll
 
-    cell = cell_by_name(cell_name, forget_bias=0.0)  # the benchmark's LSTM: no forget-gate bias
+    cell = seqjax_cell(cell_name)  # the cell benchmark's cells
     shape = Shape(batch, length, hidden)
     params = cell.init_params(jax.random.key(SEED), shape.input_size, shape.hidden)
     xs = jnp.asarray(inputs(shape))  # [b, t, d], an argument (not a compiled constant)

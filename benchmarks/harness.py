@@ -296,10 +296,12 @@ def cudnn_lstm_weights(params):
     return jnp.concatenate([params["w_ih"].T.ravel(), params["w_hh"].T.ravel(), b, jnp.zeros_like(b)])
 
 
-def _seqjax_lstm_params(key, shape: Shape):
+def seqjax_cell(name: str):
+    """The seqjax cell the benchmark measures: a tanh RNN, an LSTM without a forget-gate bias (as Flax's and
+    PyTorch's are initialised), or a GRU."""
     import seqjax
 
-    return seqjax.lstm(forget_bias=0.0).init_params(key, shape.input_size, shape.hidden)
+    return {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}[name]()
 
 
 def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
@@ -315,8 +317,7 @@ def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
     if spec["impl"] == "seqjax":
         import seqjax
 
-        cell = {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}
-        cell = cell[spec["cell"]]()
+        cell = seqjax_cell(spec["cell"])
         params = precision.cast_floating(cell.init_params(key, shape.input_size, shape.hidden), dtype)
 
         def loss(params, xs):
@@ -328,7 +329,8 @@ def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
     if spec["impl"] == "jax_rnn":
         from jax.experimental import rnn
 
-        weights = cudnn_lstm_weights(_seqjax_lstm_params(key, shape)).astype(dtype)  # the seqjax row's LSTM
+        lstm_params = seqjax_cell("lstm").init_params(key, shape.input_size, shape.hidden)  # the seqjax row's LSTM
+        weights = cudnn_lstm_weights(lstm_params).astype(dtype)
 
         def loss(weights, xs):
             batch, time = xs.shape[:2]

@@ -115,10 +115,10 @@ class Clipping:
             return optax.clip(self.threshold)
         return optax.identity()
 
-    def fires(self, grads) -> jax.Array:
-        """Whether clipping changes ``grads``: a boolean scalar."""
+    def fires(self, grads, grad_norm: jax.Array | None = None) -> jax.Array:
+        """Whether clipping changes ``grads``: a boolean scalar. ``grad_norm``: their global norm, if already taken."""
         if self.mode == "global_norm":
-            return global_norm(grads) > self.threshold
+            return (global_norm(grads) if grad_norm is None else grad_norm) > self.threshold
         if self.mode == "value":
             return jnp.any(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]) > self.threshold)
         return jnp.asarray(False)
@@ -190,7 +190,7 @@ def make_training(
             model_state = state.model_state
         updates, opt_state = chained.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = global_norm(grads)  # the same expression as global-norm clipping's: computed once
+        grad_norm = global_norm(grads)  # XLA merges it with global-norm clipping's identical reduction
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(_largest_magnitude(params))
         if skip_nonfinite:
             params, opt_state = jax.tree.map(
@@ -207,7 +207,7 @@ def make_training(
             "grad_norm": grad_norm,
             "param_norm": param_norm,
             "update_norm": update_norm,
-            "clipped": clipping.fires(grads).astype(jnp.float32),
+            "clipped": clipping.fires(grads, grad_norm).astype(jnp.float32),
             "nonfinite": (~finite).astype(jnp.float32),
             **aux,
         }
@@ -220,7 +220,7 @@ def make_training(
 
 def _largest_magnitude(tree) -> jax.Array:
     """max |x| over every element of every leaf: NaN if any element is NaN, inf if any is infinite."""
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)).astype(jnp.float32) for leaf in jax.tree.leaves(tree)]))
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0).astype(jnp.float32) for leaf in jax.tree.leaves(tree)]))
 
 
 def _in_precision(loss_fn, compute_dtype, stateful: bool):

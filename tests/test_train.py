@@ -150,10 +150,11 @@ def test_an_undiagnosed_step_updates_exactly_as_a_diagnosed_one(skip_nonfinite):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_nonfinite_parameter_is_reported_though_loss_and_gradient_are_finite(bad):
-    """The loss ignores ``w[1]``: its gradient is 0 and the loss finite, yet a NaN or inf there is flagged."""
+    """The loss ignores ``w[1]``: its gradient is 0 and the loss finite, yet a NaN or inf there is flagged (beside an
+    empty leaf, which has no largest magnitude of its own)."""
     loss_fn = lambda p, b, k: (jnp.sum(jnp.square(p["w"][0] - b)), {})
     training = train.make_training(loss_fn, train.optimizer("sgd", 0.1))
-    state = training.init({"w": jnp.asarray([0.0, bad])}, jax.random.key(0))
+    state = training.init({"w": jnp.asarray([0.0, bad]), "empty": jnp.zeros((0,))}, jax.random.key(0))
     _, metrics = jax.jit(training.step)(state, jnp.float32(1.0), jnp.bool_(False))
     assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
     assert float(metrics["nonfinite"]) == 1.0

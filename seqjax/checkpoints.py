@@ -242,6 +242,10 @@ class Checkpointer:
                 self._manager.save(step, args=args, force=True)
                 self._manager.wait_until_finished()
             except Exception as e:  # Orbax raises what TensorStore and its threads raised
+                # A save that fails in this thread can leave Orbax's commit threads running, and they log their own
+                # failure as tracebacks: let them end while stderr is still quiet.
+                with contextlib.suppress(Exception):
+                    self._manager.wait_until_finished()
                 raise _write_failure(self.directory / str(step), e) from e
         return True
 

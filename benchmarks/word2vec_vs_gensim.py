@@ -54,6 +54,8 @@ class Settings:
     workers: int = 2  # gensim's threads
     batch_size: int = 4096  # seqjax's examples per step
     shared_negatives: int = 0  # seqjax: > 0 shares S noise words per batch
+    kernel: str = "auto"  # seqjax's update: the native kernel where it applies, or "native", or "jax"
+    threads: int = 0  # seqjax's native kernel threads; 0: every CPU this process may use
     eval_dir: str = "../shared/data/word2vec_eval"
     restrict_vocab: int = 30000
 
@@ -100,7 +102,7 @@ def run_seqjax(model: str, seed: int, settings: Settings, prepared: word2vec_dat
     config = training.TrainConfig(
         model=model, window=settings.window, negative=settings.negative, shared_negatives=settings.shared_negatives,
         sample=settings.sample, alpha=settings.alpha, min_alpha=settings.min_alpha, epochs=settings.epochs,
-        batch_size=settings.batch_size, seed=seed,
+        batch_size=settings.batch_size, seed=seed, kernel=settings.kernel, threads=settings.threads,
     )  # fmt: skip
     init_key, noise_key = jax.random.split(jax.random.key(seed))
     params = word2vec.init_params(init_key, len(prepared.vocab), settings.dim)
@@ -221,6 +223,8 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
         "workers": "gensim's worker threads.",
         "batch_size": "seqjax's examples per SGD step.",
         "shared_negatives": "seqjax: if > 0, this many noise words shared by a batch.",
+        "kernel": "seqjax's update: auto (the native kernel where it applies), native, or jax (the pure-JAX loop).",
+        "threads": "seqjax's native kernel threads (0: every CPU this process may use).",
         "eval_dir": "Folder with questions-words.txt, wordsim353.tsv, simlex999.txt.",
         "restrict_vocab": "Analogies use this many most frequent words.",
     }

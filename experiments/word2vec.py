@@ -89,6 +89,17 @@ class Config:
         choices=training.OPTIMIZERS,
     )
     batch_size: int = config.setting(4096, "Examples per SGD step.", at_least=1)
+    kernel: str = config.setting(
+        "auto",
+        "The sparse SGD update: native (a C++ kernel, compiled on first use), jax (pure JAX), or auto (native "
+        "where it applies and builds, else jax with one line saying why). Both give the same vectors up to float "
+        "rounding.",
+        choices=training.KERNELS,
+        fixed=False,
+    )
+    threads: int = config.setting(
+        0, "Threads of the native update (0: every CPU); the result does not depend on them.", at_least=0, fixed=False
+    )
     num_devices: int = config.setting(
         0,
         "Split every batch over this many devices (data parallel; the batch size must divide); 0: all.",
@@ -125,6 +136,8 @@ class Config:
             optimizer=self.optimizer,
             batch_size=self.batch_size,
             seed=self.seed,
+            kernel=self.kernel,
+            threads=self.threads,
         )
 
 
@@ -276,6 +289,10 @@ def run(c: Config, prepared: data.Prepared | None, out: Path) -> dict:
             print(f"{score:+.4f}  {word}")
         return {}
     check_memory(c, len(prepared.vocab))
+    try:
+        training.update_path(c.training(), ex.mesh(c))
+    except ValueError as e:
+        raise config.ConfigError(str(e)) from None
     with ex.claimed(EXPERIMENT, c, out):
         results = train(c, out, prepared)
         workdir.write_json(out / ex.RESULTS_JSON, results)

@@ -60,6 +60,7 @@ def _cases(files: Path) -> list[tuple]:
         (word2vec, [*words, "--encoding=foo-8"], "--encoding"),
         (word2vec, [f"--corpus={files / 'missing.txt'}"], "missing.txt"),
         (word2vec, [*words, "--sample=1"], "--sample"),
+        (word2vec, [*words, "--kernel=native", "--loss=softmax"], "--kernel=native"),
         (gradient_flow, ["--seq_len=1"], "--seq_len"),
         (gradient_flow, ["--cells=rnn,lstn"], "--cells"),
         (gradient_flow, ["--recurrent_scale=x"], "--recurrent_scale"),

@@ -139,7 +139,7 @@ def test_a_rerun_with_other_epochs_is_refused_and_touches_nothing(corpus, eval_d
 
 
 def test_divergence_stops_at_its_update_and_keeps_the_finite_checkpoints(corpus, eval_dir, tmp_path, monkeypatch):
-    run = config(corpus, eval_dir, epochs=3, alpha=0.05)
+    run = config(corpus, eval_dir, epochs=3, alpha=0.05, kernel="jax")  # the pure-JAX update, patched below
     step = word2vec.sgd_step
     huge = lambda lr: jnp.where(lr < 0.016, jnp.float32(1e30), lr)  # epoch 3 starts at 0.0167 and decays
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -62,11 +63,60 @@ def init_params(key: Array, vocab_size: int, dim: int, scale: float = 1.0) -> Wo
     )
 
 
-def draw_negatives(key: Array, cumulative: Array, shape: tuple[int, ...]) -> Array:
-    """Ids drawn from the noise distribution given as its cumulative sum ``cumulative`` [V], int32 ``shape``."""
-    u = jax.random.uniform(key, shape, cumulative.dtype) * cumulative[-1]
-    ids = jnp.searchsorted(cumulative, u, side="right")
-    return jnp.minimum(ids, cumulative.shape[0] - 1).astype(jnp.int32)
+class NoiseTable(NamedTuple):
+    """The noise distribution, laid out for drawing by a short search (``noise_table``).
+
+    ``cumulative`` [V] float32 is its cumulative sum; ``guide`` [M] int32 holds, for each of M equal slices of
+    [0, cumulative[-1]), how many entries of ``cumulative`` lie below the slice (less a margin for rounding); the
+    answer for a point in the slice is among the next ``reach`` entries (a Python int, so the table is closed over,
+    not passed to ``jit`` as an argument).
+    """
+
+    cumulative: Array
+    guide: Array
+    reach: int
+
+
+def noise_table(noise: np.ndarray, slices_per_word: int = 8) -> NoiseTable:
+    """The ``NoiseTable`` of the probabilities ``noise`` [V] (they need not sum to 1), with M = 8 V slices.
+
+    The margin (1e-5 of a slice's bounds, against float32's 6e-8) makes every point that rounds into a slice find its
+    answer there, so ``draw_negatives`` gives exactly ``searchsorted``'s ids (a test checks it).
+    """
+    cumulative = np.cumsum(noise).astype(np.float32)
+    total, slices = float(cumulative[-1]), slices_per_word * len(cumulative)
+    edges = np.arange(slices + 1, dtype=np.float64) / slices * total
+    below = np.searchsorted(cumulative, edges[:-1] * (1 - 1e-5), side="right")
+    upto = np.searchsorted(cumulative, edges[1:] * (1 + 1e-5), side="right")
+    return NoiseTable(jnp.asarray(cumulative), jnp.asarray(below, jnp.int32), int((upto - below).max()))
+
+
+def noise_ids(u: Array, noise: NoiseTable | Array) -> Array:
+    """Ids int32 (``u``'s shape) of points ``u`` in [0, cumulative[-1]]: the first id whose cumulative sum exceeds u.
+
+    ``noise`` is a ``NoiseTable`` or the distribution's cumulative sum [V]. With the cumulative sum alone this is a
+    binary search (``searchsorted``, log2 V gathers per id); with a table, its slice's guide and ``reach``
+    comparisons (3 gathers per id on PTB's vocabulary); the same ids either way. A point at the very top is the last id.
+    """
+    cumulative = noise.cumulative if isinstance(noise, NoiseTable) else noise
+    vocab = cumulative.shape[0]
+    if isinstance(noise, NoiseTable):
+        slices = noise.guide.shape[0]
+        slice_of = jnp.clip((u * (slices / cumulative[-1])).astype(jnp.int32), 0, slices - 1)
+        below = noise.guide[slice_of]
+        ids = below
+        for j in range(noise.reach):  # the entries <= u past ``below`` are a prefix of the next ``reach``
+            at = below + j
+            ids = ids + ((at < vocab) & (cumulative[jnp.minimum(at, vocab - 1)] <= u)).astype(jnp.int32)
+    else:
+        ids = jnp.searchsorted(cumulative, u, side="right")
+    return jnp.minimum(ids, vocab - 1).astype(jnp.int32)
+
+
+def draw_negatives(key: Array, noise: NoiseTable | Array, shape: tuple[int, ...]) -> Array:
+    """Ids drawn from the noise distribution (a ``NoiseTable`` or its cumulative sum [V]), int32 ``shape``."""
+    cumulative = noise.cumulative if isinstance(noise, NoiseTable) else noise
+    return noise_ids(jax.random.uniform(key, shape, cumulative.dtype) * cumulative[-1], noise)
 
 
 def hidden(params: Word2VecParams, batch: Batch) -> Array:

@@ -10,6 +10,14 @@ The learning rate decays linearly over the whole run, from ``alpha`` to ``min_al
 fraction of the epochs done, measured in batches within an epoch (word2vec.c and gensim measure it
 in words; the two agree up to the uneven number of examples per word).
 
+The update runs in one of two implementations, chosen by ``update_path``: the C++ kernel of
+``word2vec_native`` (``kernel="native"``; each chunk is one call, its tables updated in place, on ``threads``
+threads) or the pure-JAX ``word2vec.sgd_step`` in a ``while_loop`` (``kernel="jax"``). Both draw the same noise
+words and learning rates and compute the same update; they differ in the order of float sums only. With
+``kernel="auto"`` (the default) the kernel runs wherever it applies (sparse SGD on the negative-sampling loss with
+per-example noise words, on the CPU, one device) and can be built; if it cannot be built, one line on stderr says
+why and the pure-JAX update runs.
+
 A NaN or inf stops training (``NonFiniteUpdate``) before ``on_epoch`` sees the epoch: each update's loss
 is checked inside the jitted loop, which skips the epoch's remaining updates after the first non-finite
 one, and the whole tables and optimizer state once at the end of every epoch.
@@ -19,6 +27,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,12 +42,14 @@ from jax.sharding import Mesh
 from seqjax import parallel
 from seqjax import train as train_lib
 from seqjax.data import word2vec_data as data
-from seqjax.models import word2vec
+from seqjax.models import word2vec, word2vec_native
 
 MODELS = ("skipgram", "cbow")
 LOSSES = ("negative", "softmax")
 # "sparse_sgd" is word2vec.c's rule (``word2vec.sgd_step``); the others are optax's on the dense gradient.
 OPTIMIZERS = ("sparse_sgd", *train_lib.OPTIMIZERS)
+# Which implementation runs the sparse SGD update: the C++ kernel, the pure-JAX loop, or the kernel where it applies.
+KERNELS = ("auto", "native", "jax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +70,8 @@ class TrainConfig:
     batch_size: int = 4096
     chunk_batches: int = 64
     seed: int = 0
+    kernel: str = "auto"
+    threads: int = 0  # the native kernel's threads; 0: every CPU this process may use
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -66,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
         for name in ("window", "epochs", "batch_size", "chunk_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -201,16 +219,68 @@ def dense_step(tx, params, opt_state, batch, noise, learning_rate, negatives):
     return params, opt_state, loss
 
 
-def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
+def native_unsupported(config: TrainConfig, mesh: Mesh | None = None) -> str:
+    """Why the native kernel does not apply to ``config`` (and ``mesh``); "" where it does."""
+    if config.optimizer != "sparse_sgd":
+        return f"it implements --optimizer=sparse_sgd, not {config.optimizer}"
+    if config.loss != "negative":
+        return f"it implements --loss=negative, not {config.loss}"
+    if config.shared_negatives:
+        return "it draws noise words per example (--shared_negatives=0)"
+    if mesh is not None and mesh.size > 1:
+        return f"it runs on one device, not {mesh.size}"
+    if jax.default_backend() != "cpu":
+        return f"it runs on the CPU, not {jax.default_backend()}"
+    return ""
+
+
+_NOTICES: set[str] = set()
+
+
+def update_path(config: TrainConfig, mesh: Mesh | None = None) -> str:
+    """``"native"`` or ``"jax"``: the implementation ``train`` runs the update with (the module docstring's rule).
+
+    ``kernel="native"`` where the kernel does not apply or cannot be built is a ``ValueError`` naming --kernel;
+    ``kernel="auto"`` where it cannot be built prints one line on stderr (once per reason) and gives ``"jax"``.
+    """
+    if config.kernel == "jax":
+        return "jax"
+    reason = native_unsupported(config, mesh)
+    if reason:
+        if config.kernel == "native":
+            raise ValueError(f"--kernel=native: the native word2vec update does not apply here: {reason}")
+        return "jax"
+    try:
+        word2vec_native.load()
+    except word2vec_native.NativeUnavailable as e:
+        if config.kernel == "native":
+            raise ValueError(f"--kernel=native: the native word2vec update cannot be built: {e}") from None
+        if str(e) not in _NOTICES:
+            _NOTICES.add(str(e))
+            print(
+                f"word2vec: using the pure-JAX update (slower): the native kernel cannot be built: {e}", file=sys.stderr
+            )
+        return "jax"
+    return "native"
+
+
+def kernel_threads(config: TrainConfig) -> int:
+    """The native kernel's threads: ``config.threads``, or with 0 every CPU this process may use."""
+    if config.threads:
+        return config.threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def make_chunk_step(config: TrainConfig, noise: np.ndarray, path: str = "jax") -> Callable:
     """The jitted ``(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite)``
-    ``-> (params, opt_state, loss_sum, nonfinite)``.
+    ``-> (params, opt_state, loss_sum, nonfinite)``, with the update of ``path`` (``update_path``'s).
 
     Runs ``valid`` steps over the chunk's batches; batch i uses learning rate
     ``max(lr_start - i * lr_step, min_alpha)`` and noise drawn with ``fold_in(key, first_step + i)``.
     ``nonfinite`` (int32 scalar) is -1 or the step number ``first_step + i`` of the first update whose loss
     was not finite: no update runs after it, in this chunk or in one given that ``nonfinite``.
     """
-    cumulative = jnp.asarray(np.cumsum(noise), jnp.float32)
+    table = word2vec.noise_table(noise)
     tx = dense_optimizer(config)
     if config.loss == "softmax":
         shape = None
@@ -218,6 +288,9 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
         shape = (config.shared_negatives,)
     else:
         shape = (config.batch_size, config.negative)
+    learning_rate = lambda lr_start, lr_step, i: jnp.maximum(
+        lr_start - i.astype(jnp.float32) * lr_step, config.min_alpha
+    )
 
     def chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite):
         def body(state):
@@ -225,8 +298,8 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
             one = jax.tree.map(lambda a: a[i], batch)
             noise_ids = None
             if shape is not None:
-                noise_ids = word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), cumulative, shape)
-            lr = jnp.maximum(lr_start - i.astype(jnp.float32) * lr_step, config.min_alpha)
+                noise_ids = word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), table, shape)
+            lr = learning_rate(lr_start, lr_step, i)
             if tx is None:
                 params, loss = word2vec.sgd_step(params, one, noise_ids, lr, config.negative)
             else:
@@ -239,7 +312,20 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray) -> Callable:
         _, params, opt_state, loss_sum, nonfinite = jax.lax.while_loop(running, body, start)
         return params, opt_state, loss_sum, nonfinite
 
-    return jax.jit(chunk_step, donate_argnums=(0, 1))
+    def native_chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite):
+        steps = jnp.arange(config.chunk_batches, dtype=jnp.int32)
+        draw = lambda i: word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), table, shape)
+        noise_ids = jax.vmap(draw)(steps)  # [N, P, K]: the loop's draws, all at once
+        lrs = learning_rate(lr_start, lr_step, steps)
+        threads = kernel_threads(config)
+        params, loss_sum, nonfinite = word2vec_native.sgd_chunk(
+            params, batch, noise_ids, lrs, valid, first_step, nonfinite, threads
+        )
+        return params, opt_state, loss_sum, nonfinite
+
+    if path not in ("native", "jax"):
+        raise ValueError(f"path must be 'native' or 'jax', got {path!r}")
+    return jax.jit(native_chunk_step if path == "native" else chunk_step, donate_argnums=(0, 1))
 
 
 @jax.jit
@@ -276,7 +362,7 @@ def train(
         raise ValueError("the corpus has no in-vocabulary words")
     keep = data.keep_probability(vocab.counts, config.sample)
     noise = data.noise_distribution(vocab.counts, config.ns_exponent)
-    chunk_step = make_chunk_step(config, noise)
+    chunk_step = make_chunk_step(config, noise, update_path(config, mesh))
     if opt_state is None:
         opt_state = init_opt_state(config, params)
     if mesh is not None:

@@ -1,0 +1,84 @@
+"""word2vec's sparse SGD chunk as a C++ kernel called through JAX's FFI (``seqjax/native/word2vec_sgd.cc``).
+
+``sgd_chunk`` runs up to N batches of negative-sampling SGD in one call, each batch exactly as
+``word2vec.sgd_step`` defines it (gradients from the tables before the batch, then every row's updates added in
+example order), with the tables updated in place. It is what XLA:CPU cannot do fast: XLA scatters one row at a time
+from one thread, where the kernel adds each row's updates with vector instructions, split by row over ``threads``
+threads, so its result does not depend on their number. The noise words and learning rates come from the caller,
+so the two paths see the same ones; they differ only in the order of float sums (a dot product's lanes, XLA's
+reductions), a few ulps per update.
+
+``load()`` compiles the kernel on first use (``seqjax.native.build``) and registers it with XLA; where it cannot be
+built it raises ``NativeUnavailable`` with one line saying why.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.models import word2vec
+from seqjax.native import build
+from seqjax.native.build import NativeUnavailable
+
+TARGET = "seqjax_word2vec_sgd_chunk"
+
+__all__ = ["TARGET", "NativeUnavailable", "load", "sgd_chunk"]
+
+
+@functools.cache
+def load() -> None:
+    """Compiles (once per source, compiler and machine) and registers the kernel; ``NativeUnavailable`` if it cannot."""
+    library = build.library("word2vec_sgd")
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.Word2VecSgdChunk), platform="cpu")
+    _LOADED.append(library)  # the handler's code must stay mapped while XLA may call it
+
+
+_LOADED: list = []
+
+
+def sgd_chunk(
+    params: word2vec.Word2VecParams,
+    batch: word2vec.Batch,
+    noise: jax.Array,
+    learning_rates: jax.Array,
+    valid: jax.Array,
+    first_step: jax.Array,
+    nonfinite: jax.Array,
+    threads: int,
+) -> tuple[word2vec.Word2VecParams, jax.Array, jax.Array]:
+    """Up to ``valid`` SGD steps over a chunk of batches; ``(params, loss_sum, nonfinite)``.
+
+    Args:
+      params: the tables, [V, D] float32 each (updated in place when the caller donates them).
+      batch: ``Batch`` with a leading [N] axis: skip-gram ``inputs`` [N, P], CBOW ``inputs`` and
+        ``context_weights`` [N, P, C]; ``targets``, ``weights`` [N, P].
+      noise: [N, P, K] int32 noise ids of each example.
+      learning_rates: [N] float32, batch i's.
+      valid: int32 scalar, the batches to run (the rest are padding).
+      first_step: int32 scalar, the step number of batch 0 (what ``nonfinite`` reports).
+      nonfinite: int32 scalar, -1 or a step whose loss was not finite: then no batch runs.
+      threads: threads the kernel splits each batch over (>= 1).
+
+    Returns the new tables, the summed loss of the batches run, and -1 or the step number of the first batch whose
+    loss was not finite (its update is applied, none after it), as ``word2vec_training.make_chunk_step``'s loop.
+    """
+    load()
+    cbow = batch.context_weights is not None
+    contexts = batch.inputs if cbow else batch.inputs[..., None]
+    context_weights = batch.context_weights if cbow else batch.weights[..., None]  # read by CBOW only
+    table = jax.ShapeDtypeStruct(params.input.shape, jnp.float32)
+    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)
+    call = jax.ffi.ffi_call(
+        TARGET, (table, table, scalar(jnp.float32), scalar(jnp.int32)), input_output_aliases={0: 0, 1: 1}
+    )
+    i32 = lambda x: jnp.asarray(x, jnp.int32)
+    inputs, output, loss_sum, nonfinite = call(
+        params.input, params.output, i32(contexts), jnp.asarray(context_weights, jnp.float32), i32(batch.targets),
+        jnp.asarray(batch.weights, jnp.float32), i32(noise), jnp.asarray(learning_rates, jnp.float32), i32(valid),
+        i32(first_step), i32(nonfinite), threads=np.int64(threads), cbow=np.int64(cbow),
+    )  # fmt: skip
+    return word2vec.Word2VecParams(inputs, output), loss_sum, nonfinite

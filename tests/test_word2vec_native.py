@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_word2vec import clustered_corpus, random_params, sigmoid, word2vec_c_update
+from test_word2vec import V, clustered_corpus, random_params, sigmoid, word2vec_c_update
 
 from seqjax.data import word2vec_data as data
 from seqjax.models import word2vec, word2vec_native
@@ -71,7 +71,7 @@ def numpy_loss(v, u, h, targets, noise, weights):
 
 
 def two_batches(model):
-    """Two batches (N = 2, P = 5, K = 3) with repeated rows, a padding example and noise words equal to the target."""
+    """Two batches (N = 2, P = 5) with repeated rows and a padding example."""
     if model == "skipgram":
         inputs = np.array([[1, 4, 4, 7, 0], [4, 2, 9, 1, 3]], np.int32)
         context_weights = None
@@ -82,23 +82,33 @@ def two_batches(model):
         context_weights = np.stack([mask / mask.sum(axis=1, keepdims=True)] * 2)
     targets = np.array([[2, 3, 9, 2, 5], [3, 3, 0, 8, 10]], np.int32)
     weights = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], np.float32)
-    noise = np.array(
-        [
-            [[3, 2, 8], [3, 5, 5], [1, 9, 0], [2, 2, 6], [4, 4, 4]],
-            [[6, 3, 7], [0, 1, 3], [2, 5, 5], [9, 8, 7], [1, 2, 10]],
-        ],
-        np.int32,
-    )
-    return word2vec.Batch(inputs, targets, weights, context_weights), noise
+    return word2vec.Batch(inputs, targets, weights, context_weights)
+
+
+def test_the_kernel_draws_the_noise_ids_jax_random_draws(native):
+    counts = np.arange(1, 3001)[::-1] ** 1.5
+    table = word2vec.noise_table(data.noise_distribution(counts))
+    cumulative = jnp.asarray(np.cumsum(data.noise_distribution(counts)), jnp.float32)
+    key = jax.random.key(11)
+    first_step = 2**20 + 5  # as an epoch's steps are numbered
+    ids = word2vec_native.noise_chunk(key, table, first_step, (3, 1000, 7))
+    for i in range(3):
+        fold = jax.random.fold_in(key, jnp.int32(first_step) + i)
+        np.testing.assert_array_equal(ids[i], word2vec.draw_negatives(fold, cumulative, (1000, 7)))
 
 
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
 def test_a_native_chunk_is_word2vec_c_update_batch_after_batch(native, model):
-    params = random_params(7)
-    batch, noise = two_batches(model)
+    params, batch, negatives = random_params(7), two_batches(model), 3
+    table = word2vec.noise_table(data.noise_distribution(np.arange(1, V + 1)))
+    key, first_step = jax.random.key(5), 100
+    noise = np.stack([word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), table, (5, 3)) for i in (0, 1)])
+    assert (noise == batch.targets[..., None]).any()  # a noise word equal to its target, skipped
     lrs = np.array([0.1, 0.05], np.float32)
-    run = jax.jit(lambda p: word2vec_native.sgd_chunk(p, batch, noise, lrs, 2, 100, -1, threads=2))
-    (new, loss_sum, nonfinite) = run(params)
+    chunk = lambda p, valid, nonfinite, threads: word2vec_native.sgd_chunk(
+        p, batch, key, table, negatives, lrs, valid, first_step, nonfinite, threads
+    )
+    new, loss_sum, nonfinite = jax.jit(chunk, static_argnums=3)(params, 2, -1, 2)
     v, u = np.asarray(params.input, np.float64), np.asarray(params.output, np.float64)
     want_loss = 0.0
     for i in range(2):
@@ -116,10 +126,10 @@ def test_a_native_chunk_is_word2vec_c_update_batch_after_batch(native, model):
     np.testing.assert_allclose(loss_sum, want_loss, rtol=1e-5)
     assert int(nonfinite) == -1
     # Only `valid` batches run, and none once an earlier chunk met a non-finite loss.
-    one, _, _ = word2vec_native.sgd_chunk(params, batch, noise, lrs, 1, 100, -1, threads=1)
-    first_only = jax.jit(lambda p: word2vec.sgd_step(p, jax.tree.map(lambda a: a[0], batch), noise[0], lrs[0], 3))
-    np.testing.assert_allclose(one.input, first_only(params)[0].input, rtol=1e-5, atol=1e-6)
-    untouched, loss, stopped = word2vec_native.sgd_chunk(params, batch, noise, lrs, 2, 100, 7, threads=1)
+    one, _, _ = chunk(params, 1, -1, 1)
+    first_only, _ = word2vec.sgd_step(params, jax.tree.map(lambda a: a[0], batch), noise[0], lrs[0], negatives)
+    np.testing.assert_allclose(one.input, first_only.input, rtol=1e-5, atol=1e-6)
+    untouched, loss, stopped = chunk(params, 2, 7, 1)
     np.testing.assert_array_equal(untouched.input, params.input)
     assert (float(loss), int(stopped)) == (0.0, 7)
 

@@ -231,6 +231,8 @@ def native_unsupported(config: TrainConfig, mesh: Mesh | None = None) -> str:
         return f"it runs on one device, not {mesh.size}"
     if jax.default_backend() != "cpu":
         return f"it runs on the CPU, not {jax.default_backend()}"
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return f"it draws noise words as threefry2x32 keys do, not {jax.config.jax_default_prng_impl}"
     return ""
 
 
@@ -313,13 +315,9 @@ def make_chunk_step(config: TrainConfig, noise: np.ndarray, path: str = "jax") -
         return params, opt_state, loss_sum, nonfinite
 
     def native_chunk_step(params, opt_state, key, batch, valid, first_step, lr_start, lr_step, nonfinite):
-        steps = jnp.arange(config.chunk_batches, dtype=jnp.int32)
-        draw = lambda i: word2vec.draw_negatives(jax.random.fold_in(key, first_step + i), table, shape)
-        noise_ids = jax.vmap(draw)(steps)  # [N, P, K]: the loop's draws, all at once
-        lrs = learning_rate(lr_start, lr_step, steps)
-        threads = kernel_threads(config)
+        lrs = learning_rate(lr_start, lr_step, jnp.arange(config.chunk_batches, dtype=jnp.int32))
         params, loss_sum, nonfinite = word2vec_native.sgd_chunk(
-            params, batch, noise_ids, lrs, valid, first_step, nonfinite, threads
+            params, batch, key, table, config.negative, lrs, valid, first_step, nonfinite, kernel_threads(config)
         )
         return params, opt_state, loss_sum, nonfinite
 

@@ -169,13 +169,15 @@ def cell_step(cell_name: str, batch: int, length: int, hidden: int) -> tuple[Cal
 
 def lm_step(preset: str, vocab: int, batch: int, length: int, hidden: int) -> tuple[Callable[[], Any], str]:
     """The preset's training step (``language_model.training_step``) at vocabulary ``vocab``, with its batch size,
-    bptt and hidden size set to ``batch``, ``length`` and ``hidden``, as the runner calls an unlogged update."""
+    bptt and hidden size set to ``batch``, ``length`` and ``hidden``, as the runner calls an unlogged update (one
+    update per call, so the curve shows the step alone)."""
     from language_model import PRESETS, Config, label
 
     from seqjax import config as config_lib
 
-    config = config_lib.build(Config, {**PRESETS[preset], "batch_size": batch, "bptt": length, "hidden": hidden})
-    step = seqjax_lm_step(config, vocab)
+    sizes = {"batch_size": batch, "bptt": length, "hidden": hidden, "steps_per_call": 1}
+    config = config_lib.build(Config, {**PRESETS[preset], **sizes})
+    step, _ = seqjax_lm_step(config, vocab)
     return step, label(config)
 
 

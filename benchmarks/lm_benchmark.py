@@ -73,36 +73,44 @@ def _tokens(config: Config, vocab: int = LM_VOCAB):
 
 
 def seqjax_lm_step(config: Config, vocab: int):
-    """``step() -> loss``: one update of ``config``'s own jitted training step over eight windows of random tokens in
-    turn (the state donated and kept), called as the runner calls an update it does not log."""
-    import jax
+    """``(step, updates)``: ``step() -> loss`` runs the next ``updates`` updates of ``config``'s own jitted training
+    step over eight windows of random tokens in turn (the state donated and kept), as the runner runs updates it
+    does not log: one call of ``--steps_per_call`` updates (a ``lax.scan`` inside it when more than one)."""
     import jax.numpy as jnp
 
+    from seqjax import runner
+
     training, initial = training_step(config, vocab, steps_per_epoch=8)
-    held = {"state": initial, "k": 0}
     streams = jnp.asarray(_tokens(config, vocab))  # [b, 8 * bptt + 1]: eight windows
-    step_fn = jax.jit(training.step, donate_argnums=0)
+    updates = config.run.steps_per_call
+
+    def batches(k):
+        index = k % 8
+        return streams, jnp.int32(index), jnp.bool_(index == 0)
+
+    never = 2**31 - 1  # no update of these is logged (nor the last of the run)
+    call = runner.step_function(training, batches, runner.Options(log_every=never, steps_per_call=updates), never)
+    held = {"state": initial, "done": 0}
 
     def step():
-        k = held["k"] % 8
-        held["k"] += 1
-        batch = (streams, jnp.int32(k), jnp.bool_(k == 0))
-        held["state"], metrics = step_fn(held["state"], batch, jnp.bool_(False))  # an update the runner does not log
+        held["state"], metrics = call(held["state"], held["done"], updates)
+        held["done"] += updates
         return metrics["loss"]
 
-    return step
+    return step, updates
 
 
 def measure_seqjax_lm(spec: dict[str, Any], time_steps) -> dict[str, Any]:
     import jax
 
-    step = seqjax_lm_step(lm_config(spec["preset"]), lm_vocab(spec["preset"]))
+    step, updates = seqjax_lm_step(lm_config(spec["preset"]), lm_vocab(spec["preset"]))
     first, times = time_steps(step, jax.block_until_ready, spec["steps"], spec["warmup"], spec["budget_s"])
     device = jax.devices()[0]
     return {
         "first_call_s": first,
-        "step_times_s": times,
-        "loss": float(step()),
+        "step_times_s": [t / updates for t in times],  # per update
+        "updates_per_call": updates,
+        "loss": float(jax.numpy.mean(step())),
         "platform": device.platform,
         "device": f"{device.platform}:{device.device_kind}",
         "framework_version": jax.__version__,

@@ -86,7 +86,7 @@ class Config:
         optimizer="sgd", learning_rate=1.0, schedule="epoch_decay", decay_epoch=4, lr_decay=0.5, clip=5.0
     )
     epochs: config.Epochs = config.Epochs(epochs=13)
-    run: config.Run = config.Run()
+    run: config.Run = config.Run(steps_per_call=10)
     devices: config.Devices = config.Devices()
 
     def validate(self):
@@ -213,6 +213,7 @@ def plan(c: Config, corpus: Corpus) -> ex.Plan:
     print(f"{label(c)}: {sum(int(a.size) for a in jax.tree.leaves(trained.params)):,} parameters", flush=True)
     return trained._replace(
         batches=batches,
+        traceable_batches=True,
         evaluate=evaluate,
         describe=lambda m: "valid " + describe(unprefixed(m, "valid"), corpus.fmt),
         files={"vocab.json": corpus.vocab.save},

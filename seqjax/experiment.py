@@ -61,6 +61,8 @@ class Plan(NamedTuple):
       optimizer: the plan's own optimizer and schedule (``train.Optimizer``, the same object for equal settings:
         ``model_loss`` makes it), used instead of the config's optimization block, clipping included; None: the
         config's.
+      traceable_batches: ``batches(k)`` also takes a traced int32 k (device arrays indexed by k), so the runner
+        may run several updates per call (``--steps_per_call``); False: batches are drawn on the host.
     """
 
     params: Any
@@ -73,6 +75,7 @@ class Plan(NamedTuple):
     model_state: Any = None
     files: Mapping[str, Callable[[Path], Any]] = {}
     optimizer: train.Optimizer | None = None
+    traceable_batches: bool = False
 
 
 class Experiment(NamedTuple):
@@ -223,6 +226,7 @@ def train_plan(config: Any, plan: Plan, out: Path, state: train.TrainState | Non
         checkpoint_every=config.run.checkpoint_every,
         mesh=mesh(config),
         shard_params_over=devices(config).shard_params_over,
+        steps_per_call=config.run.steps_per_call,
     )
     return runner.fit(step, state, plan.batches, num_steps, out, evaluation=evaluation, options=options)
 
@@ -276,6 +280,7 @@ def run_plan(experiment: Experiment, config: Any, data: Any, out: str | os.PathL
     check_workdir(experiment, config, out)
     mesh(config)
     plan = experiment.plan(config, data)
+    check_steps_per_call(experiment, config, plan)
     state = initial_state(config, plan)
     _check_checkpoint(out, state)
     distributed.sync(f"checked {out}")
@@ -287,6 +292,15 @@ def run_plan(experiment: Experiment, config: Any, data: Any, out: str | os.PathL
         results = experiment.report(config, data, plan, fit, out)
         workdir.write_json(out / RESULTS_JSON, results)
     return results
+
+
+def check_steps_per_call(experiment: Experiment, config: Any, plan: Plan) -> None:
+    """``ConfigError`` (one line) for ``--steps_per_call`` above 1 where ``plan``'s batches are drawn on the host."""
+    n = config.run.steps_per_call
+    if n > 1 and not plan.traceable_batches:
+        raise config_lib.ConfigError(
+            f"--steps_per_call={n}: {experiment.name} draws its batches on the host, one update per call; use 1"
+        )
 
 
 @contextlib.contextmanager

@@ -201,7 +201,7 @@ class _Run:
                  callback, resumed: bool, start: int):  # fmt: skip
         self.num_steps, self.evaluation, self.options = num_steps, evaluation, options
         self.checkpointer, self.best_keeper, self.callback = checkpointer, best_keeper, callback
-        self.step_fn = _step_function(training, batches, options, num_steps)
+        self.step_fn = step_function(training, batches, options, num_steps)
         self.metrics = MetricWriter(out, resume_step=start + 1 if resumed else 0, tensorboard=options.tensorboard)
         self.history: list[dict[str, Any]] = []
         self.best, self.stopped_at, self.train_s = None, None, 0.0
@@ -390,7 +390,7 @@ def restore_best(workdir: str | os.PathLike, template: TrainState) -> TrainState
     return checkpoints.restore(Path(workdir) / BEST_DIR, template, fallback=False)
 
 
-def _step_function(training: Training, batches: Callable[[Any], Any], options: Options, num_steps: int):
+def step_function(training: Training, batches: Callable[[Any], Any], options: Options, num_steps: int):
     """``(state, done, n) -> (state, metrics)``: ``n`` updates from update ``done``, jitted with the state donated.
 
     One update per call: ``training.step`` on ``batches(done)`` (placed on the mesh, if any); its metrics are

@@ -45,6 +45,7 @@ def _cases(files: Path) -> list[tuple]:
         (hello, ["--epochs=0"], "--epochs"),
         (hello, ["--nonexistent_flag=1"], "nonexistent_flag"),
         (hello, ["--seed=1.5"], "--seed"),
+        (hello, ["--steps_per_call=4"], "--steps_per_call=4"),
         (hello, [f"--workdir={files / 'file' / 'run'}"], "--workdir"),
         (hello, [f"--workdir={files / 'file'}"], "--workdir"),
         (language_model, [*chars, "--valid_fraction=0"], "--valid_fraction"),

@@ -174,7 +174,9 @@ def test_language_model_rows_count_their_flops_and_time_the_experiments_step(ben
     assert [(s["impl"], s["shape"]) for s in specs] == [("seqjax_lm", "20x20x200")]
     row = benchmark.measure(specs[0])
     assert row["status"] == "ok" and len(row["step_times_s"]) == 2 and row["tokens_per_s"] > 0
-    assert row["loss"] == pytest.approx(20 * math.log(10_000), rel=0.05)  # random tokens, near-uniform model at init
+    assert row["updates_per_call"] == 10  # the preset's --steps_per_call, as the runner runs it
+    # Random tokens: a near-uniform model at first; after the 40 updates run, it has begun to learn the 8 windows.
+    assert 0.8 * 20 * math.log(10_000) < row["loss"] < 20 * math.log(10_000)
 
 
 def _tiny_specs(cell, impls, dtype, shape="2x3x4"):

@@ -77,6 +77,22 @@ def test_char_model_learns_resumes_exactly_and_samples(tmp_path):
     assert join_tokens(["a", "b", *vocab.decode(tokens)], fmt) == text
 
 
+def test_several_updates_per_call_train_bit_for_bit_as_one_per_call(tmp_path):
+    """--steps_per_call runs updates in a lax.scan inside one call: the same losses, norms and parameters."""
+    text = markov_text(tmp_path / "text.txt", length=1500)
+    runs = {}
+    for n in (1, 4):
+        out = tmp_path / f"per_call_{n}"
+        config = language_model.Config(data=str(text), epochs=1, **{**TINY_CONFIG, "log_every": 3}, steps_per_call=n)
+        with jax.numpy_dtype_promotion("standard"):
+            ex.run(language_model.EXPERIMENT, config, out)
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[n] = [{k: v for k, v in line.items() if "_s" not in k and "per_s" not in k} for line in lines]
+        runs[n, "valid"] = results(out)["valid"]
+    assert len(runs[1]) > 3 and runs[1] == runs[4]
+    assert runs[1, "valid"] == runs[4, "valid"]
+
+
 def command(*args: str) -> None:
     """language_model.py's work on ``args`` in this process (``experiment.run_command``)."""
     with jax.numpy_dtype_promotion("standard"):

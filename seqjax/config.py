@@ -342,8 +342,9 @@ class Run:
     seed: int = setting(0, "Random seed (initialisation, batch order, dropout).")
     steps_per_call: int = setting(
         1,
-        "Updates per jitted call, run by a lax.scan inside it (never past a log line's evaluation or checkpoint): "
-        "saves the call from Python and XLA:CPU's fresh temporaries of each call. The updates are the same.",
+        "Updates per jitted call, run by a lax.scan inside it (never past an evaluation or checkpoint; one in a "
+        "multi-process run): saves the call from Python and XLA:CPU's fresh temporaries of each call. The updates "
+        "are the same.",
         at_least=1,
         fixed=False,
     )

@@ -226,7 +226,8 @@ def train_plan(config: Any, plan: Plan, out: Path, state: train.TrainState | Non
         checkpoint_every=config.run.checkpoint_every,
         mesh=mesh(config),
         shard_params_over=devices(config).shard_params_over,
-        steps_per_call=config.run.steps_per_call,
+        # A call cannot close over the arrays of several processes (their batches): one update per call there.
+        steps_per_call=config.run.steps_per_call if jax.process_count() == 1 else 1,
     )
     return runner.fit(step, state, plan.batches, num_steps, out, evaluation=evaluation, options=options)
 

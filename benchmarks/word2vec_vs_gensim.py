@@ -55,7 +55,7 @@ class Settings:
     batch_size: int = 4096  # seqjax's examples per step
     shared_negatives: int = 0  # seqjax: > 0 shares S noise words per batch
     kernel: str = "auto"  # seqjax's update: the native kernel where it applies, or "native", or "jax"
-    threads: int = 0  # seqjax's native kernel threads; 0: every CPU this process may use
+    threads: int = 0  # seqjax's native kernel threads; 0: every CPU this process may use, at most 8
     eval_dir: str = "../shared/data/word2vec_eval"
     restrict_vocab: int = 30000
 
@@ -224,7 +224,7 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
         "batch_size": "seqjax's examples per SGD step.",
         "shared_negatives": "seqjax: if > 0, this many noise words shared by a batch.",
         "kernel": "seqjax's update: auto (the native kernel where it applies), native, or jax (the pure-JAX loop).",
-        "threads": "seqjax's native kernel threads (0: every CPU this process may use).",
+        "threads": "seqjax's native kernel threads (0: every CPU this process may use, at most 8).",
         "eval_dir": "Folder with questions-words.txt, wordsim353.tsv, simlex999.txt.",
         "restrict_vocab": "Analogies use this many most frequent words.",
     }

@@ -99,7 +99,10 @@ class Config:
         fixed=False,
     )
     threads: int = config.setting(
-        0, "Threads of the native update (0: every CPU); the result does not depend on them.", at_least=0, fixed=False
+        0,
+        "Threads of the native update (0: every CPU, at most 8); the result does not depend on them.",
+        at_least=0,
+        fixed=False,
     )
     num_devices: int = config.setting(
         0,

@@ -196,6 +196,14 @@ def test_the_rule_names_the_path_and_training_takes_it(native, monkeypatch):
     assert word2vec_native.TARGET in lowered.as_text()
 
 
+def test_the_kernel_takes_the_threads_asked_for_else_the_cores_at_most_eight(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert training.kernel_threads(training.TrainConfig()) == 8
+    assert training.kernel_threads(training.TrainConfig(threads=3)) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert training.kernel_threads(training.TrainConfig()) == 2
+
+
 def test_without_a_compiler_the_kernel_is_one_line_and_auto_falls_back_with_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     monkeypatch.setenv("SEQJAX_NATIVE_CACHE", str(tmp_path / "cache"))

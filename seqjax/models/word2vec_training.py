@@ -50,6 +50,7 @@ LOSSES = ("negative", "softmax")
 OPTIMIZERS = ("sparse_sgd", *train_lib.OPTIMIZERS)
 # Which implementation runs the sparse SGD update: the C++ kernel, the pure-JAX loop, or the kernel where it applies.
 KERNELS = ("auto", "native", "jax")
+MAX_DEFAULT_THREADS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,7 @@ class TrainConfig:
     chunk_batches: int = 64
     seed: int = 0
     kernel: str = "auto"
-    threads: int = 0  # the native kernel's threads; 0: every CPU this process may use
+    threads: int = 0  # the native kernel's threads; 0: the CPUs this process may use, at most 8
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -267,10 +268,13 @@ def update_path(config: TrainConfig, mesh: Mesh | None = None) -> str:
 
 
 def kernel_threads(config: TrainConfig) -> int:
-    """The native kernel's threads: ``config.threads``, or with 0 every CPU this process may use."""
+    """The native kernel's threads: ``config.threads``, or with 0 the CPUs this process may use, at most
+    ``MAX_DEFAULT_THREADS`` (each thread scans every update of a batch for its rows: more threads than that gain
+    little on batches of a few thousand examples)."""
     if config.threads:
         return config.threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, MAX_DEFAULT_THREADS)
 
 
 def make_chunk_step(config: TrainConfig, noise: np.ndarray, path: str = "jax") -> Callable:

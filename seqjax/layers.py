@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.base import Carry, Cell, Params, step_input
+from seqjax.cells.base import Carry, Cell, Params, init_in_dtype, step_input
 from seqjax.scan import Unrolled, unroll
 
 
@@ -41,7 +41,8 @@ def stacked(cells: Sequence[Cell]) -> Cell:
     def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32):
         keys = jax.random.split(key, len(cells))
         sizes = [input_size] + [hidden_size] * (len(cells) - 1)
-        return tuple(c.init_params(k, d, hidden_size, dtype) for c, k, d in zip(cells, keys, sizes, strict=True))
+        layers = zip(cells, keys, sizes, strict=True)
+        return tuple(init_in_dtype(c.init_params, k, d, hidden_size, dtype) for c, k, d in layers)
 
     def init_carry(params, batch_shape):
         return tuple(c.init_carry(p, batch_shape) for c, p in zip(cells, params, strict=True))

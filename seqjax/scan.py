@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import linear as linear_lib
-from seqjax.cells.base import Carry, Cell, Params
+from seqjax.cells.base import Carry, Cell, Params, step_input
 
 
 class Unrolled(NamedTuple):
@@ -237,6 +237,8 @@ def time_major_inputs(
     xs_t = xs if time_major else _to_time_major(xs)
     num_steps, batch = xs_t.shape[:2]
     carry0 = cell.init_carry(params, (batch,)) if initial_carry is None else initial_carry
+    if initial_carry is None and getattr(cell.init_carry, "derived", False):
+        check_derived_carry(cell, params, carry0, xs_t[0])
     valid = None if lengths is None else jnp.arange(num_steps)[:, None] < jnp.asarray(lengths)[None, :]
     restart = None
     if resets is not None:
@@ -245,6 +247,26 @@ def time_major_inputs(
             raise ValueError(f"resets must be [batch, time] = {(batch, num_steps)} like xs, got {jnp.shape(resets)}")
         restart = _restarts(resets_t, reverse)
     return TimeMajorInputs(xs_t, carry0, valid, restart)
+
+
+def check_derived_carry(cell: Cell, params: Params, carry0: Carry, x0: jax.Array) -> None:
+    """``ValueError`` (one line) if ``cell``'s step cannot take or does not return the one array ``[b, h]`` derived
+    as the zero carry of a cell without ``init_carry``, which would otherwise surface as an error inside JAX's scan
+    (its carry-structure check, or a shape error deep in the step)."""
+    fix = "Cell(..., init_carry=lambda params, batch_shape: <zeros of that carry>)"
+    head = f"cell {cell.name!r} has no init_carry, so its zero carry is one [batch, hidden] array"
+    try:
+        returned, _ = jax.eval_shape(lambda p, c, x: step_input(cell, p, c, x), params, carry0, x0)
+    except Exception as e:  # any failure of the user's step on that carry, reported in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{head}, and its step failed on it ({first}); if its carry is not one such array, give {fix}"
+        ) from None
+    if jax.tree.structure(returned) != jax.tree.structure(carry0):
+        raise ValueError(
+            f"{head}, but its step returns a carry of {len(jax.tree.leaves(returned))} leaves "
+            f"({jax.tree.structure(returned)}): give {fix}"
+        )
 
 
 class _Options(NamedTuple):

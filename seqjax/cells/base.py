@@ -30,6 +30,7 @@ promoted to float32.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -82,7 +83,30 @@ class Cell:
             def default_init_carry(params, batch_shape):
                 return zero_carry(init_params, params, batch_shape)
 
+            default_init_carry.derived = True  # seqjax.scan checks that the step keeps this one-array carry
             object.__setattr__(self, "init_carry", default_init_carry)
+
+
+def takes_dtype(init_params: Callable[..., Params]) -> bool:
+    """Whether ``init_params`` accepts a fourth argument, the parameters' dtype (by position or as ``dtype``)."""
+    try:
+        parameters = inspect.signature(init_params).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume the built-in cells' convention
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind == inspect.Parameter.VAR_POSITIONAL or p.name == "dtype" for p in parameters) or (
+        sum(p.kind in positional for p in parameters) >= 4
+    )
+
+
+def init_in_dtype(init_params: Callable[..., Params], key, input_size: int, hidden_size: int, dtype=jnp.float32):
+    """``init_params(key, input_size, hidden_size)`` with parameters in ``dtype``: the dtype is passed on to a
+    function that takes one; a user's ``init_params`` without it gets its floating leaves cast (none for float32,
+    which leaves its parameters as it made them)."""
+    if takes_dtype(init_params):
+        return init_params(key, input_size, hidden_size, dtype)
+    params = init_params(key, input_size, hidden_size)
+    return params if jnp.dtype(dtype) == jnp.float32 else precision.cast_floating(params, dtype)
 
 
 def fused_projection(params: Params, xs: jax.Array) -> jax.Array:

@@ -20,8 +20,20 @@ from seqjax.models.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 PTB = ROOT.parent / "shared" / "data" / "ptb"
-TINY_CONFIG = dict(corpus="chars", cell="gru", num_layers=1, hidden=16, bptt=8, batch_size=4, optimizer="adam",
-                   learning_rate=0.01, decay_epoch=10, eval_bptt=16, log_every=10)  # fmt: skip
+TINY_CONFIG = dict(
+    corpus="chars",
+    cell="gru",
+    num_layers=1,
+    hidden=16,
+    bptt=8,
+    batch_size=4,
+    optimizer="adam",
+    learning_rate=0.01,
+    decay_epoch=10,
+    eval_bptt=16,
+    log_every=10,
+    steps_per_call=1,
+)  # fmt: skip  (one compiled step: several per call have their own test)
 
 
 def cli(script, *args):
@@ -83,7 +95,7 @@ def test_several_updates_per_call_train_bit_for_bit_as_one_per_call(tmp_path):
     runs = {}
     for n in (1, 4):
         out = tmp_path / f"per_call_{n}"
-        config = language_model.Config(data=str(text), epochs=1, **{**TINY_CONFIG, "log_every": 3}, steps_per_call=n)
+        config = language_model.Config(data=str(text), epochs=1, **{**TINY_CONFIG, "log_every": 3, "steps_per_call": n})
         with jax.numpy_dtype_promotion("standard"):
             ex.run(language_model.EXPERIMENT, config, out)
         lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -211,10 +211,22 @@ def unroll(
         carries = None
     else:
         carry, ys, carries = _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, options)
+    ys = outputs_in_weights_dtype(ys, params)
     if not time_major:
         ys = _to_time_major(ys)
         carries = None if carries is None else _to_time_major(carries)
     return Unrolled(carry, ys, carries)
+
+
+def outputs_in_weights_dtype(ys: jax.Array, params: Params) -> jax.Array:
+    """``ys`` in the parameters' floating dtype where that is narrower (bfloat16 weights, float32 outputs), as the
+    built-in cells return them (``seqjax.precision``): a user's step that keeps its float32 carry's dtype for
+    ``y_t`` gives the same output dtype as a built-in cell. Parameters of several floating dtypes change nothing."""
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(params) if jnp.issubdtype(leaf.dtype, jnp.floating)}
+    if len(dtypes) != 1 or not jnp.issubdtype(ys.dtype, jnp.floating):
+        return ys
+    (dtype,) = dtypes
+    return ys.astype(dtype) if jnp.dtype(dtype).itemsize < ys.dtype.itemsize else ys
 
 
 class TimeMajorInputs(NamedTuple):

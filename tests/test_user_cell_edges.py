@@ -1,12 +1,13 @@
 """A user's cell written as plain functions, in the places that once tripped it: an ``init_params`` without a
-``dtype`` inside ``layers.stacked``, and a tuple carry without ``init_carry`` (one line, not JAX's scan error)."""
+``dtype`` inside ``layers.stacked``, a tuple carry without ``init_carry`` (one line, not JAX's scan error), and
+bfloat16 weights (outputs in the weights' dtype, as a built-in cell gives them)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import Cell, unroll
+from seqjax import Cell, precision, rnn, unroll
 from seqjax.cells.base import init_in_dtype, takes_dtype
 from seqjax.layers import stacked
 
@@ -63,3 +64,19 @@ def test_a_tuple_carry_without_init_carry_is_one_line_naming_the_fix():
     done = unroll(Cell(init_mgu, step, zeros, name="ok"), params, jnp.ones((2, 4, 3)))
     np.testing.assert_allclose(done.carry[1], jnp.sum(done.outputs, axis=1), rtol=1e-6)
     assert unroll(Cell(init_mgu, mgu_step), params, jnp.ones((2, 4, 3))).outputs.shape == (2, 4, 5)
+
+
+@jax.numpy_dtype_promotion("standard")  # the user's step mixes its float32 carry with bfloat16 weights, as JAX allows
+def test_a_user_cell_with_bfloat16_weights_outputs_bfloat16_as_a_built_in_cell_does():
+    xs = jnp.ones((2, 4, 3), jnp.bfloat16)
+    mgu = Cell(init_mgu, mgu_step, name="mgu")
+    params = precision.cast_floating(init_mgu(jax.random.key(0), 3, 5), jnp.bfloat16)
+    built_in = rnn("tanh")
+    rnn_params = built_in.init_params(jax.random.key(0), 3, 5, jnp.bfloat16)
+    user, theirs = unroll(mgu, params, xs), unroll(built_in, rnn_params, xs)
+    assert user.outputs.dtype == theirs.outputs.dtype == jnp.bfloat16
+    assert user.carry.dtype == theirs.carry.dtype  # the carry keeps its own dtype in both
+    grads = jax.grad(lambda p: jnp.sum(unroll(mgu, p, xs).outputs.astype(jnp.float32)))(params)
+    assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.bfloat16)}
+    float32 = init_mgu(jax.random.key(0), 3, 5)  # float32 weights: the outputs are left as the step made them
+    assert unroll(mgu, float32, xs.astype(jnp.float32)).outputs.dtype == jnp.float32

@@ -195,8 +195,10 @@ def build_specs(
 
 
 def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's total, where the OS tells)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPUs this process may run on (``seqjax.parallel.cpu_count``)."""
+    from seqjax import parallel
+
+    return parallel.cpu_count()
 
 
 def _max_rss_mib() -> float:

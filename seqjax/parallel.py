@@ -22,6 +22,7 @@ only its own devices' rows to them, so no input crosses hosts.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -65,6 +66,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def leaf_sharding(x: Any, mesh: Mesh, axis: int = 0) -> NamedSharding:
+    """How a batch leaf lies on ``mesh``: split by rows along ``axis`` if it has that axis, else replicated."""
+    return by_rows(mesh, axis) if np.ndim(x) > axis else replicated(mesh)
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's total, where the OS tells)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def by_rows(mesh: Mesh, axis: int = 0) -> NamedSharding:
     """Axis ``axis`` (the leading one by default) split in equal blocks over the mesh's devices, in order."""
     return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA))
@@ -100,10 +111,9 @@ def shard_batch(batch: Any, mesh: Mesh, axis: int = 0) -> Any:
         shape = np.shape(x)
         if isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh:
             return x
-        split = len(shape) > axis
-        if split and shape[axis] % mesh.size:
+        if len(shape) > axis and shape[axis] % mesh.size:
             raise ValueError(f"a batch leaf of shape {shape} does not split by rows over {mesh.size} devices")
-        return _place(x, by_rows(mesh, axis) if split else replicated(mesh))
+        return _place(x, leaf_sharding(x, mesh, axis))
 
     return jax.tree.map(place, batch)
 

@@ -421,12 +421,9 @@ def step_function(training: Training, batches: Callable[[Any], Any], options: Op
     def segment(state: TrainState, n: int):
         def body(state, _):
             batch = batches(state.step)
-            if mesh is not None:  # leaves [B, ...] split by rows, scalars (a window's index) replicated
+            if mesh is not None:  # as shard_batch lays a batch out: rows split, scalars (a window's index) replicated
                 batch = jax.tree.map(
-                    lambda x: jax.lax.with_sharding_constraint(
-                        x, parallel.by_rows(mesh) if np.ndim(x) else parallel.replicated(mesh)
-                    ),
-                    batch,
+                    lambda x: jax.lax.with_sharding_constraint(x, parallel.leaf_sharding(x, mesh)), batch
                 )
             return training.step(state, batch, logged(state.step + 1))
 

@@ -37,10 +37,6 @@ def load() -> None:
     library = build.library("word2vec_sgd")
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.Word2VecSgdChunk), platform="cpu")
     jax.ffi.register_ffi_target(NOISE_TARGET, jax.ffi.pycapsule(library.Word2VecNoiseChunk), platform="cpu")
-    _LOADED.append(library)  # the handlers' code must stay mapped while XLA may call it
-
-
-_LOADED: list = []
 
 
 def _key_data(key: jax.Array) -> jax.Array:

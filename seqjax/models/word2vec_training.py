@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -273,8 +272,7 @@ def kernel_threads(config: TrainConfig) -> int:
     little on batches of a few thousand examples)."""
     if config.threads:
         return config.threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cores, MAX_DEFAULT_THREADS)
+    return min(parallel.cpu_count(), MAX_DEFAULT_THREADS)
 
 
 def make_chunk_step(config: TrainConfig, noise: np.ndarray, path: str = "jax") -> Callable:

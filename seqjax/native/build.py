@@ -86,7 +86,8 @@ def compile_library(name: str, cxx: str, out: Path) -> None:
 
 @functools.cache
 def library(name: str) -> ctypes.CDLL:
-    """The loaded kernel library ``name`` (``SOURCES/name.cc``), compiled first if it is not in the cache."""
+    """The loaded kernel library ``name`` (``SOURCES/name.cc``), compiled first if it is not in the cache; the cache of
+    this function keeps it loaded for the process, as XLA may call its handlers at any time."""
     cxx = compiler()
     if cxx is None:
         wanted = f"$CXX={os.environ['CXX']} was not found" if os.environ.get("CXX") else "no C++ compiler found"

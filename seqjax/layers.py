@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.base import Carry, Cell, Params, init_in_dtype, step_input
+from seqjax.cells.base import Carry, Cell, Params, init_in_dtype, output_size_of, step_input
 from seqjax.scan import Unrolled, unroll
 
 
@@ -40,7 +40,7 @@ def stacked(cells: Sequence[Cell]) -> Cell:
 
     def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32):
         keys = jax.random.split(key, len(cells))
-        sizes = [input_size] + [hidden_size] * (len(cells) - 1)
+        sizes = [input_size] + [output_size_of(c, hidden_size) for c in cells[:-1]]
         layers = zip(cells, keys, sizes, strict=True)
         return tuple(init_in_dtype(c.init_params, k, d, hidden_size, dtype) for c, k, d in layers)
 
@@ -56,7 +56,8 @@ def stacked(cells: Sequence[Cell]) -> Cell:
         return tuple(new_carries), y
 
     project = None if first.project is None else (lambda params, xs: first.project(params[0], xs))
-    return Cell(init_params, step, init_carry, project, name="stacked_" + "_".join(c.name for c in cells))
+    name = "stacked_" + "_".join(c.name for c in cells)
+    return Cell(init_params, step, init_carry, project, name=name, output_size=cells[-1].output_size)
 
 
 def bidirectional(
@@ -69,7 +70,8 @@ def bidirectional(
     initial_carry: tuple[Carry, Carry] | None = None,
     **unroll_kwargs,
 ) -> Unrolled:
-    """Reads ``xs [b, t, d]`` left to right and right to left; outputs concatenated ``[b, t, 2h]``.
+    """Reads ``xs [b, t, d]`` left to right and right to left; outputs concatenated ``[b, t, 2o]``
+    (o: each direction's output size).
 
     The backward direction starts at each sequence's own last element (``lengths``), so padding is
     never read into its state. The final carry is ``(forward final carry, backward final carry)``,
@@ -93,14 +95,15 @@ def init_layers(
 ) -> list[Params]:
     """The params of ``len(keys)`` stacked layers of ``cell``, layer l from ``keys[l]``.
 
-    Layer 0 reads ``input_size`` features, layer l > 0 the ``[k h]`` outputs of the layer below (k = 2 when
-    ``both_ways``). A layer read both ways (``bidirectional``) holds ``(forward, backward)`` params, drawn
+    Layer 0 reads ``input_size`` features, layer l > 0 the ``[k o]`` outputs of the layer below (k = 2 when
+    ``both_ways``; o = ``output_size_of(cell, hidden_size)``: ``hidden_size``, or the projection's size of an
+    LSTM with ``proj_size``). A layer read both ways (``bidirectional``) holds ``(forward, backward)`` params, drawn
     from ``split(keys[l])``; a one-way layer holds the forward params of the same key (``split(keys[l])[0]``).
     ``unroll_layers`` runs them.
     """
     layers = []
     for layer, key in enumerate(keys):
-        size = input_size if layer == 0 else (2 if both_ways else 1) * hidden_size
+        size = input_size if layer == 0 else (2 if both_ways else 1) * output_size_of(cell, hidden_size)
         k_forward, k_backward = jax.random.split(key)
         forward = cell.init_params(k_forward, size, hidden_size)
         layers.append((forward, cell.init_params(k_backward, size, hidden_size)) if both_ways else forward)
@@ -128,8 +131,10 @@ def unroll_layers(
     For layers l = 0 .. L-1, with ``y^{-1} = xs``::
 
         u^l          = drop(y^{l-1}, dropout_rates[l], dropout_keys[l])     dropout on each layer's input
-        c^l, y^l     = unroll(cell, layers[l], u^l, c^l_0)                  y^l [b, t, h]
-        both ways:     y^l = [fwd y^l ; bwd y^l]  (``bidirectional``)       y^l [b, t, 2h]
+        c^l, y^l     = unroll(cell, layers[l], u^l, c^l_0)                  y^l [b, t, o]
+        both ways:     y^l = [fwd y^l ; bwd y^l]  (``bidirectional``)       y^l [b, t, 2o]
+
+    with o the cell's output size (``output_size_of``: h, or p for an LSTM with ``proj_size=p``).
 
     ``drop`` is ``dropout``: a fresh mask per element and step, none on the recurrent paths; a ``None`` key or
     a zero rate leaves the input as it is. No dropout is applied to the top layer's outputs (a readout
@@ -152,7 +157,7 @@ def unroll_layers(
 
     Returns:
       ``Unrolled(carry, outputs, None)``: ``carry`` a tuple of every layer's final carry (bottom first; a
-      ``(forward, backward)`` pair when ``both_ways``), ``outputs`` the top layer's ``[b, t, k h]``
+      ``(forward, backward)`` pair when ``both_ways``), ``outputs`` the top layer's ``[b, t, k o]``
       (k = 2 when ``both_ways``), zero at padded steps.
     """
     num_layers = len(layers)
@@ -174,7 +179,7 @@ def unroll_layers(
             result = bidirectional(cell, cell, params, xs, lengths=lengths, initial_carry=carry, **unroll_kwargs)
         else:
             result = unroll(cell, params, xs, initial_carry=carry, lengths=lengths, **unroll_kwargs)
-        xs = result.outputs  # [b, t, k h]
+        xs = result.outputs  # [b, t, k o]
         finals.append(result.carry)
     return Unrolled(tuple(finals), xs, None)
 

@@ -65,6 +65,9 @@ class Cell:
       linear: optional ``seqjax.cells.linear.Linear``: the recurrence is ``h_t = a_t * h_{t-1} + b_t`` with
         ``(a_t, b_t)`` from the input alone (``step`` must be that recurrence: build such a cell with
         ``linear_cell``), so ``unroll`` can evaluate it with an associative scan.
+      output_size: the features of ``y_t`` where they are not ``hidden_size`` (the LSTM with a projection:
+        ``proj_size``); ``None``: ``y_t [*batch, h]``. The stacks (``seqjax.layers``) size the next layer's input
+        by it (``output_size_of``).
     """
 
     init_params: Callable[..., Params]
@@ -75,6 +78,7 @@ class Cell:
     unroll: int = 1
     fused: Callable[..., tuple[Carry, jax.Array]] | None = None
     linear: Any = None
+    output_size: int | None = None
 
     def __post_init__(self):
         if self.init_carry is None:
@@ -85,6 +89,12 @@ class Cell:
 
             default_init_carry.derived = True  # seqjax.scan checks that the step keeps this one-array carry
             object.__setattr__(self, "init_carry", default_init_carry)
+
+
+def output_size_of(cell: Cell, hidden_size: int) -> int:
+    """The features of ``cell``'s output ``y_t`` when it has ``hidden_size`` units: ``cell.output_size``, else
+    ``hidden_size``."""
+    return hidden_size if cell.output_size is None else cell.output_size
 
 
 def takes_dtype(init_params: Callable[..., Params]) -> bool:

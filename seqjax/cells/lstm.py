@@ -10,13 +10,21 @@ z_t = x_t W_ih + b + h_{t-1} W_hh split into four [h] blocks:
     o_t = sigmoid(z_o + p_o * c_t)
     h_t = o_t * tanh(c_t),       y_t = h_t
 
+With ``proj_size=p`` (LSTMP, Sak et al. 2014; PyTorch's ``nn.LSTM(proj_size=p)``) the hidden state is
+projected to p < h features, and the projection is what recurs and what is output:
+
+    h_t = (o_t * tanh(c_t)) W_hr,      W_hr [h, p],      y_t = h_t [p],      z_t = x_t W_ih + b + h_{t-1} W_hh
+
+so ``W_hh`` is ``[p, 4h]``; the cell state c_t keeps h features.
+
 The peephole terms p (Gers & Schmidhuber 2000; diagonal weights ``p_i, p_f, p_o [h]``) exist only
 with ``peephole=True``. ``forget_bias`` is the initial value of the forget-gate block of ``b``
 (a learned bias, as in Jozefowicz et al. 2015), not a constant hidden in the step: with
 ``forget_bias=0`` the cell is exactly Flax's ``LSTMCell`` and PyTorch's ``nn.LSTM``.
 
-Params: ``w_ih [d, 4h]``, ``w_hh [h, 4h]``, ``b [4h]`` (+ ``peephole [3, h]``).
-Carry: ``LSTMCarry(hidden [*b, h], cell [*b, h])``.
+Params: ``w_ih [d, 4h]``, ``w_hh [h, 4h]``, ``b [4h]`` (+ ``peephole [3, h]``); with ``proj_size=p``:
+``w_hh [p, 4h]`` and ``w_hr [h, p]``.
+Carry: ``LSTMCarry(hidden [*b, h], cell [*b, h])``; with ``proj_size=p``: ``LSTMCarry(hidden [*b, p], cell [*b, h])``.
 """
 
 from __future__ import annotations
@@ -41,31 +49,43 @@ def lstm(
     peephole: bool = False,
     recurrent_init: initializers.Initializer = initializers.orthogonal,
     input_init: initializers.Initializer = initializers.lecun_normal,
+    proj_size: int | None = None,
 ) -> Cell:
-    """Builds an LSTM cell.
+    """Builds an LSTM cell, or with ``proj_size`` the LSTM with a projection layer (LSTMP).
 
     Args:
       forget_bias: initial forget-gate bias b_f (the other biases start at zero).
       peephole: add the diagonal peephole connections p_i, p_f, p_o (initialised to zero).
-      recurrent_init: initialiser of each [h, h] gate block of ``W_hh``.
-      input_init: initialiser of ``W_ih``.
+      recurrent_init: initialiser of each [h, h] gate block of ``W_hh`` (with ``proj_size=p``: the first p rows
+        of each such block).
+      input_init: initialiser of ``W_ih`` (and of ``W_hr``).
+      proj_size: p, the features of the projected hidden state h_t (the output and the recurrent input); the
+        cell's ``output_size``. ``None``: no projection.
     """
+    if proj_size is not None and proj_size < 1:
+        raise ValueError(f"lstm(proj_size={proj_size}): expected a positive number of projected features or None")
 
     def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32):
         k_ih, k_hh = jax.random.split(key)
         bias = jnp.zeros((4, hidden_size), dtype).at[1].set(forget_bias).reshape(4 * hidden_size)
-        params = {
-            "w_ih": input_init(k_ih, (input_size, 4 * hidden_size), dtype),
-            "w_hh": initializers.fused_blocks(recurrent_init, k_hh, hidden_size, 4, dtype),
-            "b": bias,
-        }
+        if proj_size is None:
+            recurrent = {"w_hh": initializers.fused_blocks(recurrent_init, k_hh, hidden_size, 4, dtype)}
+        elif proj_size > hidden_size:
+            raise ValueError(f"lstm(proj_size={proj_size}): expected at most hidden_size = {hidden_size} features")
+        else:
+            k_hh, k_hr = jax.random.split(k_hh)
+            blocks = initializers.fused_blocks(recurrent_init, k_hh, hidden_size, 4, dtype)  # [h, 4h]
+            recurrent = {"w_hh": blocks[:proj_size], "w_hr": input_init(k_hr, (hidden_size, proj_size), dtype)}
+        params = {"w_ih": input_init(k_ih, (input_size, 4 * hidden_size), dtype), **recurrent, "b": bias}
         if peephole:
             params["peephole"] = jnp.zeros((3, hidden_size), dtype)
         return params
 
     def init_carry(params, batch_shape):
-        zeros = hidden_zeros(params, batch_shape)
-        return LSTMCarry(zeros, zeros)
+        hidden = hidden_zeros(params, batch_shape)  # [*b, p] with a projection: w_hh is [p, 4h]
+        if proj_size is None:
+            return LSTMCarry(hidden, hidden)
+        return LSTMCarry(hidden, jnp.zeros((*batch_shape, params["w_hr"].shape[0]), hidden.dtype))
 
     def step(params, carry: LSTMCarry, u):
         z = u.astype(carry.cell.dtype) + precision.dot(carry.hidden, params["w_hh"])
@@ -78,11 +98,14 @@ def lstm(
         if peephole:
             z_o = z_o + jnp.broadcast_to(p_o, z_o.shape) * c
         h = jax.nn.sigmoid(z_o) * jnp.tanh(c)
+        if proj_size is not None:
+            h = precision.dot(h, params["w_hr"])
         return LSTMCarry(h, c), h.astype(params["w_hh"].dtype)
 
-    if peephole:
-        return Cell(init_params, step, init_carry, fused_projection, name="lstm_peephole")
-    return Cell(init_params, step, init_carry, fused_projection, name="lstm", fused=FUSED)
+    name = ("lstmp" if proj_size is not None else "lstm") + ("_peephole" if peephole else "")
+    if peephole or proj_size is not None:  # the fused sequence knows neither: the scanned step
+        return Cell(init_params, step, init_carry, fused_projection, name=name, output_size=proj_size)
+    return Cell(init_params, step, init_carry, fused_projection, name=name, fused=FUSED)
 
 
 def _forward(small, carry: LSTMCarry, u, a):
@@ -115,5 +138,5 @@ def _backward(small, saved, carry: LSTMCarry, new: LSTMCarry, d_new: LSTMCarry):
     return LSTMCarry(jnp.zeros_like(dh), dc * f), dz, None
 
 
-# The whole sequence with a hand-written VJP (seqjax.cells.fused); peepholes take the scanned step.
+# The whole sequence with a hand-written VJP (seqjax.cells.fused); peepholes and projections take the scanned step.
 FUSED = fused_sequence(Steps(_forward, _backward))

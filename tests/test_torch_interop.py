@@ -129,6 +129,8 @@ def test_export_then_load_is_exact(mode, proj_size):
         if mode == "GRU":
             bias_hh[2 * H :] = first["b_hn"]
         np.testing.assert_array_equal(exported["bias_hh_l0"], bias_hh)
+    cast = pytorch.load(exported, mode.lower(), dtype=jnp.bfloat16)
+    assert {a.dtype for a in jax.tree.leaves(cast.layers)} == {jnp.dtype(jnp.bfloat16)}
 
 
 def one_line_error(call, match):

@@ -153,6 +153,7 @@ def test_bad_input_is_one_line_naming_the_key():
 
     stack = random_stack("LSTM", None, True, seed=4)
     one_line_error(lambda: pytorch.export(dataclasses.replace(stack, both_ways=False)), r"layers\[0\] is not one")
+    one_line_error(lambda: pytorch.export(dataclasses.replace(stack, layers=[])), r"export: the stack has no layers")
     peephole = [({**f, "peephole": jnp.zeros((3, H))}, b) for f, b in stack.layers]
     one_line_error(lambda: pytorch.export(dataclasses.replace(stack, layers=peephole)), r"layers\[0\].*peephole")
     one_line_error(lambda: pytorch.initial_carries(stack, np.zeros((4, B, H))), r"LSTM takes \(h0, c0\)")

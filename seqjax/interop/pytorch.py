@@ -147,6 +147,8 @@ def export(stack: Stack) -> dict[str, np.ndarray]:
         shapes that do not make one PyTorch module.
     """
     mode = _checked_mode(stack.mode)
+    if not stack.layers:
+        raise ValueError("export: the stack has no layers")
     tensors = {}
     for k, layer in enumerate(stack.layers):
         pair = isinstance(layer, (tuple, list))

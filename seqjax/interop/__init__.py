@@ -1,0 +1,1 @@
+"""seqjax's cells inside other frameworks' models (each module imports its framework; nothing is imported here)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqjax import unroll
-from seqjax.cells import LSTMCarry, gru, learned_initial_state, lstm, mingru, step_input
+from seqjax.cells import Cell, LSTMCarry, gru, learned_initial_state, lstm, mingru, step_input
 
 D, H, B, T = 3, 4, 2, 5
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
@@ -104,3 +104,20 @@ def test_starts_as_the_plain_cell(key):
     carry = learned.init_carry(half, (B,))
     assert half["initial"].hidden.dtype == jnp.bfloat16 and carry.hidden.dtype == jnp.float32
     assert carry.hidden.shape == carry.cell.shape == (B, H)
+
+
+def test_a_user_cell_without_init_carry_keeps_the_one_line_check(key):
+    """A user's step with a tuple carry but no init_carry: the wrapped cell is refused as the cell itself would be."""
+
+    def init(key, d, h):
+        return {"w": jax.random.normal(key, (d, h)), "u": jnp.eye(h)}
+
+    def step(params, carry, x):  # (h, running sum) without an init_carry
+        h, total = carry
+        h = jnp.tanh(x @ params["w"] + h @ params["u"])
+        return (h, total + h), h
+
+    learned = learned_initial_state(Cell(init, step, name="summing"))
+    with pytest.raises(ValueError, match=r"^cell 'summing_h0' has no init_carry") as refused:
+        unroll(learned, learned.init_params(key, D, H), jnp.ones((B, T, D)))
+    assert "\n" not in str(refused.value)

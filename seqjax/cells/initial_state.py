@@ -51,6 +51,9 @@ def learned_initial_state(cell: Cell) -> Cell:
         zeros = cell.init_carry(params["cell"], tuple(batch_shape))
         return jax.tree.map(lambda z, s: jnp.broadcast_to(s.astype(z.dtype), z.shape), zeros, params["initial"])
 
+    if getattr(cell.init_carry, "derived", False):  # a user cell's derived one-array carry: unroll still checks it
+        init_carry.derived = True
+
     linear = None
     if cell.linear is not None:
         linear = Linear(_on_inner(cell.linear.coefficients), _on_inner(cell.linear.readout))

@@ -2,6 +2,7 @@
 
 from seqjax.cells.base import Cell, hidden_size_of, step_input, zero_carry
 from seqjax.cells.gru import gru
+from seqjax.cells.initial_state import learned_initial_state
 from seqjax.cells.linear import Linear, linear_cell
 from seqjax.cells.lru import lru
 from seqjax.cells.lstm import LSTMCarry, lstm
@@ -19,6 +20,7 @@ __all__ = [
     "cell_by_name",
     "gru",
     "hidden_size_of",
+    "learned_initial_state",
     "linear_cell",
     "lru",
     "lstm",

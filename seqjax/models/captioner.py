@@ -2,7 +2,7 @@
 
 For images ``X [b, H, W]`` (grey, [0, 1]) and captions ``w_1 .. w_n`` with ``w_n = <eos>`` (right-padded to t)::
 
-    z_1      = pool(relu(conv_1(X))),  z_2 = pool(relu(conv_2(z_1)))           Flax linen ``ImageEncoder``
+    z_1      = pool(relu(conv_1(X))),  z_2 = pool(relu(conv_2(z_1)))           ``seqjax.models.image_encoder``
     v        = relu(flatten(z_2) F + f)                                        the image vector, [b, m]
     carry_0  = tanh(v A_j + a_j) for each [b, h_j] leaf j of cell.init_carry   A_j [m, h_j], a_j [h_j]
     x_s      = E[w_{s-1}],  w_0 = <bos>                                        E [V, e]: teacher forcing
@@ -20,8 +20,8 @@ logits do not depend on its padding or its batch mates.
 Decoding is greedy (``decode``, by ``seqjax.decoding.greedy``): ``decode_step`` is the pure step
 ``(carry, tokens [b]) -> (carry, log_probs [b, V])``, fed back its own arg-max from ``<bos>`` until ``<eos>``.
 
-Parameters: ``{"encoder": Flax params of ImageEncoder, "init": ({"w": A_j, "b": a_j} per [b, h] carry leaf),
-"cell": cell params, "embedding": E, "out_w": W, "out_b": c}``.
+Parameters: ``{"encoder": the image encoder's (``seqjax.models.image_encoder``), "init": ({"w": A_j, "b": a_j}
+per [b, h] carry leaf), "cell": cell params, "embedding": E, "out_w": W, "out_b": c}``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +40,7 @@ import numpy as np
 from seqjax import decoding, losses
 from seqjax.attention.masks import length_mask
 from seqjax.cells import Cell, cell_by_name, step_input
+from seqjax.models import image_encoder
 from seqjax.scan import unroll
 
 Carry = Any
@@ -85,29 +85,20 @@ class CaptionerConfig:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
 
 
-class ImageEncoder(nn.Module):
-    """``[b, H, W]`` grey images -> ``v [b, m]``: (3 x 3 conv, relu, 2 x 2 max-pool) per filter count, dense, relu."""
-
-    conv_features: tuple[int, ...]
-    image_features: int
-
-    @nn.compact
-    def __call__(self, images: jax.Array) -> jax.Array:
-        x = images[..., None]  # [b, H, W, 1]: one channel
-        for features in self.conv_features:
-            x = nn.Conv(features, (3, 3), padding="SAME")(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))  # [b, H / 2, W / 2, features]
-        x = x.reshape(x.shape[0], -1)
-        return nn.relu(nn.Dense(self.image_features)(x))
-
-
 @functools.cache
 def captioner_cell(config: CaptionerConfig) -> Cell:
     return config.cell if isinstance(config.cell, Cell) else cell_by_name(config.cell)
 
 
-def encoder_module(config: CaptionerConfig) -> ImageEncoder:
-    return ImageEncoder(tuple(config.conv_features), config.image_features)
+def encoder_shapes(config: CaptionerConfig) -> dict:
+    """The image encoder's parameter shapes (``image_encoder.param_shapes``) for this config's images."""
+    return image_encoder.param_shapes(
+        tuple(config.conv_features), config.image_features, config.image_height, config.image_width
+    )
+
+
+def _is_shape(x) -> bool:
+    return isinstance(x, tuple)
 
 
 def _is_state_leaf(leaf: jax.Array) -> bool:
@@ -137,18 +128,17 @@ def init_params(config: CaptionerConfig, key: jax.Array) -> dict:
     LeCun-normal (N(0, 1 / fan_in), untruncated), E ``N(0, embed_scale^2)``, biases 0. Jitted."""
     cell = captioner_cell(config)
     k_cell, k_rest = jax.random.split(key)
-    dummy = jnp.zeros((1, config.image_height, config.image_width), jnp.float32)
-    encoder_shapes = jax.eval_shape(lambda: encoder_module(config).init(k_rest, dummy)["params"])
     cell_params = cell.init_params(k_cell, config.embed_size, config.hidden_size)
     hidden = [leaf.shape[-1] for leaf in jax.tree.leaves(cell.init_carry(cell_params, (1,))) if _is_state_leaf(leaf)]
-    encoder_leaves, encoder_def = jax.tree.flatten_with_path(encoder_shapes)
-    kernels = [leaf.shape for path, leaf in encoder_leaves if path[-1].key == "kernel"]
+    # shapes as leaves, in jax.tree's order of the encoder's dict (sorted names): the order of the draws below
+    encoder_leaves, encoder_def = jax.tree.flatten_with_path(encoder_shapes(config), is_leaf=_is_shape)
+    kernels = [shape for path, shape in encoder_leaves if path[-1].key == "kernel"]
     shapes = [*kernels, *((config.image_features, h) for h in hidden), (config.vocab_size, config.embed_size),
               (config.hidden_size, config.vocab_size)]  # fmt: skip
     draws = iter(_normal_arrays(k_rest, shapes))
     encoder = jax.tree.unflatten(
         encoder_def,
-        [_lecun(next(draws)) if path[-1].key == "kernel" else jnp.zeros(leaf.shape) for path, leaf in encoder_leaves],
+        [_lecun(next(draws)) if path[-1].key == "kernel" else jnp.zeros(shape) for path, shape in encoder_leaves],
     )
     init = tuple({"w": _lecun(next(draws)), "b": jnp.zeros((h,), jnp.float32)} for h in hidden)
     embedding = config.embed_scale * next(draws)
@@ -165,7 +155,7 @@ def init_params(config: CaptionerConfig, key: jax.Array) -> dict:
 def encode(config: CaptionerConfig, params: dict, images: jax.Array) -> jax.Array:
     """The image vector ``v [b, m]`` of ``images [b, H, W]``, in the encoder parameters' dtype."""
     dtype = jax.tree.leaves(params["encoder"])[0].dtype
-    return encoder_module(config).apply({"params": params["encoder"]}, images.astype(dtype))
+    return image_encoder.apply(params["encoder"], images.astype(dtype))
 
 
 def initial_carry(config: CaptionerConfig, params: dict, v: jax.Array) -> Carry:

@@ -400,7 +400,7 @@ def step_function(training: Training, batches: Callable[[Any], Any], options: Op
     """
     mesh = options.mesh
 
-    def logged(update):  # update: the count after it, 1-based, a Python int or a traced int32
+    def logged(update: int) -> bool:  # update: the count after it, 1-based
         return (update % options.log_every == 0) | (update == num_steps)
 
     if options.steps_per_call == 1:
@@ -417,16 +417,18 @@ def step_function(training: Training, batches: Callable[[Any], Any], options: Op
 
         return one
 
+    # The run's length is an argument, not a constant of the program: a longer rerun compiles the same program.
     @functools.partial(jax.jit, donate_argnums=0, static_argnums=1)
-    def segment(state: TrainState, n: int):
+    def segment(state: TrainState, n: int, last: jax.Array):
         def body(state, _):
             batch = batches(state.step)
             if mesh is not None:  # as shard_batch lays a batch out: rows split, scalars (a window's index) replicated
                 batch = jax.tree.map(
                     lambda x: jax.lax.with_sharding_constraint(x, parallel.leaf_sharding(x, mesh)), batch
                 )
-            return training.step(state, batch, logged(state.step + 1))
+            update = state.step + 1
+            return training.step(state, batch, (update % options.log_every == 0) | (update == last))
 
         return jax.lax.scan(body, state, None, length=n)
 
-    return lambda state, done, n: segment(state, n)
+    return lambda state, done, n: segment(state, n, np.int32(num_steps))

@@ -38,7 +38,7 @@ TASKS = ("adding", "adding_hochreiter", "copy", "temporal_order")
 
 @config.declare
 class Config:
-    cells: tuple[str, ...] = config.setting(
+    cells: tuple[str, ...] = config.cells(
         ("rnn", "lstm", "gru"),
         f"Cells to train, each at every length. {config.CELL_HELP}",
         check=cell_by_name,

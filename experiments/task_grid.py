@@ -75,7 +75,7 @@ def check_cell(name: str) -> None:
 
 @config.declare
 class Config:
-    cells: tuple[str, ...] = config.setting(
+    cells: tuple[str, ...] = config.cells(
         DEFAULT_CELLS, f"Models: cells, or 'transformer' (a causal one). {config.CELL_HELP}", check=check_cell,
         fixed=False,
     )  # fmt: skip

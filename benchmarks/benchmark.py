@@ -1,8 +1,8 @@
 r"""Training-step throughput, seqjax vs Flax linen vs PyTorch (vs jax.experimental.rnn on a GPU); see harness.py.
 
     python benchmarks/benchmark.py --workdir=runs/benchmark --rounds=3
-    python benchmarks/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
-    python benchmarks/benchmark.py --cells=lstm,gru --dtype=bfloat16 --lm_presets= --workdir=runs/bench_bf16
+    python benchmarks/benchmark.py --cell=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
+    python benchmarks/benchmark.py --cell=lstm,gru --dtype=bfloat16 --lm_presets= --workdir=runs/bench_bf16
     python benchmarks/benchmark.py --cell=lstm,examples/my_cells.py:indrnn --lm_presets= --workdir=runs/bench_mine
 
 Prints a markdown table and writes results.json and results.md into --workdir (nothing else).

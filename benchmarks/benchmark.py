@@ -1,8 +1,9 @@
 r"""Training-step throughput, seqjax vs Flax linen vs PyTorch (vs jax.experimental.rnn on a GPU); see harness.py.
 
     python benchmarks/benchmark.py --workdir=runs/benchmark --rounds=3
-    python benchmarks/benchmark.py --cells=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
-    python benchmarks/benchmark.py --cells=lstm,gru --dtype=bfloat16 --lm_presets= --workdir=runs/bench_bf16
+    python benchmarks/benchmark.py --cell=lstm --shapes=64x256x512 --impls=seqjax,flax --workdir=runs/bench_lstm
+    python benchmarks/benchmark.py --cell=lstm,gru --dtype=bfloat16 --lm_presets= --workdir=runs/bench_bf16
+    python benchmarks/benchmark.py --cell=lstm,examples/my_cells.py:indrnn --lm_presets= --workdir=runs/bench_mine
 
 Prints a markdown table and writes results.json and results.md into --workdir (nothing else).
 """
@@ -24,6 +25,7 @@ from harness import (
     check_unrolls,
     format_report,
     format_table,
+    known_cells,
     matmul_peak,
     metadata,
     parse_shape,
@@ -38,8 +40,12 @@ WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory for results.json and results.md (created if missing).", required=True
 )
 CELLS = flags.DEFINE_list(
-    "cells", list(KNOWN_CELLS), f"Cells to measure: any of {', '.join(KNOWN_CELLS)}, or empty (only --lm_presets)."
+    "cells",
+    list(KNOWN_CELLS),
+    f"Cells to measure: {', '.join(KNOWN_CELLS)} (against Flax and PyTorch), any other seqjax cell or your own "
+    "(file.py:attr or module:attr; seqjax rows only); or empty (only --lm_presets). --cell is the same flag.",
 )
+flags.DEFINE_alias("cell", "cells")
 SHAPES = flags.DEFINE_list(
     "shapes",
     ["32x128x256", "64x64x512", "16x100x128", "128x256x1024"],
@@ -77,7 +83,7 @@ PEAK_SIZE = flags.DEFINE_integer(
     "peak_size", PEAK_SIZE_DEFAULT, "N of the N x N x N product that measures the matmul peak.", lower_bound=1
 )
 
-flags.register_validator(CELLS, lambda v: check_names(v, KNOWN_CELLS, "cell") if v else True)
+flags.register_validator(CELLS, lambda v: known_cells(v) if v else True)
 flags.register_validator(IMPLS, lambda v: check_names(v, KNOWN_IMPLS, "implementation"))
 flags.register_validator(SHAPES, check_shapes)
 flags.register_validator(SEQJAX_UNROLLS, check_unrolls)
@@ -103,7 +109,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not CELLS.value and not LM_PRESETS.value:
-        raise app.UsageError("nothing to measure: give --cells or --lm_presets (or both)")
+        raise app.UsageError("nothing to measure: give --cell or --lm_presets (or both)")
     try:  # before minutes of measuring: a foreign --workdir is refused now
         reported = {f.name: f.value for f in _REPORTED_FLAGS}
         fixed = set(reported) - {"workdir"}

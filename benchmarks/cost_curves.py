@@ -8,7 +8,7 @@ r"""How a training step's cost grows with T, B, H or the vocabulary V, one curve
 Writes results.json (every point), results.md (a table per curve with its slopes, led by the command) and cost.png
 (log-log, one line per curve, its slope in the legend) into --workdir, and prints the tables.
 
-The cell sweeps (``--sweep=T``, ``B`` or ``H``, for each of ``--cells``) time the step the cell benchmark times
+The cell sweeps (``--sweep=T``, ``B`` or ``H``, for each of ``--cell``) time the step the cell benchmark times
 (``benchmarks/harness.py``): ``jax.jit(jax.value_and_grad(loss))`` with ``loss = mean(y**2)`` over the outputs of
 ``seqjax.unroll`` on its default path (no options: the fused sequence where ``seqjax.scan.fused_by_default``
 takes it, the scanned step elsewhere; the table's ``path`` column says which), on the benchmark's fixed N(0, 1)
@@ -56,11 +56,11 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags
-from harness import SEED, Shape, check_names, inputs, seqjax_cell, time_steps
+from harness import SEED, Shape, inputs, known_cells, seqjax_cell, time_steps
 from lm_benchmark import LM_PRESETS, lm_config, seqjax_lm_step
 
 from seqjax import command_line, workdir
-from seqjax.cells import BUILTIN_CELLS
+from seqjax.cells import BUILTIN_CELLS, LINEAR_CELLS
 
 SWEEPS = ("T", "B", "H", "vocab")
 DEFAULT_SIZES = {
@@ -154,7 +154,7 @@ def cell_step(cell_name: str, batch: int, length: int, hidden: int) -> tuple[Cal
 
     from seqjax.scan import fused_by_default, unroll
 
-    cell = seqjax_cell(cell_name)  # the cell benchmark's cells
+    cell = seqjax_cell(cell_name)  # the cell benchmark's cells (and any other, a user's too)
     shape = Shape(batch, length, hidden)
     params = cell.init_params(jax.random.key(SEED), shape.input_size, shape.hidden)
     xs = jnp.asarray(inputs(shape))  # [b, t, d], an argument (not a compiled constant)
@@ -404,8 +404,12 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
     WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
     SWEEP = flags.DEFINE_enum("sweep", None, list(SWEEPS), "The dimension that varies.", required=True)
     CELLS = flags.DEFINE_list(
-        "cells", list(DEFAULT_CELLS), f"Cells (--sweep=T, B, H): any of {', '.join(BUILTIN_CELLS)}."
+        "cells",
+        list(DEFAULT_CELLS),
+        f"Cells (--sweep=T, B, H): any of {', '.join(BUILTIN_CELLS + LINEAR_CELLS)}, or your own (file.py:attr or "
+        "module:attr). --cell is the same flag.",
     )
+    flags.DEFINE_alias("cell", "cells")
     SIZES = flags.DEFINE_list(
         "sizes",
         None,
@@ -427,6 +431,6 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
     STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per point (their median is reported).", lower_bound=1)
     WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps per point after the compiling call.", lower_bound=0)
 
-    flags.register_validator("cells", lambda v: check_names(v, BUILTIN_CELLS, "cells"))
+    flags.register_validator("cells", known_cells)
     flags.register_validator("sizes", valid_sizes)
     command_line.run(main)

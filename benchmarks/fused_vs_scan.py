@@ -61,6 +61,17 @@ def compare(cell_name: str, shape_text: str, steps: int) -> dict[str, Any]:
     }
 
 
+def with_fused_sequences(names: Sequence[str]) -> bool:
+    """--cells' validator: every cell has a fused sequence (there is nothing to compare otherwise)."""
+    for name in names:
+        if cell_by_name(name).fused is None:
+            raise flags.ValidationError(
+                f"{name} has no fused sequence to compare with its scanned step; cells with one: rnn, rnn_relu, "
+                "lstm, gru"
+            )
+    return True
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = "| cell | B x T x H | fused ms | scan ms | scan / fused | unroll's default |"
     lines = [header, "|---|---|---:|---:|---:|---|"]
@@ -73,16 +84,17 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-CELLS = flags.DEFINE_list("cells", ["rnn", "lstm", "gru"], "Cells with a fused sequence.")
+CELLS = flags.DEFINE_list(
+    "cells",
+    ["rnn", "lstm", "gru"],
+    "Cells with a fused sequence: rnn, rnn_relu, lstm, gru, or your own (file.py:attr or module:attr) if it has one. "
+    "--cell is the same flag.",
+)
+flags.DEFINE_alias("cell", "cells")
 SHAPES = flags.DEFINE_list("shapes", ["32x64x256", "64x64x256", "32x64x512"], "BxTxH shapes (input size D = H).")
 STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per path (alternating), after two warm-up calls.", lower_bound=1)
 
-flags.register_validator("cells", known_cells)
-flags.register_validator(
-    "cells",
-    lambda names: all(cell_by_name(name).fused is not None for name in names),
-    "--cells must name cells with a fused sequence (rnn, rnn_relu, lstm, gru)",
-)
+flags.register_validator("cells", lambda names: known_cells(names) and with_fused_sequences(names))
 flags.register_validator(
     "shapes",
     lambda values: bool(values) and all(valid_shape(v) for v in values),

@@ -11,6 +11,9 @@ For every cell (rnn with tanh, lstm, gru), shape B x T x H (input size D = H) an
                              elsewhere the row is skipped), on the seqjax LSTM's weights in cuDNN's flat layout
                              (``cudnn_lstm_weights``), so its loss equals the seqjax row's
 
+Any other cell ``seqjax.cells.cell_by_name`` builds (``rnn_relu``, ``mingru``, a user's ``file.py:attr``) gets the
+seqjax rows alone (its fused row only if it has a fused sequence), without a FLOP count; the table's notes say so.
+
 the step is ``loss = mean(y**2)`` over all outputs and its gradient w.r.t. all parameters, on fixed
 N(0, 1) inputs (same seed for every implementation). JAX steps are ``jax.jit(jax.value_and_grad(loss))``.
 
@@ -68,6 +71,10 @@ FLAX_VARIANTS = {"rnn": ("SimpleCell",), "lstm": ("LSTMCell", "OptimizedLSTMCell
 TORCH_MISSING = "torch not installed (pip install torch==2.13.0 for the comparison)"
 JAX_RNN_LABEL = "jax.experimental.rnn"
 JAX_RNN_NEEDS_GPU = "jax.experimental.rnn (the cuDNN LSTM) needs a GPU (cuDNN): not measured on {platform}"
+USER_CELLS = (
+    "{cells}: seqjax rows only (Flax, PyTorch and jax.experimental.rnn have no counterpart; 'seqjax fused' where the "
+    "cell has a fused sequence), GFLOP/s '-' (no analytic count)"
+)
 LM_FLOAT32_ONLY = "language-model rows run in float32 only: not measured at --dtype={dtype}"
 SEED = 0
 RESULTS_JSON = "results.json"
@@ -135,8 +142,9 @@ def check_unrolls(values: Sequence[str]) -> bool:
     return True
 
 
-def train_step_flops(cell: str, shape: Shape) -> int:
-    """Analytic FLOPs of one training step, counting the matrix products only.
+def train_step_flops(cell: str, shape: Shape) -> int | None:
+    """Analytic FLOPs of one training step of rnn, lstm or gru, counting the matrix products only (None for
+    another cell: a user's cell has no count).
 
     Forward: at each of the T steps, ``x_t [B, D] @ W_ih [D, G*H]`` and ``h [B, H] @ W_hh [H, G*H]``,
     a multiply-add being 2 FLOPs::
@@ -147,6 +155,8 @@ def train_step_flops(cell: str, shape: Shape) -> int:
     product's input and its weight), so a training step counts ``3 * forward``. Bias adds and gate
     nonlinearities (O(B*T*G*H)) are left out.
     """
+    if cell not in GATE_BLOCKS:
+        return None
     forward = 2 * shape.batch * shape.time * (shape.input_size + shape.hidden) * GATE_BLOCKS[cell] * shape.hidden
     return 3 * forward
 
@@ -167,7 +177,9 @@ def build_specs(
 ) -> list[dict[str, Any]]:
     """One JSON-able spec per (impl, cell, shape), grouped by cell, then shape, then implementation.
 
-    ``jax_rnn`` (``jax.experimental.rnn``) has an LSTM only: no spec for the other cells."""
+    ``jax_rnn`` (``jax.experimental.rnn``) has an LSTM only: no spec for the other cells. A cell other than
+    ``KNOWN_CELLS`` (any name ``seqjax.cells.cell_by_name`` builds: a user's ``file.py:attr``) has seqjax specs only,
+    the fused one if it has a fused sequence: Flax and PyTorch have no counterpart of it (``format_table`` says so)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     specs = []
@@ -176,11 +188,14 @@ def build_specs(
             base = {"cell": cell, "shape": str(shape), "steps": steps, "warmup": warmup, "budget_s": budget_s}
             base["dtype"] = dtype
             if "seqjax" in impls:
-                specs.append({**base, "impl": "seqjax", "label": "seqjax fused", "fused": True, "unroll": 1})
+                if cell in KNOWN_CELLS or seqjax_cell(cell).fused is not None:
+                    specs.append({**base, "impl": "seqjax", "label": "seqjax fused", "fused": True, "unroll": 1})
                 specs += [
                     {**base, "impl": "seqjax", "label": f"seqjax scan(unroll={k})", "fused": False, "unroll": k}
                     for k in unrolls
                 ]
+            if cell not in KNOWN_CELLS:
+                continue
             if "flax" in impls:
                 specs += [{**base, "impl": "flax", "label": f"flax {v}", "variant": v} for v in FLAX_VARIANTS[cell]]
             if "torch" in impls:
@@ -300,10 +315,12 @@ def cudnn_lstm_weights(params):
 
 def seqjax_cell(name: str):
     """The seqjax cell the benchmark measures: a tanh RNN, an LSTM without a forget-gate bias (as Flax's and
-    PyTorch's are initialised), or a GRU."""
+    PyTorch's are initialised), a GRU, or any other cell ``seqjax.cells.cell_by_name`` builds (a user's)."""
     import seqjax
+    from seqjax.cells import cell_by_name
 
-    return {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}[name]()
+    known = {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}
+    return known[name]() if name in known else cell_by_name(name)
 
 
 def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
@@ -400,7 +417,8 @@ def _is_unroll_default(spec: dict[str, Any], shape: Shape, platform: str) -> boo
 
     if spec["impl"] != "seqjax":
         return False
-    return spec["fused"] == fused_by_default(shape.batch, shape.hidden, platform) and spec["unroll"] == 1
+    fused = fused_by_default(shape.batch, shape.hidden, platform) and seqjax_cell(spec["cell"]).fused is not None
+    return spec["fused"] == fused and spec["unroll"] == 1
 
 
 def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -505,7 +523,10 @@ def add_peak_fraction(rows: list[dict[str, Any]], peak: float | None) -> list[di
     """Adds ``peak_fraction`` = GFLOP/s / ``peak`` to every measured row (nothing if no peak)."""
     if not peak:
         return rows
-    return [{**row, "peak_fraction": row["gflops_per_s"] / peak} if row["status"] == "ok" else row for row in rows]
+    return [
+        {**row, "peak_fraction": row["gflops_per_s"] / peak} if row.get("gflops_per_s") is not None else row
+        for row in rows
+    ]
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -563,7 +584,7 @@ def with_rates(row: dict[str, Any]) -> dict[str, Any]:
         "median_step_s": median,
         "tokens_per_s": shape.batch * shape.time / median,
         "flops_per_step": flops,
-        "gflops_per_s": flops / median / 1e9,
+        "gflops_per_s": None if flops is None else flops / median / 1e9,
     }
 
 
@@ -679,7 +700,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             *([row.get("dtype", "float32")] if with_dtype else []),
             row["label"] + (" *" if row.get("is_default") else ""),
             f"{row['tokens_per_s']:,.0f}",
-            f"{row['gflops_per_s']:.2f}",
+            "-" if row["gflops_per_s"] is None else f"{row['gflops_per_s']:.2f}",
             *([f"{100 * row['peak_fraction']:.0f}%" if "peak_fraction" in row else "-"] if with_peak else []),
             f"{row['first_call_s']:.2f}",
             f"{row['peak_mib']:.0f}",
@@ -698,6 +719,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "seqjax.unroll takes by default here (seqjax.scan.fused_by_default)."
     )
     lines += [f"- {note}" for note in notes_for(rows)]
+    user_cells = dict.fromkeys(row["cell"] for row in rows if "preset" not in row and row["cell"] not in KNOWN_CELLS)
+    lines += [f"- {USER_CELLS.format(cells=', '.join(user_cells))}"] if user_cells else []
     return "\n".join(lines) + "\n"
 
 
@@ -817,18 +840,23 @@ def valid_shape(text: str) -> bool:
 
 
 def known_cells(names: Sequence[str]) -> bool:
-    """Every name builds a cell; otherwise an ``absl.flags.ValidationError`` listing the known cells."""
-    from absl import flags
+    """Every name builds a cell (``seqjax.cells.cell_by_name``: built-in, or a user's ``file.py:attr`` or
+    ``module:attr``); otherwise an ``absl.flags.ValidationError`` listing the known cells."""
+    if not names:
+        raise flags.ValidationError("name at least one cell")
+    for name in names:
+        known_cell(name)
+    return True
 
+
+def known_cell(name: str) -> bool:
+    """``known_cells`` of one name: the validator of a script that measures one cell."""
     from seqjax.cells import cell_by_name
 
-    if not names:
-        raise flags.ValidationError("--cells must name at least one cell")
-    for name in names:
-        try:
-            cell_by_name(name)
-        except ValueError as e:
-            raise flags.ValidationError(str(e)) from e
+    try:
+        cell_by_name(name)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from e
     return True
 
 

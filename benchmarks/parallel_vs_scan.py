@@ -2,7 +2,7 @@ r"""Parallel-in-time evaluation vs the step-by-step scan, alternating in one pro
 
     python benchmarks/parallel_vs_scan.py --workdir=runs/parallel_vs_scan \
         --shapes=8x256x64,8x1024x64,8x4096x64,32x256x256,32x1024x256,32x4096x256
-    python benchmarks/parallel_vs_scan.py --workdir=runs/deer_vs_scan --cells=rnn,gru --shapes=8x256x16
+    python benchmarks/parallel_vs_scan.py --workdir=runs/deer_vs_scan --cell=rnn,gru --shapes=8x256x16
 
 Writes results.json and results.md into --workdir and prints the table.
 
@@ -128,8 +128,12 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 CELLS = flags.DEFINE_list(
-    "cells", ["mingru", "minlstm"], "Cells: linear in their carry (associative scan) or any other (DEER)."
+    "cells",
+    ["mingru", "minlstm"],
+    "Cells: linear in their carry (associative scan) or any other (DEER); built-in or your own (file.py:attr or "
+    "module:attr). --cell is the same flag.",
 )
+flags.DEFINE_alias("cell", "cells")
 SHAPES = flags.DEFINE_list("shapes", ["8x256x64", "8x1024x64", "32x1024x256"], "BxTxH shapes (input size D = H).")
 STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per path (alternating), after two warm-up calls.", lower_bound=1)
 

@@ -2,6 +2,7 @@ r"""Per-operation profile of one training step (see profile_step).
 
     python benchmarks/profile_step.py --cell=lstm --shape=32x128x256 --workdir=runs/profile_lstm
     python benchmarks/profile_step.py --cell=lstm --shape=32x128x256 --nofused --workdir=runs/profile_lstm_scan
+    python benchmarks/profile_step.py --cell=examples/my_cells.py:indrnn --shape=32x128x256 --workdir=runs/profile_mine
 
 Writes profile.json (every operation) and profile.md (the top ones) into --workdir.
 
@@ -30,10 +31,11 @@ from typing import Any
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true".strip()
 
 from absl import app, flags
-from harness import inputs, parse_shape, valid_shape
+from harness import inputs, known_cell, parse_shape, valid_shape
 
 from seqjax import command_line, workdir
-from seqjax.cells import BUILTIN_CELLS
+from seqjax.cells import cell_by_name
+from seqjax.config import CELL_HELP
 
 # Runtime bookkeeping in the trace, not XLA operations.
 
@@ -129,7 +131,10 @@ def format_table(result: dict[str, Any], top: int = 25) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    spec = {"cell": CELL.value, "shape": SHAPE.value, "fused": FUSED.value, "steps": STEPS.value}
+    fused = FUSED.value and cell_by_name(CELL.value).fused is not None
+    if FUSED.value and not fused and FUSED.present:
+        raise app.UsageError(f"--fused: {CELL.value} has no fused sequence; --nofused profiles its scanned step")
+    spec = {"cell": CELL.value, "shape": SHAPE.value, "fused": fused, "steps": STEPS.value}
     try:
         out = workdir.claim(WORKDIR.value, "profile_step", spec, fixed=tuple(spec))
     except workdir.WorkdirError as e:
@@ -143,13 +148,17 @@ def main(argv):
 
 if __name__ == "__main__":  # the flags exist only when this is the script run: importing it defines none
     WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-    CELL = flags.DEFINE_enum("cell", "lstm", list(BUILTIN_CELLS), "The cell.")
+    CELL = flags.DEFINE_string("cell", "lstm", CELL_HELP)
     SHAPE = flags.DEFINE_string("shape", "32x128x256", "BxTxH (input size D = H).")
     FUSED = flags.DEFINE_bool(
-        "fused", True, "The fused sequence (hand-written VJP) or, with --nofused, the scanned step."
+        "fused",
+        True,
+        "The fused sequence (hand-written VJP) or, with --nofused, the scanned step (a cell without a fused sequence: "
+        "the scanned step).",
     )
     STEPS = flags.DEFINE_integer("steps", 3, "Profiled steps (after two warm-up calls).", lower_bound=1)
     TOP = flags.DEFINE_integer("top", 25, "Operations listed in profile.md.", lower_bound=1)
 
     flags.register_validator("shape", valid_shape, "--shape must be BxTxH with positive integers, e.g. 32x128x256")
+    flags.register_validator("cell", known_cell)
     command_line.run(main)

@@ -2,6 +2,7 @@ r"""Training-step memory against sequence length, with and without remat (see re
 
     python benchmarks/remat_memory.py --workdir=runs/remat_memory
     python benchmarks/remat_memory.py --workdir=runs/remat_small --seq_lens=100,1000 --hidden=64
+    python benchmarks/remat_memory.py --workdir=runs/remat_indrnn --cell=examples/my_cells.py:indrnn
 
 Writes results.json, results.md and memory.png into --workdir.
 
@@ -35,10 +36,10 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags
-from harness import positive_ints
+from harness import known_cell, positive_ints
 
 from seqjax import command_line, plots, workdir
-from seqjax.cells import BUILTIN_CELLS
+from seqjax.config import CELL_HELP
 
 MODES = ("none", "remat", "segments", "both")
 
@@ -184,7 +185,7 @@ if __name__ == "__main__":
         print(json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
     else:
         WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-        CELL = flags.DEFINE_enum("cell", "lstm", list(BUILTIN_CELLS), "The cell.")
+        CELL = flags.DEFINE_string("cell", "lstm", CELL_HELP)
         SEQ_LENS = flags.DEFINE_list("seq_lens", ["1000", "10000", "100000"], "Sequence lengths T.")
         HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size H (= input size D).", lower_bound=1)
         BATCH = flags.DEFINE_integer("batch", 16, "Batch size.", lower_bound=1)
@@ -194,4 +195,5 @@ if __name__ == "__main__":
         )
 
         flags.register_validator("seq_lens", positive_ints, "--seq_lens must be a list of positive integers")
+        flags.register_validator("cell", known_cell)
         command_line.run(main)

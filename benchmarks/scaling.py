@@ -7,7 +7,8 @@ r"""Data-parallel scaling of the LSTM LM's training step (see scaling).
 On CPU the forced devices share the machine's cores: the rows prove that the path runs and show its
 overhead, not a speed-up. Writes scaling.json, scaling.csv and scaling.png into --workdir.
 
-Data-parallel scaling of the LSTM language model's training step: step time and tokens/s on 1, 2, 4, ... devices.
+Data-parallel scaling of the LSTM language model's training step: step time and tokens/s on 1, 2, 4, ... devices
+(``--cell``: another cell's, a user's too).
 
 The step is ``language_model.py``'s own (``training_step``: embedding -> stacked LSTM -> softmax, truncated
 BPTT with the carry in ``TrainState.model_state``, clipping, SGD) on random tokens, run through
@@ -31,10 +32,11 @@ from typing import Any
 import jax
 import numpy as np
 from absl import app, flags
-from harness import positive_ints, sibling_experiments
+from harness import known_cell, positive_ints, sibling_experiments
 
 from seqjax import command_line, parallel, plots, precision, workdir
 from seqjax import config as config_lib
+from seqjax.config import CELL_HELP
 from seqjax.models import lm
 
 sibling_experiments()
@@ -44,6 +46,7 @@ import language_model  # noqa: E402  (experiments/language_model.py: the step me
 @dataclasses.dataclass(frozen=True)
 class Config:
     devices: tuple[int, ...] = (1, 2, 4, 8)
+    cell: str = "lstm"  # a name seqjax.cells.cell_by_name builds: built-in or a user's
     hidden: int = 200
     num_layers: int = 2
     vocab: int = 10_000
@@ -60,7 +63,7 @@ def _lm_config(config: Config, batch_size: int) -> language_model.Config:
     preset = language_model.PRESETS["zaremba_small"]
     return config_lib.build(
         language_model.Config,
-        {**preset, "hidden": config.hidden, "num_layers": config.num_layers, "bptt": config.bptt,
+        {**preset, "cell": config.cell, "hidden": config.hidden, "num_layers": config.num_layers, "bptt": config.bptt,
          "batch_size": batch_size, "compute_dtype": config.compute_dtype, "seed": config.seed},
     )  # fmt: skip
 
@@ -127,11 +130,12 @@ def run(config: Config) -> list[dict[str, Any]]:
 
 def model_summary(config: Config) -> str:
     shape = f"{config.num_layers} x {config.hidden}, V = {config.vocab}, bptt {config.bptt}"
-    return f"LSTM LM {shape}, {config.compute_dtype}"
+    return f"{config.cell} LM {shape}, {config.compute_dtype}"
 
 
 def num_params(config: Config) -> int:
-    model = lm.LMConfig(vocab_size=config.vocab, num_layers=config.num_layers, hidden_size=config.hidden)
+    model = lm.LMConfig(vocab_size=config.vocab, cell=config.cell, num_layers=config.num_layers,
+                        hidden_size=config.hidden)  # fmt: skip
     shapes = jax.eval_shape(lambda key: lm.init_params(model, key), jax.random.key(0))
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
 
@@ -139,13 +143,13 @@ def num_params(config: Config) -> int:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = Config(devices=tuple(int(v) for v in DEVICES.value), hidden=HIDDEN.value, num_layers=NUM_LAYERS.value,
-                    vocab=VOCAB.value, bptt=BPTT.value, batch_per_device=BATCH_PER_DEVICE.value,
-                    global_batch=GLOBAL_BATCH.value, steps=STEPS.value, warmup=WARMUP.value,
-                    compute_dtype=COMPUTE_DTYPE.value)  # fmt: skip
+    config = Config(devices=tuple(int(v) for v in DEVICES.value), cell=CELL.value, hidden=HIDDEN.value,
+                    num_layers=NUM_LAYERS.value, vocab=VOCAB.value, bptt=BPTT.value,
+                    batch_per_device=BATCH_PER_DEVICE.value, global_batch=GLOBAL_BATCH.value, steps=STEPS.value,
+                    warmup=WARMUP.value, compute_dtype=COMPUTE_DTYPE.value)  # fmt: skip
     try:
         record = dataclasses.asdict(config)
-        out = workdir.claim(WORKDIR.value, "scaling", record, fixed=tuple(record))
+        out = workdir.claim(WORKDIR.value, "scaling", record, fixed=tuple(record), defaults={"cell": "lstm"})
         rows = run(config)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
@@ -163,8 +167,9 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
     DEVICES = flags.DEFINE_list(
         "devices", ["1", "2", "4", "8"], "Device counts to measure (the first is the reference)."
     )
-    HIDDEN = flags.DEFINE_integer("hidden", 200, "LSTM hidden size (= embedding size).", lower_bound=1)
-    NUM_LAYERS = flags.DEFINE_integer("num_layers", 2, "LSTM layers.", lower_bound=1)
+    CELL = flags.DEFINE_string("cell", "lstm", CELL_HELP)
+    HIDDEN = flags.DEFINE_integer("hidden", 200, "Hidden size (= embedding size).", lower_bound=1)
+    NUM_LAYERS = flags.DEFINE_integer("num_layers", 2, "Recurrent layers.", lower_bound=1)
     VOCAB = flags.DEFINE_integer("vocab", 10_000, "Vocabulary size (random tokens).", lower_bound=2)
     BPTT = flags.DEFINE_integer("bptt", 20, "Window length.", lower_bound=1)
     BATCH_PER_DEVICE = flags.DEFINE_integer("batch_per_device", 20, "Weak scaling: rows per device.", lower_bound=1)
@@ -175,4 +180,5 @@ if __name__ == "__main__":  # the flags exist only when this is the script run: 
                                       "bfloat16: bfloat16 products, float32 parameters and state.")  # fmt: skip
 
     flags.register_validator("devices", positive_ints, "--devices must be a list of positive integers")
+    flags.register_validator("cell", known_cell)
     command_line.run(main)

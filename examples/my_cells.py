@@ -4,9 +4,10 @@ diagonal linear recurrence, whose linearity ``unroll`` can use to run it with an
     indrnn:    h_t = relu(x_t W + u * h_{t-1} + b)                  (u [h]: one recurrent weight per unit)
     diagonal:  h_t = sigma(nu) * h_{t-1} + (1 - sigma(nu)) * x_t B   (a decay in (0, 1) per unit)
 
-Use it from any experiment by its file, ``--cells=rnn,lstm,gru,examples/my_cells.py:indrnn`` (gradient_flow,
-long_dependency) or ``--cell=examples/my_cells.py:indrnn`` (language_model, sentiment, tagging, ...), or by its
-module, ``my_cells:indrnn``, with ``examples/`` on ``PYTHONPATH``.
+Use it from any experiment or benchmark with ``--cell``: by its file, ``--cell=examples/my_cells.py:indrnn`` from
+the repository's root (where a script compares cells, several, comma-separated:
+``--cell=rnn,examples/my_cells.py:indrnn`` in gradient_flow, long_dependency, task_grid and the benchmarks), or by its
+module, ``--cell=my_cells:indrnn``, with ``examples/`` on ``PYTHONPATH``.
 """
 
 import jax

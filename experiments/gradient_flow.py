@@ -53,7 +53,7 @@ LYAPUNOV_SEQUENCES = 4  # of the evaluation batch: the exponent is their mean
 
 @config.declare
 class Config:
-    cells: tuple[str, ...] = config.setting(
+    cells: tuple[str, ...] = config.cells(
         ("rnn", "lstm", "gru"),
         f"Cells to compare. {config.CELL_HELP} '{ATTENTION}' adds a causal self-attention layer and the "
         "input-gradient figure.",

@@ -1,7 +1,7 @@
 r"""Long-dependency benchmarks: RNN vs LSTM vs GRU on the adding, copy and temporal-order problems.
 
     python experiments/long_dependency.py --task=adding --seq_lens=200 --train_steps=2000 --workdir=runs/adding200
-    python experiments/long_dependency.py --task=copy --seq_lens=10,50 --cells=lstm,gru --workdir=runs/copy
+    python experiments/long_dependency.py --task=copy --seq_lens=10,50 --cell=lstm,gru --workdir=runs/copy
 
 For every cell and sequence length T, a model (the cell, then a linear readout) is trained in
 <workdir>/runs/<cell>_T<T> (an interrupted sweep resumes), evaluated on held-out batches and compared with the
@@ -38,7 +38,7 @@ TASKS = ("adding", "adding_hochreiter", "copy", "temporal_order")
 
 @config.declare
 class Config:
-    cells: tuple[str, ...] = config.setting(
+    cells: tuple[str, ...] = config.cells(
         ("rnn", "lstm", "gru"),
         f"Cells to train, each at every length. {config.CELL_HELP}",
         check=cell_by_name,

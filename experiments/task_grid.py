@@ -4,7 +4,7 @@ r"""Which recurrences count, copy and recall: every cell against every memory ta
     python experiments/task_grid.py --preset=full --workdir=runs/task_grid_full
     python experiments/task_grid.py --preset=mnist1d --workdir=runs/mnist1d
     python experiments/task_grid.py --preset=deletang --workdir=runs/deletang
-    python experiments/task_grid.py --cells=gru,examples/my_cells.py:indrnn --tasks=parity --workdir=runs/mine
+    python experiments/task_grid.py --cell=gru,examples/my_cells.py:indrnn --tasks=parity --workdir=runs/mine
 
 For every task, cell and seed a model (``seqjax.models.task_model``: the cell in a plain or residual stack, or a
 causal Transformer) trains in ``<workdir>/runs/<task>/<cell>/seed<k>`` through the project's runner (an
@@ -75,7 +75,7 @@ def check_cell(name: str) -> None:
 
 @config.declare
 class Config:
-    cells: tuple[str, ...] = config.setting(
+    cells: tuple[str, ...] = config.cells(
         DEFAULT_CELLS, f"Models: cells, or 'transformer' (a causal one). {config.CELL_HELP}", check=check_cell,
         fixed=False,
     )  # fmt: skip

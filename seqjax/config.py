@@ -54,6 +54,7 @@ class Setting(NamedTuple):
     fixed: bool | Callable[[Any], bool]
     derive: Callable[[Any], Any] | None
     required: bool
+    alias: str = ""
 
 
 def setting(
@@ -69,6 +70,7 @@ def setting(
     fixed: bool | Callable[[Any], bool] = True,
     derive: Callable[[Any], Any] | None = None,
     required: bool = False,
+    alias: str = "",
 ) -> Any:
     """A config field: its default, its help text and its checks.
 
@@ -82,9 +84,10 @@ def setting(
         predicate of the whole config. False for what changes no number: logging, speed, reporting.
       derive: ``config -> value`` used when the value is empty (``""``): a default that depends on others.
       required: an empty value is refused.
+      alias: another flag name for the same setting ("": none).
     """
     spec = Setting(help, tuple(choices) if choices is not None else None, at_least, above, at_most, below, check,
-                   fixed, derive, required)  # fmt: skip
+                   fixed, derive, required, alias)  # fmt: skip
     return dataclasses.field(default=default, metadata={"setting": spec})
 
 
@@ -259,6 +262,8 @@ def define_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None
                   str: flags.DEFINE_string, tuple: flags.DEFINE_list}[kind]  # fmt: skip
         default = [str(v) for v in s.default] if kind is tuple else s.default
         define(s.name, default, help_text, flag_values=flag_values, module_name=sys.argv[0])
+        if s.spec.alias:
+            flags.DEFINE_alias(s.spec.alias, s.name, flag_values=flag_values, module_name=sys.argv[0])
 
 
 def from_flags(cls: type, preset: Mapping[str, Any] | None = None, flag_values: flags.FlagValues = flags.FLAGS) -> Any:
@@ -291,8 +296,30 @@ CELL_HELP = (
 
 
 def cell(default: str = "lstm", help: str = CELL_HELP) -> Any:
-    """The ``--cell`` setting: a name ``seqjax.cells.cell_by_name`` builds; a checkpoint depends on it."""
-    return setting(default, help, check=cell_by_name, fixed=True)
+    """The ``--cell`` setting of a script that trains one model: a name ``seqjax.cells.cell_by_name`` builds; a
+    checkpoint depends on it."""
+    return setting(default, help, check=one_cell, fixed=True)
+
+
+def one_cell(name: str) -> None:
+    """``ValueError`` unless ``name`` is one cell ``cell_by_name`` builds (several, comma-separated, are refused)."""
+    if "," in name:
+        raise ValueError(
+            f"one cell per model, got {name!r} (gradient_flow, long_dependency, task_grid and the benchmarks take "
+            "several)"
+        )
+    cell_by_name(name)
+
+
+def cells(
+    default: tuple[str, ...],
+    help: str,
+    check: Callable[[str], Any] = cell_by_name,
+    fixed: bool | Callable[[Any], bool] = True,
+) -> Any:
+    """The ``--cells`` setting of a script that compares several cells (each checked by ``check``), also given as
+    ``--cell``: one flag spelling names the cell in every script."""
+    return setting(default, f"{help} (--cell is the same flag.)", check=check, fixed=fixed, alias="cell")
 
 
 # ---------------------------------------------------------------------------------------------- shared blocks

@@ -298,3 +298,21 @@ def test_an_unknown_dtype_is_a_one_line_usage_error(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == "benchmark.py: flag --dtype=float16: value should be one of <float32|bfloat16>"
     assert not workdir.exists()
+
+
+def test_a_users_cell_gets_the_seqjax_rows_only_and_a_note(benchmark):
+    """--cell=examples/my_cells.py:indrnn: no Flax or PyTorch rows (no counterpart), no fused row (it has no fused
+    sequence: the scan is unroll's default), no FLOP count; a user's cell with a fused sequence keeps its fused row."""
+    indrnn, gru = "examples/my_cells.py:indrnn", "seqjax.cells:gru"  # gru: a factory function, found by its module
+    specs = benchmark.build_specs([indrnn, gru], [benchmark.Shape(2, 3, 4)], ["seqjax", "flax", "torch"], [1], 1, 0)
+    assert [(s["cell"], s["label"]) for s in specs] == [
+        (indrnn, "seqjax scan(unroll=1)"),
+        (gru, "seqjax fused"),
+        (gru, "seqjax scan(unroll=1)"),
+    ]
+    with jax.numpy_rank_promotion("allow"):  # IndRNN's u * h: u [h], h [b, h]
+        row = benchmark.measure(specs[0])  # the worker's work, in this process
+    assert row["status"] == "ok" and row["tokens_per_s"] > 0 and row["gflops_per_s"] is None and row["is_default"]
+    table = benchmark.format_table(benchmark.add_ratios(benchmark.add_peak_fraction([row], peak=10.0)))
+    assert f"| {indrnn} | 2x3x4 | float32 | seqjax scan(unroll=1) * | {row['tokens_per_s']:,.0f} | - |" in table
+    assert f"- {indrnn}: seqjax rows only (Flax, PyTorch and jax.experimental.rnn have no counterpart;" in table

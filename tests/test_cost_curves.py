@@ -1,14 +1,14 @@
 """benchmarks/cost_curves.py: the log-log slope on exact power laws, tiny curves end to end, and its refusals."""
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
-from absl import app, flags, logging
+from absl import app, flags
 from cost_curves import build_sweep, loglog_slope, upper_half, valid_sizes
+from in_process import run_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cost_curves.py"
 NO_FIXED = {"batch": None, "length": None, "hidden": None}
@@ -35,20 +35,8 @@ def test_upper_half_is_the_larger_half_or_nothing():
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Runs the script as ``__main__`` in this process (its imports and JAX already loaded): ``(exit status,
-    stdout, stderr)``. Its flags are removed afterwards, so that the next run defines them again, and the log
-    verbosity it sets (``command_line.quiet_logs``) is put back."""
-    argv, sys.argv, verbosity = sys.argv, [str(SCRIPT), *args], logging.get_verbosity()
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            runpy.run_path(str(SCRIPT), run_name="__main__")
-    finally:
-        sys.argv = argv
-        logging.set_verbosity(verbosity)
-        for flag in list(flags.FLAGS.flags_by_module_dict().get(str(SCRIPT), [])):  # absl names it by its path
-            delattr(flags.FLAGS, flag.name)
-    out, err = capsys.readouterr()
-    return exit_.value.code or 0, out, err
+    """cost_curves.py run in this process: ``(exit status, stdout, stderr)`` (``in_process.run_script``)."""
+    return run_script(SCRIPT, capsys, *args)
 
 
 def test_cell_sweep(tmp_path, capsys):
@@ -72,6 +60,20 @@ def test_cell_sweep(tmp_path, capsys):
     assert "## rnn: slope" in report and "## gru: slope" in report and "| 8 | fused |" in report
     assert (out / "cost.png").stat().st_size > 10_000
     assert "| curve | slope, all points | slope, upper half |" in stdout
+
+
+def test_a_users_cell_sweeps_on_its_scanned_step(tmp_path, capsys):
+    """--cell=examples/my_cells.py:indrnn (a user's cell, no fused sequence): its curve, on the scanned step."""
+    args = ["--sweep=B", "--cell=examples/my_cells.py:indrnn", "--sizes=1,2", "--length=3", "--hidden=2", "--steps=1"]
+    with jax.numpy_rank_promotion("allow"):  # IndRNN's u * h: u [h], h [b, h]
+        code, stdout, stderr = cli(capsys, f"--workdir={tmp_path}", *args, "--warmup=0")
+    assert code == 0, stderr
+    points = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(p["curve"], p["size"], p["path"]) for p in points] == [
+        ("examples/my_cells.py:indrnn", 1, "scan(unroll=1)"),
+        ("examples/my_cells.py:indrnn", 2, "scan(unroll=1)"),
+    ]
+    assert all(p["step_ms"] > 0 for p in points) and "## examples/my_cells.py:indrnn: slope" in stdout
 
 
 def test_vocab_sweep_times_the_language_model_step(tmp_path, capsys):

@@ -27,7 +27,8 @@ def test_rows_time_both_paths_and_name_the_default(tmp_path):
 
 
 def test_a_cell_without_a_fused_sequence_is_refused(tmp_path):
-    proc = run(f"--workdir={tmp_path / 'ab'}", "--cells=gru_cho")
-    assert proc.returncode != 0
-    assert "--cells must name cells with a fused sequence" in proc.stderr
+    """A user's cell (--cell, the same flag as --cells) without a fused sequence: nothing to compare, one line."""
+    proc = run(f"--workdir={tmp_path / 'ab'}", "--cell=lstm,examples/my_cells.py:indrnn")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "examples/my_cells.py:indrnn has no fused sequence to compare with its scanned step" in proc.stderr
     assert not (tmp_path / "ab").exists()

@@ -16,9 +16,11 @@ def run(*args):
 
 
 def test_rows_time_both_paths_and_name_the_default(tmp_path):
-    proc = run(f"--workdir={tmp_path / 'ab'}", "--cells=mingru,rnn", "--shapes=2x8x4", "--steps=2")
+    """Built-in cells and a user's (--cell, the same flag as --cells), IndRNN: not linear, so DEER."""
+    cells = "--cell=mingru,rnn,examples/my_cells.py:indrnn"
+    proc = run(f"--workdir={tmp_path / 'ab'}", cells, "--shapes=2x8x4", "--steps=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    linear, rnn = json.loads((tmp_path / "ab" / "results.json").read_text())["results"]
+    linear, rnn, indrnn = json.loads((tmp_path / "ab" / "results.json").read_text())["results"]
     assert (linear["cell"], linear["shape"]) == ("mingru", "2x8x4") and linear["associative_s"] > 0
     assert linear["parallel"] == "associative" and linear["parallel_s"] == linear["associative_s"]
     assert linear["scan_over_parallel"] == linear["scan_s"] / linear["parallel_s"]
@@ -32,6 +34,8 @@ def test_rows_time_both_paths_and_name_the_default(tmp_path):
     assert rnn["parallel_s"] == min(rnn["deer_full_s"], rnn["deer_diagonal_s"])
     assert rnn["scan_over_parallel"] == rnn["scan_s"] / rnn["parallel_s"]
     assert rnn["default"] == ("fused" if fused_by_default(2, 4, rnn["platform"]) else "scan")
+    assert (indrnn["cell"], indrnn["associative_s"], indrnn["default"]) == ("examples/my_cells.py:indrnn", None, "scan")
+    assert indrnn["deer_full"]["converged"] and indrnn["deer_diagonal"]["converged"] and indrnn["scan_s"] > 0
     table = (tmp_path / "ab" / "results.md").read_text()
     assert "| mingru | 2x8x4 |" in table and "| - | - |" in table
     assert f"| rnn | 2x8x4 | - | {1e3 * rnn['deer_full_s']:.1f} ({rnn['deer_full']['iterations']}) |" in table

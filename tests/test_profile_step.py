@@ -1,10 +1,13 @@
 """benchmarks/profile_step.py: operation times summed from trace events, and an end-to-end tiny profile."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
+from in_process import run_script
 from profile_step import operation_times
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
@@ -33,3 +36,19 @@ def test_profile_names_the_loop_operations(tmp_path):
     assert result["step_ms"] > 0 and result["fused"] is True
     assert any(op["count_per_step"] == 7 for op in result["operations"])  # once per time step
     assert "| operation | ms / step |" in (tmp_path / "profile.md").read_text()
+
+
+def test_a_users_cell_is_profiled_on_its_scanned_step(tmp_path, capsys, monkeypatch):
+    """--cell=examples/my_cells.py:indrnn has no fused sequence: its scanned step is profiled (here in this process,
+    whose XLA did not start with the trace flag: no operation need show), and asking for --fused is one line."""
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # the script adds its flag: put back after
+    args = [f"--workdir={tmp_path}", "--cell=examples/my_cells.py:indrnn", "--shape=1x3x2", "--steps=1"]
+    code, _, stderr = run_script(SCRIPT, capsys, *args, "--fused")
+    assert code == 1 and stderr == "profile_step.py: --fused: examples/my_cells.py:indrnn has no fused sequence; " \
+        "--nofused profiles its scanned step\n"  # fmt: skip
+    with jax.numpy_rank_promotion("allow"):  # IndRNN's u * h: u [h], h [b, h]
+        code, stdout, stderr = run_script(SCRIPT, capsys, *args)
+    assert code == 0, stderr
+    result = json.loads((tmp_path / "profile.json").read_text())
+    assert (result["cell"], result["fused"]) == ("examples/my_cells.py:indrnn", False) and result["step_ms"] > 0
+    assert stdout.startswith("examples/my_cells.py:indrnn 1x3x2 fused=False: step ")

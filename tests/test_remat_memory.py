@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+from in_process import run_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "remat_memory.py"
 
 
@@ -35,3 +38,23 @@ def test_bad_lengths_are_refused_before_anything_is_written(tmp_path):
     )
     assert proc.returncode != 0 and "--seq_lens must be a list of positive integers" in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_users_cell_is_measured(tmp_path, capsys, monkeypatch):
+    """--cell=examples/my_cells.py:indrnn: the step compiled and run (the worker's work, here in this process)."""
+    import remat_memory
+
+    def worker(command, **kwargs):  # [python, remat_memory.py, kind, spec]: the worker's work and its JSON line
+        kind, spec = command[2], json.loads(command[3])
+        measured = {"compile": remat_memory.compiled_memory, "run": remat_memory.run_step}[kind](spec)
+        return subprocess.CompletedProcess(command, 0, stdout=json.dumps(measured) + "\n", stderr="")
+
+    monkeypatch.setattr(subprocess, "run", worker)
+    args = ["--cell=examples/my_cells.py:indrnn", "--seq_lens=9", "--hidden=2", "--batch=1", "--modes=both"]
+    with jax.numpy_rank_promotion("allow"):  # IndRNN's u * h: u [h], h [b, h]
+        code, _, stderr = run_script(SCRIPT, capsys, f"--workdir={tmp_path}", *args, "--run_below_gib=1")
+    assert code == 0, stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["config"]["cell"] == "examples/my_cells.py:indrnn"
+    (row,) = result["results"]
+    assert (row["mode"], row["segment_len"]) == ("both", 3) and row["temp_mib"] > 0 and row["step_s"] > 0

@@ -69,9 +69,16 @@ def _import_cell(spec: str) -> Cell:
     module_name, _, attr = spec.rpartition(":")
     try:
         module = _file_module(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
-        obj = getattr(module, attr)
-    except (ImportError, AttributeError, ValueError, TypeError, OSError) as e:  # ValueError/TypeError: empty module
+    except ModuleNotFoundError as e:
+        hint = ""
+        if e.name and f"{module_name}.".startswith(f"{e.name}."):  # the module named, not one that it imports
+            hint = " (put its directory on PYTHONPATH, or name its file: path/to/module.py:attribute)"
+        raise ValueError(f"cannot import cell {spec!r}: {e}{hint}") from e
+    except (ImportError, ValueError, TypeError, OSError) as e:  # ValueError/TypeError: empty module name
         raise ValueError(f"cannot import cell {spec!r}: {e}") from e
+    if not hasattr(module, attr):
+        raise ValueError(f"cannot import cell {spec!r}: {module_name} has no attribute {attr!r}")
+    obj = getattr(module, attr)
     if callable(obj) and not isinstance(obj, Cell):
         try:
             inspect.signature(obj).bind()

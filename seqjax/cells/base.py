@@ -68,6 +68,11 @@ class Cell:
       output_size: the features of ``y_t`` where they are not ``hidden_size`` (the LSTM with a projection:
         ``proj_size``); ``None``: ``y_t [*batch, h]``. The stacks (``seqjax.layers``) size the next layer's input
         by it (``output_size_of``).
+      readout: optional ``(params, carry, u_t) -> y_t``, how the output reads the carry the step returns (the
+        step's ``y_t`` must equal ``readout(params, carry_t, u_t)``). A gradient probe reads ``y_t`` from the
+        probed carry with it (``seqjax.probes``), and a linear cell's associative scan reads every output with it.
+        Without it, ``y_t`` is the carry leaf the step returns as ``y_t`` (``return h, h``), ``h_t`` for a
+        linear cell, and a probe reads other outputs from the step's own computation.
     """
 
     init_params: Callable[..., Params]
@@ -79,6 +84,7 @@ class Cell:
     fused: Callable[..., tuple[Carry, jax.Array]] | None = None
     linear: Any = None
     output_size: int | None = None
+    readout: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.init_carry is None:
@@ -187,7 +193,7 @@ def _size_model(init_params: Callable[..., Params]) -> _SizeModel:
     try:
         (tree, base), (tree_h, grown_h), (tree_d, grown_d) = (_shapes_at(init_params, d, h) for d, h in SIZE_PROBES)
     except Exception as e:  # an init function may fail at the probe sizes in any way
-        raise _cannot_infer(init_params, f"it failed at input size {d0}, hidden size {h0}: {_first_line(e)}") from None
+        raise _cannot_infer(init_params, f"it failed at input size {d0}, hidden size {h0}: {first_line(e)}") from None
     ranks = tuple(len(s) for s in base)
     if tree_h != tree or tree_d != tree or tuple(len(s) for s in grown_h) != ranks or tuple(map(len, grown_d)) != ranks:
         raise _cannot_infer(init_params, "its parameters' tree or ranks change with the sizes")
@@ -233,7 +239,8 @@ def _flat(shapes: tuple[tuple[int, ...], ...]) -> list[int]:
     return [dim for shape in shapes for dim in shape]
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """An exception's message in one line: its first (or the exception's type name)."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 

@@ -19,7 +19,9 @@ linear in its carry says so with ``linear`` (``seqjax.cells.linear``), and ``unr
 parallel over time.
 
 A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
-one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
+one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``hidden_size_of``). A cell
+may declare how its output reads its carry, ``readout(params, carry, u_t) -> y_t``; gradient probes read
+``y_t`` from the probed carry with it, or without it from the step itself (``seqjax.probes``).
 
 Mixed precision (``seqjax.precision``) hands a cell bfloat16 params and a float32 carry. The built-in
 cells multiply with ``precision.dot(h, w)`` (bfloat16 operands, float32 sums) and return the new carry

@@ -16,7 +16,9 @@ gradient clipping) on --task through the runner, in <workdir>/runs/<curve>, and 
 
 Writes into --workdir: flags.json, gradient_norms.csv (one row per curve, snapshot, carry part and time step),
 summary.json (ratios at fixed distances, losses, spectral radii, the top Lyapunov exponent of each cell's
-recurrence along the first evaluation sequences, ``seqjax.lyapunov``) and gradient_flow.png.
+recurrence along the first evaluation sequences, ``seqjax.lyapunov``) and gradient_flow.png. A ratio that cannot
+be taken (the last step's norm is 0 or not finite, or the value is not finite) is left empty in the CSV (null in
+the summary), and its row's ratio_note (the summary's ratio_notes, the printed line) says why.
 """
 
 import dataclasses
@@ -344,20 +346,36 @@ def run(c: Config, _, out: Path) -> dict:
     return summary
 
 
-def _reference(norms, measure_name: str) -> float:
-    """The normaliser of a measure's curves: its largest last-step value over the carry parts.
+def _reference(norms, measure_name: str) -> tuple[float, str]:
+    """The normaliser of a measure's curves, its largest last-step value over the carry parts, and "" or why it
+    cannot divide (then every ratio of that measure is left empty, and the reason is written where it would be).
 
     For the built-in cells this is ||dL/dh_T||; an LSTM's dL/dc_T is 0 when the loss reads h_T only.
     """
-    return max(float(v[-1]) for (name, _), v in norms.items() if name == measure_name)
+    last = max(float(v[-1]) for (name, _), v in norms.items() if name == measure_name)
+    if not np.isfinite(last):
+        return last, f"no {measure_name} ratio: its value at the last step is {last}, not finite"
+    if last == 0:
+        return last, f"no {measure_name} ratio: its value at the last step is 0 (the loss does not depend on it)"
+    return last, ""
+
+
+def _ratio(value: float, last: float, reason: str) -> tuple[float | None, str]:
+    """``value / last``, or None and why not: the measure's reason (``_reference``), or a value that is not finite."""
+    if reason:
+        return None, reason
+    if not np.isfinite(value):
+        return None, f"no ratio: the value is {value}, not finite"
+    return value / last, ""
 
 
 def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
     rows = []
     for (measure_name, part), values in norms.items():
         values = np.asarray(values, dtype=np.float64)
-        last = _reference(norms, measure_name)
+        last, reason = _reference(norms, measure_name)
         for t, value in enumerate(values):
+            ratio, note = _ratio(float(value), last, reason)
             rows.append(
                 {
                     "cell": setting.cell_name,
@@ -370,7 +388,8 @@ def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
                     "t": t,
                     "steps_back": config.seq_len - 1 - t,
                     "value": value,
-                    "ratio": value / last if last > 0 else float("nan"),
+                    "ratio": ratio,  # None (an empty field) where ratio_note says why
+                    "ratio_note": note,
                 }
             )
     return rows
@@ -378,14 +397,15 @@ def _rows(config: Config, setting: Setting, step: int, norms) -> list[dict]:
 
 def _snapshot_summary(config: Config, step: int, measurement: dict, norms, radii: list[float] | None) -> dict:
     distances = sorted({d for d in (10, 50, config.seq_len - 1) if d < config.seq_len})
-    ratios, input_ratios = {}, {}
+    ratios, input_ratios, notes = {}, {}, {}
     for (measure_name, part), values in norms.items():
         if measure_name not in ("grad_norm", "input_grad"):
             continue
         values = np.asarray(values, dtype=np.float64)
-        last = _reference(norms, measure_name)
-        at = {str(d): float(values[-1 - d] / last) if last > 0 else None for d in distances}
-        (ratios if measure_name == "grad_norm" else input_ratios)[part] = at
+        last, reason = _reference(norms, measure_name)
+        at = {str(d): _ratio(float(values[-1 - d]), last, reason) for d in distances}
+        (ratios if measure_name == "grad_norm" else input_ratios)[part] = {d: r for d, (r, _) in at.items()}
+        notes.update({f"{part} at T-{d}": note for d, (_, note) in at.items() if note})
     summary = {
         "train_step": step,
         "eval_loss": measurement["eval_loss"],
@@ -396,6 +416,8 @@ def _snapshot_summary(config: Config, step: int, measurement: dict, norms, radii
         summary["lyapunov_exponent"] = measurement["lyapunov"]
     if input_ratios:
         summary["input_ratio_at_steps_back"] = input_ratios["input"]
+    if notes:  # a null ratio above, and why
+        summary["ratio_notes"] = notes
     return summary
 
 
@@ -404,10 +426,12 @@ def _headline(snapshot: dict) -> str:
     named = dict(snapshot["ratio_at_steps_back"])
     if "input_ratio_at_steps_back" in snapshot:
         named["x"] = snapshot["input_ratio_at_steps_back"]
+    notes = snapshot.get("ratio_notes", {})
     for part, ratios in named.items():
         d = max(int(k) for k in ratios if int(k) <= 50)
         value = ratios[str(d)]
-        parts.append(f"{part}[T-{d}]/[T]={value:.2e}" if value is not None else f"{part}: n/a")
+        note = notes.get(f"{'input' if part == 'x' else part} at T-{d}", "")
+        parts.append(f"{part}[T-{d}]/[T]={value:.2e}" if value is not None else f"{part}: {note}")
     if "lyapunov_exponent" in snapshot:
         parts.append(f"lyapunov {snapshot['lyapunov_exponent']:+.3f}")
     return f"step {snapshot['train_step']:>5}: loss {snapshot['eval_loss']:.4f} " + " ".join(parts)
@@ -491,16 +515,21 @@ def _input_gradient_panels(rows, snapshots) -> list[tuple[str, list[plots.Curve]
 
 
 def _closed_form_error(config: Config, rows) -> dict:
-    """Max relative error of the measured ratio against a^(T-t), over the steps where a^(T-t) fits float32."""
+    """Max relative error of the measured ratio against a^(T-t), over the steps where a^(T-t) fits float32; None
+    where one of those ratios is missing (its row's ratio_note says why)."""
     errors = {}
     for scale in config.recurrent_scale:
         selected = [r for r in rows if r["recurrent_scale"] == scale and r["measure"] == "grad_norm"]
         worst = 0.0
         for r in selected:
             expected = float(scale) ** r["steps_back"]
-            if 1e-30 < expected < 1e30:
-                worst = max(worst, abs(r["ratio"] - expected) / expected)
-        errors[f"{scale:g}"] = float(worst)
+            if not 1e-30 < expected < 1e30:
+                continue
+            if r["ratio"] is None:
+                worst = None
+                break
+            worst = max(worst, abs(r["ratio"] - expected) / expected)
+        errors[f"{scale:g}"] = worst
     return errors
 
 

@@ -4,10 +4,12 @@ Pure functions returning arrays; plotting lives in ``seqjax.plots``.
 
 All per-step gradients come from one backward pass: ``unroll`` adds a zero ``probe`` to the carry
 after every step, ``carry_t <- carry_t + probe_t``, so dL/dprobe_t = dL/dcarry_t exactly, where
-carry_t is the state step t hands on (to step t+1, to the final carry, and to the output y_t when
-y_t is a carry leaf, as h_t is). For an LSTM the hidden part is the total dL/dh_t, and the cell part
-is dL/dc_t at fixed h_t: the gradient arriving from the future through c_{t+1} = f_{t+1} c_t + ...
-(the "constant error carousel"); it is 0 at the last step when the loss reads only h_T.
+carry_t is the state step t hands on (to step t+1, to the final carry, and to the output y_t, which
+is read from the probed carry: the cell's ``readout``, the carry leaf returned as y_t, or the step's
+own computation of y_t from its carry, ``seqjax.probes``). For an LSTM the hidden part is the total
+dL/dh_t, and the cell part is dL/dc_t at fixed h_t: the gradient arriving from the future through
+c_{t+1} = f_{t+1} c_t + ... (the "constant error carousel"); it is 0 at the last step when the loss
+reads only h_T.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import linear as linear_lib
-from seqjax.cells.base import Carry, Cell, Params, step_input
+from seqjax.cells.base import Carry, Cell, Params, first_line, step_input
+from seqjax.probes import probed_step
 
 
 class Unrolled(NamedTuple):
@@ -42,14 +43,6 @@ def _where_valid(valid: jax.Array, new: Carry, old: Carry) -> Carry:
         return jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o)
 
     return jax.tree.map(select, new, old)
-
-
-def _add_probe(carry: Carry, y: jax.Array, probe_step: Carry) -> tuple[Carry, jax.Array]:
-    """``carry + probe``; if ``y`` is one of the carry's leaves (``y = h``), the output is the probed leaf."""
-    leaves, treedef = jax.tree.flatten(carry)
-    aliased = [i for i, leaf in enumerate(leaves) if leaf is y]
-    probed = [leaf + p for leaf, p in zip(leaves, treedef.flatten_up_to(probe_step), strict=True)]
-    return jax.tree.unflatten(treedef, probed), probed[aliased[0]] if aliased else y
 
 
 RESET_TO = ("initial", "zeros")
@@ -133,7 +126,7 @@ def unroll(
         carry_{t-1} = initial_carry if t starts a segment      (only with ``resets``; zeros with reset_to="zeros")
         carry_t, y_t = cell.step(params, carry_{t-1}, u_t)     u = project(params, x) if the cell has it
         carry_t = carry_t + probe_t                             (only with ``probe``)
-        y_t = carry_t's leaf                 (only with ``probe``, when ``step`` returns that leaf as y_t)
+        y_t = y_t read from the probed carry_t                  (only with ``probe``: ``seqjax.probes``)
         carry_t = carry_t if t < length else carry_{t-1}       (only with ``lengths``)
         y_t = y_t if t < length else 0
 
@@ -150,11 +143,10 @@ def unroll(
       return_carries: also return every step's carry.
       probe: additive probe, a pytree shaped like the stacked carries (``[b, t, ...]`` per leaf, or
         time-major). Pass zeros: the gradient of a loss w.r.t. ``probe`` is dL/dcarry_t for all t,
-        the sensitivity of the loss to the state that step t hands on. When the step's output is
-        one of its carry's leaves (``y_t = h_t``, as in every built-in cell) the output is the
-        probed leaf, and a linear cell's ``readout`` (the LRU's) reads the probed carry, so losses on
-        ``outputs`` see the probe too. Probes at padded steps have no
-        effect (their gradient is zero).
+        the sensitivity of the loss to the state that step t hands on, output path included: ``y_t`` is
+        read from the probed carry (the cell's ``readout``, the carry leaf the step returns as ``y_t``, or
+        the step's own computation of ``y_t`` from its carry; ``seqjax.probes``), so losses on ``outputs``
+        see the probe too. Probes at padded steps have no effect (their gradient is zero).
       time_major: layout of ``xs``, ``outputs``, ``probe`` and ``carries``.
       hoist: for a cell with ``project``: apply it to the whole sequence before the scan (True) or
         inside each step (False). ``None`` chooses by batch, hidden size and platform
@@ -270,9 +262,8 @@ def check_derived_carry(cell: Cell, params: Params, carry0: Carry, x0: jax.Array
     try:
         returned, _ = jax.eval_shape(lambda p, c, x: step_input(cell, p, c, x), params, carry0, x0)
     except Exception as e:  # any failure of the user's step on that carry, reported in one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"{head}, and its step failed on it ({first}); if its carry is not one such array, give {fix}"
+            f"{head}, and its step failed on it ({first_line(e)}); if its carry is not one such array, give {fix}"
         ) from None
     if jax.tree.structure(returned) != jax.tree.structure(carry0):
         raise ValueError(
@@ -322,14 +313,9 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
     def cell_step(carry, u, probe_step):
         if project_in_step:
             u = cell.project(params, u)
-        if probe_step is not None and cell.linear is not None and cell.linear.readout is not None:
-            a, b = cell.linear.coefficients(params, u)
-            new_carry = a * carry + b + probe_step
-            return new_carry, cell.linear.readout(params, new_carry, u)
-        new_carry, y = cell.step(params, carry, u)
         if probe_step is not None:
-            new_carry, y = _add_probe(new_carry, y, probe_step)
-        return new_carry, y
+            return probed_step(cell, params, carry, u, probe_step)
+        return cell.step(params, carry, u)
 
     if options.remat:
         cell_step = jax.checkpoint(cell_step)
@@ -354,8 +340,8 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
     """``_run`` for a cell linear in its carry: every ``h_t`` at once from the coefficients of every step.
 
     A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a r + b)``,
-    ``r`` the reset carry; reading in reverse is the forward recurrence on flipped time. With ``readout``, ``y_t``
-    reads the probed carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
+    ``r`` the reset carry; reading in reverse is the forward recurrence on flipped time. With ``cell.readout``,
+    ``y_t`` reads the probed carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
     negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
     """
     linear = cell.linear
@@ -382,7 +368,7 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
             a, b = jnp.where(mask, a, jnp.ones_like(a)), jnp.where(mask, b, jnp.zeros_like(b))
         hs = linear_lib.associative_scan(a, b, h0)
     hs = hs.astype(jnp.result_type(h0, hs))
-    ys = hs if linear.readout is None else linear.readout(params, hs, us)
+    ys = hs if cell.readout is None else cell.readout(params, hs, us)
     if mask is not None:
         ys = jnp.where(mask, ys, jnp.zeros_like(ys))
     carry = hs[-1]

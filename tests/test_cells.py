@@ -362,7 +362,7 @@ def test_initial_biases_are_zero(key):
 
 
 def test_hidden_size_ambiguous_raises(key):
-    """Params w [d*h] fit (2, 3), (3, 2), ... : the hidden size is ambiguous."""
+    """Params w [d*h] fit (2, 3), (3, 2), ... : no dimension grows with the hidden size alone."""
 
     def init_params(key, input_size, hidden_size, dtype=jnp.float32):
         return {"w": jnp.zeros((input_size * hidden_size,), dtype)}
@@ -376,14 +376,14 @@ def test_hidden_size_ambiguous_raises(key):
 
 
 def test_hidden_size_unmatched_raises(key):
-    """Params w [d, h+1]: no candidate (d, h) taken from the param dims reproduces the shapes."""
+    """Params w [d, h * h + 1]: no hidden size makes w [2, 5]."""
 
     def init_params(key, input_size, hidden_size, dtype=jnp.float32):
-        return {"w": jnp.zeros((input_size, hidden_size + 1), dtype)}
+        return {"w": jnp.zeros((input_size, hidden_size * hidden_size + 1), dtype)}
 
     cell = Cell(init_params, lambda params, h, x: (h, h))
-    with pytest.raises(ValueError, match=re.escape("(matching sizes: [])")):
-        cell.init_carry(init_params(key, 2, 4), (B,))
+    with pytest.raises(ValueError, match=re.escape("(init_params: its shapes fit no single hidden size)")):
+        cell.init_carry(init_params(key, 2, 2), (B,))
 
 
 def test_cell_by_name_matches_factories(key):

@@ -19,7 +19,9 @@ linear in its carry says so with ``linear`` (``seqjax.cells.linear``), and ``unr
 parallel over time.
 
 A user cell needs only ``init_params`` and ``step``: ``Cell(init_params, step)``. If its carry is
-one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``zero_carry``).
+one array ``[*batch, h]``, the zero carry is derived from ``init_params`` (see ``hidden_size_of``). A cell
+may declare how its output reads its carry, ``readout(params, carry, u_t) -> y_t``; gradient probes read
+``y_t`` from the probed carry with it, or without it from the step itself (``seqjax.probes``).
 
 Mixed precision (``seqjax.precision``) hands a cell bfloat16 params and a float32 carry. The built-in
 cells multiply with ``precision.dot(h, w)`` (bfloat16 operands, float32 sums) and return the new carry
@@ -30,10 +32,10 @@ promoted to float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
-import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,11 @@ class Cell:
       output_size: the features of ``y_t`` where they are not ``hidden_size`` (the LSTM with a projection:
         ``proj_size``); ``None``: ``y_t [*batch, h]``. The stacks (``seqjax.layers``) size the next layer's input
         by it (``output_size_of``).
+      readout: optional ``(params, carry, u_t) -> y_t``, how the output reads the carry the step returns (the
+        step's ``y_t`` must equal ``readout(params, carry_t, u_t)``). A gradient probe reads ``y_t`` from the
+        probed carry with it (``seqjax.probes``), and a linear cell's associative scan reads every output with it.
+        Without it, ``y_t`` is the carry leaf the step returns as ``y_t`` (``return h, h``), ``h_t`` for a
+        linear cell, and a probe reads other outputs from the step's own computation.
     """
 
     init_params: Callable[..., Params]
@@ -79,6 +86,7 @@ class Cell:
     fused: Callable[..., tuple[Carry, jax.Array]] | None = None
     linear: Any = None
     output_size: int | None = None
+    readout: Callable[[Params, Carry, jax.Array], jax.Array] | None = None
 
     def __post_init__(self):
         if self.init_carry is None:
@@ -138,33 +146,113 @@ def step_input(cell: Cell, params: Params, carry: Carry, x: jax.Array):
     return cell.step(params, carry, u)
 
 
-def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
-    """Recovers ``hidden_size`` from params by matching the shapes ``init_params`` would produce.
+# The (input_size, hidden_size) at which ``hidden_size_of`` reads how ``init_params`` sizes its parameters: each size
+# changed alone, and input and hidden sizes distinct, so no dimension's growth is taken for the other's.
+SIZE_PROBES = ((24, 16), (24, 32), (40, 16))
 
-    Candidate sizes are the dimensions found in ``params`` (and their integer fractions, for fused
-    gate blocks such as ``[h, 3h]``); each candidate pair ``(d, h)`` is checked with
-    ``jax.eval_shape``, so nothing is computed. Raises ``ValueError`` if no pair or several
-    different hidden sizes fit.
+
+def hidden_size_of(init_params: Callable[..., Params], params: Params) -> int:
+    """The ``hidden_size`` that ``init_params`` was given to make ``params``, read from their shapes without trial.
+
+    ``init_params`` is evaluated (``jax.eval_shape``: nothing is computed) at the three ``SIZE_PROBES``, which gives
+    every parameter dimension as ``c + a h + b d`` (``w_hh [h, 4h]``: ``(0, 1, 0)`` and ``(0, 4, 0)``; a weight on
+    ``[x, h]``: ``d + h``). A dimension that grows with h alone gives h from the actual shape, one that grows with d
+    alone gives d, and one more ``eval_shape`` at that ``(d, h)`` checks that it makes exactly these shapes. The
+    probes are made once per ``init_params`` and the answer once per parameter shapes (both memoised), so tracing
+    ``unroll`` again costs no call of ``init_params``. A cell with ``input_size == hidden_size`` is read as any other.
+
+    Raises:
+      ValueError: one line, when the shapes do not tell h (no dimension grows with h alone, shapes that are not
+        ``c + a h + b d``, or sizes that ``init_params`` does not make).
     """
-    target = jax.tree.map(lambda a: tuple(jnp.shape(a)), params)
-    dims = {dim for leaf in jax.tree.leaves(params) for dim in jnp.shape(leaf)}
-    candidates = sorted({dim // k for dim in dims for k in (1, 2, 3, 4) if dim % k == 0 and dim // k})
-    key = jax.random.key(0)
-    found = set()
-    for d, h in itertools.product(candidates, candidates):
-        try:
-            shapes = jax.eval_shape(lambda k, d=d, h=h: init_params(k, d, h), key)
-        except Exception:  # a candidate that does not fit may fail in any way
-            continue
-        got = jax.tree.map(lambda a: tuple(a.shape), shapes)
-        if got == target:
-            found.add(h)
-    if len(found) != 1:
-        raise ValueError(
-            "cannot infer the hidden size of this cell from its params "
-            f"(matching sizes: {sorted(found)}); give the Cell an explicit init_carry"
-        )
-    return found.pop()
+    leaves, treedef = jax.tree.flatten(params)
+    shapes = tuple(tuple(jnp.shape(leaf)) for leaf in leaves)
+    try:
+        hash(init_params)
+    except TypeError:  # an unhashable callable: read afresh every time
+        return _hidden_size_of(init_params, treedef, shapes)
+    return _cached_hidden_size_of(init_params, treedef, shapes)
+
+
+class _SizeModel(NamedTuple):
+    """How ``init_params`` sizes its parameters: their tree, each leaf's rank, and every dimension (flattened in
+    leaf order) as ``(c, a, b)``, the dimension being ``c + a h + b d``."""
+
+    treedef: Any
+    ranks: tuple[int, ...]
+    dims: tuple[tuple[int, int, int], ...]
+
+
+def _shapes_at(init_params, input_size: int, hidden_size: int):
+    made = jax.eval_shape(lambda key: init_params(key, input_size, hidden_size), jax.random.key(0))
+    leaves, treedef = jax.tree.flatten(made)
+    return treedef, tuple(tuple(leaf.shape) for leaf in leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _size_model(init_params: Callable[..., Params]) -> _SizeModel:
+    (d0, h0), (_, h1), (d1, _) = SIZE_PROBES
+    try:
+        (tree, base), (tree_h, grown_h), (tree_d, grown_d) = (_shapes_at(init_params, d, h) for d, h in SIZE_PROBES)
+    except Exception as e:  # an init function may fail at the probe sizes in any way
+        raise _cannot_infer(init_params, f"it failed at input size {d0}, hidden size {h0}: {first_line(e)}") from None
+    ranks = tuple(len(s) for s in base)
+    if tree_h != tree or tree_d != tree or tuple(len(s) for s in grown_h) != ranks or tuple(map(len, grown_d)) != ranks:
+        raise _cannot_infer(init_params, "its parameters' tree or ranks change with the sizes")
+    dims = []
+    for at_base, at_h, at_d in zip(_flat(base), _flat(grown_h), _flat(grown_d), strict=True):
+        a, a_rest = divmod(at_h - at_base, h1 - h0)
+        b, b_rest = divmod(at_d - at_base, d1 - d0)
+        if a_rest or b_rest:
+            raise _cannot_infer(init_params, "a parameter dimension is not of the form c + a h + b d")
+        dims.append((at_base - a * h0 - b * d0, a, b))
+    return _SizeModel(tree, ranks, tuple(dims))
+
+
+def _hidden_size_of(init_params: Callable[..., Params], treedef, shapes: tuple[tuple[int, ...], ...]) -> int:
+    model = _size_model(init_params)
+    if treedef != model.treedef or tuple(len(s) for s in shapes) != model.ranks:
+        raise _cannot_infer(init_params, f"its params are not a tree that it makes ({treedef})")
+    pairs = list(zip(model.dims, _flat(shapes), strict=True))
+    h = _size_solving([(dim - c, a) for (c, a, b), dim in pairs if a and not b], init_params, "hidden size")
+    if h is None:
+        raise _cannot_infer(init_params, "no parameter dimension grows with the hidden size alone")
+    d = _size_solving([(dim - c - a * h, b) for (c, a, b), dim in pairs if b], init_params, "input size")
+    d = SIZE_PROBES[0][0] if d is None else d  # no dimension reads d: any size makes the same shapes
+    if _shapes_at(init_params, d, h) != (treedef, shapes):
+        raise _cannot_infer(init_params, f"it does not make these shapes at input size {d}, hidden size {h}")
+    return h
+
+
+_cached_hidden_size_of = functools.lru_cache(maxsize=1024)(_hidden_size_of)
+
+
+def _size_solving(equations: list[tuple[int, int]], init_params, what: str) -> int | None:
+    """The one size ``n >= 1`` with ``rest = slope * n`` for every ``(rest, slope)``; None without equations."""
+    if not equations:
+        return None
+    sizes = {rest // slope if rest % slope == 0 and rest // slope >= 1 else None for rest, slope in equations}
+    if len(sizes) != 1 or None in sizes:
+        raise _cannot_infer(init_params, f"its shapes fit no single {what}")
+    return sizes.pop()
+
+
+def _flat(shapes: tuple[tuple[int, ...], ...]) -> list[int]:
+    return [dim for shape in shapes for dim in shape]
+
+
+def first_line(e: Exception) -> str:
+    """An exception's message in one line: its first (or the exception's type name)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _cannot_infer(init_params: Callable[..., Params], reason: str) -> ValueError:
+    name = getattr(init_params, "__name__", type(init_params).__name__)
+    return ValueError(
+        f"cannot infer the hidden size of this cell from its params ({name}: {reason}); "
+        "give the Cell an explicit init_carry"
+    )
 
 
 def zero_carry(init_params: Callable[..., Params], params: Params, batch_shape) -> jax.Array:

@@ -12,7 +12,7 @@ coefficients (minGRU's and minLSTM's log-space form, Feng et al. 2024), where ``
 ``A_t (h_0 + sum_{s<=t} b_s / A_s)``, ``A_t = prod_{s<=t} a_s``, taken as ``logcumsumexp``.
 
 A cell may also give ``readout(params, h_t, u_t) -> y_t`` (default ``y_t = h_t``), e.g. the LRU's real part of
-``C h_t`` plus ``D x_t``.
+``C h_t`` plus ``D x_t``: it is the cell's ``Cell.readout``, the one way any cell says how its output reads its carry.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ Readout = Callable[[Params, jax.Array, jax.Array], jax.Array]
 class Linear(NamedTuple):
     """What makes a cell's recurrence linear in its carry (``Cell.linear``).
 
+    The output's readout from ``h_t`` is the cell's own (``Cell.readout``), as for any cell.
+
     Attributes:
       coefficients: ``(params, u [..., k]) -> (a, b)``, each ``[..., h]``: ``h_t = a_t * h_{t-1} + b_t``.
-      readout: ``(params, h [..., h], u [..., k]) -> y``; None: ``y_t = h_t``.
       log_coefficients: ``(params, u) -> (log a, log b)`` for a recurrence whose ``a`` and ``b`` are positive:
         the parallel path then runs in log space (``log_scan``). None: it runs on ``(a, b)``.
     """
 
     coefficients: Coefficients
-    readout: Readout | None = None
     log_coefficients: LogCoefficients | None = None
 
 
@@ -62,17 +62,18 @@ def linear_cell(
       coefficients: ``(params, u) -> (a, b)``, elementwise in the batch and time positions of ``u``.
       init_carry: ``(params, batch_shape) -> h_0`` (zeros, of the recurrence's dtype: complex for a complex one).
       project: optional input map applied to all positions at once (as any cell's).
-      readout, log_coefficients: see ``Linear``.
+      readout: ``(params, h [..., h], u [..., k]) -> y``, the cell's ``Cell.readout``; None: ``y_t = h_t``.
+      log_coefficients: see ``Linear``.
       name: the cell's name.
     """
-    linear = Linear(coefficients, readout, log_coefficients)
+    linear = Linear(coefficients, log_coefficients)
 
     def step(params, h, u):
         a, b = coefficients(params, u)
         h = a * h + b
         return h, h if readout is None else readout(params, h, u)
 
-    return Cell(init_params, step, init_carry, project, name=name, linear=linear)
+    return Cell(init_params, step, init_carry, project, name=name, linear=linear, readout=readout)
 
 
 def combine(earlier: tuple[jax.Array, jax.Array], later: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:

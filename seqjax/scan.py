@@ -342,7 +342,8 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
     A padded step is the identity map ``(a, b) = (1, 0)``; a probe adds to ``b``; a restart is ``(0, a r + b)``,
     ``r`` the reset carry; reading in reverse is the forward recurrence on flipped time. With ``cell.readout``,
     ``y_t`` reads the probed carry, as the scanned step's output does. The log-space form cannot hold a zero ``a`` or a
-    negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients.
+    negative ``b``: with resets or probes a cell that offers it runs on its plain coefficients; an initial carry of
+    any sign enters as ``A_t h_0`` (``A_t`` the product of ``a`` up to t) beside the log-space sum from zero.
     """
     linear = cell.linear
     us = xs_t if cell.project is None else cell.project(params, xs_t)
@@ -356,7 +357,9 @@ def _run_parallel(cell, params, xs_t, h0, valid, reverse, return_carries, probe_
         log_a, log_b = linear.log_coefficients(params, us)
         if mask is not None:
             log_a, log_b = jnp.where(mask, log_a, 0.0), jnp.where(mask, log_b, linear_lib.LOG_ZERO)
-        hs = linear_lib.log_scan(log_a, log_b, linear_lib.safe_log(h0))
+        # h_t = A_t h_0 + (the recurrence from h_0 = 0): log space holds the second term only, so h_0 may be negative
+        zero_start = jnp.full(log_b.shape[1:], linear_lib.LOG_ZERO, log_b.dtype)
+        hs = linear_lib.log_scan(log_a, log_b, zero_start) + jnp.exp(jnp.cumsum(log_a, axis=0)) * h0[None]
     else:
         a, b = linear.coefficients(params, us)
         if probe_t is not None:

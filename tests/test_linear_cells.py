@@ -143,6 +143,20 @@ def test_the_log_space_form_is_the_plain_recurrence(cell):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell", [mingru("g"), minlstm("g")], ids=["mingru_g", "minlstm_g"])
+def test_the_log_space_path_takes_an_initial_carry_of_either_sign(cell):
+    """``unroll(parallel=True)`` in log space from an initial carry with negative entries equals a Python loop over
+    the cell's step (the log of a negative h_0 once gave 0.32 wrong at h_0 = -0.5)."""
+    params, xs = _params_and_inputs(cell, seed=6)
+    h0 = jnp.asarray(np.linspace(-0.9, 0.7, B * H, dtype=np.float32).reshape(B, H))
+    h, loop = h0, []
+    for t in range(T):
+        h, y = cell.step(params, h, cell.project(params, xs[:, t]))
+        loop.append(y)
+    outputs = unroll(cell, params, xs, initial_carry=h0, parallel=True).outputs
+    np.testing.assert_allclose(np.asarray(outputs), np.stack(loop, axis=1), rtol=1e-5, atol=1e-6)
+
+
 def test_a_users_linear_cell_in_plain_functions_has_the_probe_gradient_a_to_the_t():
     """h_t = a h_{t-1} + x_t W with a fixed a = 0.9: d h_T / d carry_t = a^(T - t), on both paths."""
 

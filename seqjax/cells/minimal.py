@@ -57,8 +57,8 @@ def mingru(
     eigenvalues: str = "positive",
 ) -> Cell:
     """minGRU (see the module docstring). ``activation``: ``"identity"`` or ``"g"`` (then the parallel path runs
-    in log space: ``unroll`` needs a non-negative initial carry, as zeros are). ``eigenvalues``: ``"positive"``
-    (the paper's ``1 - z`` in (0, 1)) or ``"signed"`` (``1 - 2 z`` in (-1, 1); no log-space form)."""
+    in log space; an initial carry of any sign enters it as ``A_t h_0``, see ``seqjax.scan``). ``eigenvalues``:
+    ``"positive"`` (the paper's ``1 - z`` in (0, 1)) or ``"signed"`` (``1 - 2 z`` in (-1, 1); no log-space form)."""
     candidate = _candidate(activation)
     if eigenvalues not in EIGENVALUES:
         raise ValueError(f"unknown eigenvalues {eigenvalues!r}; known: {', '.join(EIGENVALUES)}")

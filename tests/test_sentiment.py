@@ -15,7 +15,7 @@ from refusals import refusal
 from seqjax import config as config_lib
 from seqjax import experiment as ex
 from seqjax import workdir
-from seqjax.cells import step_input
+from seqjax.cells import lstm, step_input
 from seqjax.data import batching
 from seqjax.data import sentiment as data_lib
 from seqjax.data.text import DataError
@@ -172,14 +172,17 @@ def test_logits_ignore_padding_and_batch_mates_and_last_pooling_equals_the_cell_
     np.testing.assert_allclose(alone[0], by_hand(params, SENTENCE), rtol=0, atol=1e-5)
 
 
-def test_a_users_cell_object_reads_like_a_builtin_one(key):
-    """IndRNN from examples/my_cells.py, a plain ``Cell`` (array carry), read both ways: ``last`` = by hand."""
-    config = classifier.ClassifierConfig(vocab_size=V, cell=CELLS["indrnn"], hidden_size=H, embed_size=E,
-                                         bidirectional=True, pooling="last")  # fmt: skip
+@pytest.mark.parametrize("name", ["indrnn", "lstmp"])
+def test_a_cell_object_reads_like_a_builtin_one(key, name):
+    """IndRNN from examples/my_cells.py, a plain ``Cell`` (array carry), and the LSTM with a projection (its output
+    and hidden state of 2 features, not H), read both ways: ``last`` = by hand."""
+    cell = CELLS["indrnn"] if name == "indrnn" else lstm(proj_size=2)
+    config = classifier.ClassifierConfig(vocab_size=V, cell=cell, hidden_size=H, embed_size=E, bidirectional=True,
+                                         pooling="last")  # fmt: skip
     params = classifier.init_params(config, key)
-    with cell_context("indrnn"):  # the user's step broadcasts u [h] against h [b, h]
+    with cell_context(name):  # the user's IndRNN broadcasts u [h] against h [b, h]
         got = jax.jit(functools.partial(classifier.apply, config))(params, *padded([[4, 4], SENTENCE], 8))[1]
-        expected = jax.jit(functools.partial(last_pooling_by_hand, CELLS["indrnn"], True))(params, SENTENCE)
+        expected = jax.jit(functools.partial(last_pooling_by_hand, cell, True))(params, SENTENCE)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 

@@ -1,5 +1,6 @@
 """POS tagging (many-to-many): the CoNLL-U reader, the tagger's padding invariance and masked loss, the experiment."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import tagging
 from refusals import refusal
 
 from seqjax import experiment as ex
+from seqjax.cells import lstm
 from seqjax.data import conllu as data_lib
 from seqjax.data.text import DataError
 from seqjax.models import tagger
@@ -159,6 +161,19 @@ def test_logits_ignore_padding_and_batch_mates(key):
     words, chars, lengths = padded([SENTENCE], len(SENTENCE))
     respelt = logits(params, words, chars.at[0, 2, 0].set(11 - chars[0, 2, 0]), lengths)[0]
     assert np.abs(respelt[2] - alone[2]).max() > 1e-4
+
+
+def test_an_lstm_with_a_projection_feeds_the_readout_its_projected_features(key):
+    """``lstm(proj_size=3)`` read both ways: the layers and the readout take 2 x 3 features, not 2 x hidden; a
+    sentence's logits do not depend on its batch mates."""
+    config = dataclasses.replace(MODEL, cell=lstm(proj_size=3), bidirectional=True)
+    with jax.numpy_dtype_promotion("standard"):
+        params = tagger.init_params(config, key)
+    assert params["out_w"].shape == (6, 5) and params["layers"][1][0]["w_ih"].shape == (6, 4 * 24)
+    logits = jax.jit(lambda p, w, c, n: tagger.apply(config, p, w, c, n))
+    alone = logits(params, *padded([SENTENCE], len(SENTENCE)))[0]
+    mates = logits(params, *padded([[5] * 9, SENTENCE], 9, seed=1))
+    np.testing.assert_allclose(mates[1, :5], alone, rtol=0, atol=1e-5)
 
 
 def test_masked_loss_and_accuracy_ignore_padding():

@@ -28,8 +28,8 @@ sentence).
 
 Parameters: ``{"embedding": [V, e], "layers": [per layer: cell params, or (forward, backward) params],
 "out_w": [k h, C], "out_b": [C]}``, with ``"encoder": token_encoder params`` in place of ``"layers"`` for the
-Transformer. Built-in and user cells alike; every layer has ``hidden_size`` units and a cell's output y_t
-is taken to have the size of its hidden state.
+Transformer. Built-in and user cells alike; every layer has ``hidden_size`` units, and ``h`` above is the size of
+a cell's output y_t (``seqjax.cells.output_size_of``: ``hidden_size``, or ``p`` for the LSTM with ``proj_size=p``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import jax.numpy as jnp
 
 from seqjax import initializers
 from seqjax.attention.masks import length_mask
-from seqjax.cells import Cell, cell_by_name
+from seqjax.cells import Cell, cell_by_name, output_size_of
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
 
@@ -110,10 +110,11 @@ def init_params(config: ClassifierConfig, key: jax.Array) -> dict:
     k_embed, k_out, *k_layers = jax.random.split(key, 2 + config.num_layers)
     if config.encoder == "transformer":
         encoder = {"encoder": token_encoder.init_params(k_layers[0], config.embed_size, config.attention())}
+        features = config.hidden_size
     else:
         cell = classifier_cell(config)
         encoder = {"layers": init_layers(cell, k_layers, config.embed_size, config.hidden_size, config.bidirectional)}
-    features = config.directions * config.hidden_size
+        features = config.directions * output_size_of(cell, config.hidden_size)
     return {
         "embedding": config.embed_scale
         * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),

@@ -9,6 +9,8 @@ with true lengths ``n [b]`` and ``L`` layers of any seqjax cell::
     h^l_s    = cell(h^l_{s-1}, drop(h^{l-1}_s))              bidirectional: h^l_s = [fwd h^l_s ; bwd h^l_s]
     logits_s = drop(h^L_s) W + c                             W [k h, T], c [T], k = 2 if bidirectional else 1
 
+(h: the cell's output size, ``hidden_size`` or an LSTMP's ``proj_size``).
+
 The character feature (a CNN of window ``char_window`` with max-pooling over the word's characters, as in
 Ma and Hovy 2016) reads the original form: case, digits, suffixes; it is what tags unknown words. The
 optional ``P[pos_s]`` embeds a tag given with the input (a chunker reads the POS tags of the CoNLL-2000
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 
 from seqjax import initializers, losses
 from seqjax.attention.masks import length_mask
-from seqjax.cells import Cell, cell_by_name
+from seqjax.cells import Cell, cell_by_name, output_size_of
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models import token_encoder
 
@@ -120,9 +122,11 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
     k_embed, k_chars, k_conv, k_out, *k_layers = jax.random.split(key, 4 + config.num_layers)
     if config.encoder == "transformer":
         encoder = {"encoder": token_encoder.init_params(k_layers[0], config.input_size, config.attention())}
+        features = config.hidden_size
     else:
         cell = tagger_cell(config)
         encoder = {"layers": init_layers(cell, k_layers, config.input_size, config.hidden_size, config.bidirectional)}
+        features = config.directions * output_size_of(cell, config.hidden_size)  # y_t: h, or an LSTMP's p
     scale = config.embed_scale
     given_tags = {}
     if config.pos_vocab_size:
@@ -144,7 +148,7 @@ def init_params(config: TaggerConfig, key: jax.Array) -> dict:
         "embedding": scale * jax.random.normal(k_embed, (config.vocab_size, config.embed_size), jnp.float32),
         **char_cnn,
         **encoder,
-        "out_w": initializers.lecun_normal(k_out, (config.directions * config.hidden_size, config.num_tags)),
+        "out_w": initializers.lecun_normal(k_out, (features, config.num_tags)),
         "out_b": jnp.zeros((config.num_tags,), jnp.float32),
         **given_tags,
     }

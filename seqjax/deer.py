@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.base import Carry, Cell, Params
-from seqjax.scan import _to_time_major, time_major_inputs
+from seqjax.scan import _to_time_major, outputs_in_weights_dtype, time_major_inputs
 
 JACOBIANS = ("full", "diagonal")
 ON_FAILURE = ("nan", "keep")
@@ -186,6 +186,7 @@ def unroll(
     converged = residual <= tol
 
     carries, ys = flat.transition(params, _previous(s0, trajectory), us, valid, restart, s0)
+    ys = outputs_in_weights_dtype(ys, params)  # as seqjax.scan.unroll gives a user's cell's outputs
     if valid is not None:
         ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
     if on_failure == "nan":

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import Cell, precision, rnn, unroll
+from seqjax import Cell, deer, precision, rnn, unroll
 from seqjax.cells.base import init_in_dtype, takes_dtype
 from seqjax.layers import stacked
 
@@ -80,3 +80,5 @@ def test_a_user_cell_with_bfloat16_weights_outputs_bfloat16_as_a_built_in_cell_d
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.bfloat16)}
     float32 = init_mgu(jax.random.key(0), 3, 5)  # float32 weights: the outputs are left as the step made them
     assert unroll(mgu, float32, xs.astype(jnp.float32)).outputs.dtype == jnp.float32
+    # Newton's method over the sequence (seqjax.deer) gives them in the weights' dtype, as the scan does
+    assert deer.unroll(mgu, params, xs, jacobian="diagonal").outputs.dtype == jnp.bfloat16

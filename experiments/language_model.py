@@ -55,6 +55,13 @@ class Config:
     dropout: float = config.setting(
         0.0, "Dropout probability on non-recurrent connections (1 - Zaremba's keep-prob).", at_least=0, below=1
     )
+    dropout_rates: str = config.setting(
+        "",
+        "AWD-LSTM's separate rates, --num_layers + 1 of them, comma-separated: the embedding output (dropouti), the "
+        "output of each layer below the top (dropouth), the top layer's output (dropout). Empty: --dropout on each; "
+        "given, they replace it.",
+        check=lambda text: parse_rates(text),  # defined below the class
+    )
     dropout_mask: str = config.setting(
         "per_step",
         "--dropout's masks: per_step (fresh per element and step, Zaremba) or per_sequence (one per sequence for "
@@ -109,14 +116,32 @@ class Config:
         if self.model == "transformer" and self.reset_at:
             raise config.ConfigError("--reset_at needs --model=rnn (a Transformer window holds no running state)")
         awd = {"--weight_drop": self.weight_drop, "--embedding_dropout": self.embedding_dropout}
+        rates = parse_rates(self.dropout_rates)
+        awd["--dropout_rates"] = bool(rates)
         awd["--dropout_mask=per_sequence"] = self.dropout_mask == "per_sequence"
         if self.model == "transformer" and any(awd.values()):
             names = ", ".join(name for name, value in awd.items() if value)
             raise config.ConfigError(f"{names} need --model=rnn (the Transformer LM has no recurrent layers)")
+        if self.model == "rnn" and rates and len(rates) != self.num_layers + 1:
+            raise config.ConfigError(
+                f"--dropout_rates needs --num_layers + 1 = {self.num_layers + 1} rates, got {len(rates)}"
+            )
         if self.model == "rnn" and self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
             raise config.ConfigError(f"--weight_drop needs a cell with a 'w_hh' matrix; --cell={self.cell} has none")
         if self.model == "transformer" and self.eval_stride > self.bptt:
             raise config.ConfigError(f"--eval_stride={self.eval_stride} must be at most --bptt={self.bptt}")
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``--dropout_rates``: ``"0.4,0.25,0.4"`` -> ``(0.4, 0.25, 0.4)``, ``""`` -> ``()``; ``ValueError`` unless each
+    is a number in [0, 1)."""
+    try:
+        rates = tuple(float(item) for item in text.split(",")) if text else ()
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(0 <= rate < 1 for rate in rates):
+        raise ValueError(f"each rate must be in [0, 1), got {text!r}")
+    return rates
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -172,9 +197,9 @@ def model_config(c: Config, vocab_size: int, reset_token: int | None = None) -> 
         )  # fmt: skip
     return lm.LMConfig(
         vocab_size=vocab_size, cell=c.cell, num_layers=c.num_layers, hidden_size=c.hidden, embed_size=c.embed or None,
-        dropout=c.dropout, dropout_mask=c.dropout_mask, weight_drop=c.weight_drop,
-        embedding_dropout=c.embedding_dropout, tie_weights=c.tie_weights, init_scale=c.init_scale,
-        cell_init=c.cell_init, reset_token=reset_token,
+        dropout=c.dropout, dropout_rates=parse_rates(c.dropout_rates) or None, dropout_mask=c.dropout_mask,
+        weight_drop=c.weight_drop, embedding_dropout=c.embedding_dropout, tie_weights=c.tie_weights,
+        init_scale=c.init_scale, cell_init=c.cell_init, reset_token=reset_token,
     )  # fmt: skip
 
 

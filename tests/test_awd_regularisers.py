@@ -106,6 +106,25 @@ def test_training_draws_masks_with_only_weight_regularisers_on(key, option):
     assert values[0] != values[1]
 
 
+def test_separate_rates_drop_the_top_output_alone(key):
+    """dropout_rates = (embedding output, top output) of one tanh layer: with (0, p) the hidden states are the
+    evaluation's, and the readout sees each entry zeroed or scaled by 1 / (1 - p), recovered from the logits."""
+    base = dict(vocab_size=8, cell="rnn", num_layers=1, hidden_size=3, embed_size=4, init_scale=0.5)
+    params = lm.init_params(lm.LMConfig(**base), key)
+    tokens = jax.random.randint(key, (2, 5), 0, 8)
+    carries = lm.init_carry(lm.LMConfig(**base), params, 2)
+    plain, _ = _apply(lm.LMConfig(**base), params, carries, tokens, None)
+    top, _ = _apply(lm.LMConfig(**base, dropout_rates=(0.0, P)), params, carries, tokens, key)
+    below, _ = _apply(lm.LMConfig(**base, dropout_rates=(P, 0.0)), params, carries, tokens, key)
+    w_out, b_out = np.asarray(params["out_w"], np.float64), np.asarray(params["out_b"], np.float64)
+    hidden = (np.asarray(plain, np.float64) - b_out) @ np.linalg.pinv(w_out)
+    seen = (np.asarray(top, np.float64) - b_out) @ np.linalg.pinv(w_out)
+    kept = np.abs(seen) > 1e-5
+    np.testing.assert_allclose(seen[kept], hidden[kept] / (1 - P), atol=1e-5)
+    assert 0 < kept.mean() < 1
+    assert not np.allclose(below, plain, atol=1e-3) and not np.allclose(below, top, atol=1e-3)
+
+
 def test_per_sequence_dropout_is_one_inverted_mask_per_sequence(key):
     x = jnp.ones((4, 6, 5))  # [b, t, d]
     dropped = np.asarray(dropout(x, P, key, shared_axes=(1,)))
@@ -188,6 +207,9 @@ def test_tied_language_model_drops_the_embedding_lookup_only(key):
         (["--weight_drop=0.5", "--cell=lru"], "--weight_drop needs a cell with a 'w_hh' matrix; --cell=lru has none"),
         (["--model=transformer", "--embedding_dropout=0.1"], "--embedding_dropout need --model=rnn"),
         (["--model=transformer", "--dropout_mask=per_sequence"], "--dropout_mask=per_sequence need --model=rnn"),
+        (["--model=transformer", "--dropout_rates=0.1,0.1,0.1"], "--dropout_rates need --model=rnn"),
+        (["--dropout_rates=0.4,0.25"], "--dropout_rates needs --num_layers + 1 = 3 rates, got 2"),
+        (["--dropout_rates=0.4,1.0,0.4"], "--dropout_rates"),
     ],
 )
 def test_bad_regulariser_flags_are_one_line(tmp_path, flags, expected):

@@ -3,12 +3,14 @@
 For tokens ``w_1 .. w_T`` (ids in ``[0, V)``) and ``L`` layers of any seqjax cell::
 
     x_t       = E~[w_t]                                       E [V, e]   (embedding lookup, not a one-hot product)
-    h^1_t     = cell_1(h^1_{t-1}, drop(x_t); W~^1_hh)         seqjax.layers.unroll_layers: one unroll per layer
-    h^l_t     = cell_l(h^l_{t-1}, drop(h^{l-1}_t); W~^l_hh)
-    logits_t  = drop(h^L_t) W_out + b_out                     W_out [h, V], or E^T with tied weights (e = h)
+    h^1_t     = cell_1(h^1_{t-1}, drop_0(x_t); W~^1_hh)       seqjax.layers.unroll_layers: one unroll per layer
+    h^l_t     = cell_l(h^l_{t-1}, drop_{l-1}(h^{l-1}_t); W~^l_hh)
+    logits_t  = drop_L(h^L_t) W_out + b_out                   W_out [h, V], or E^T with tied weights (e = h)
     p(w_{t+1} | w_1..w_t) = softmax(logits_t)
 
-``drop`` is dropout on the non-recurrent connections only: a fresh mask per element and time step
+``drop_l`` is dropout on the non-recurrent connections only, at rate ``dropout`` on each, or at AWD-LSTM's
+separate rates ``dropout_rates`` (the embedding output, between layers, the top output): a fresh mask per
+element and time step
 (``dropout_mask="per_step"``, Zaremba et al.) or one mask per sequence shared by all its steps
 (``"per_sequence"``: variational dropout, AWD-LSTM's ``LockedDropout``). AWD-LSTM's two weight
 regularisers (``seqjax.weight_dropout``) are options: ``W~_hh`` is ``W_hh`` under DropConnect
@@ -47,6 +49,8 @@ class LMConfig:
       hidden_size: h of every layer.
       embed_size: e; ``None`` means ``hidden_size``.
       dropout: the probability of dropping a non-recurrent activation (Zaremba's keep-prob is 1 - dropout).
+      dropout_rates: ``L + 1`` rates, one per connection ``drop_0 .. drop_L`` (AWD-LSTM's dropouti, dropouth for
+        each layer below the top, dropout); ``None``: ``dropout`` on each.
       dropout_mask: ``"per_step"`` (a fresh mask per element and step) or ``"per_sequence"`` (variational).
       weight_drop: DropConnect probability on every layer's ``w_hh`` (the cell must have one).
       embedding_dropout: the probability of dropping a word type (a row of the embedding) for a batch.
@@ -67,6 +71,7 @@ class LMConfig:
     hidden_size: int = 200
     embed_size: int | None = None
     dropout: float = 0.0
+    dropout_rates: tuple[float, ...] | None = None
     dropout_mask: str = "per_step"
     weight_drop: float = 0.0
     embedding_dropout: float = 0.0
@@ -81,6 +86,12 @@ class LMConfig:
         for name in ("dropout", "weight_drop", "embedding_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.dropout_rates is not None and len(self.dropout_rates) != self.num_layers + 1:
+            raise ValueError(
+                f"dropout_rates needs num_layers + 1 = {self.num_layers + 1} rates, got {self.dropout_rates}"
+            )
+        if self.dropout_rates is not None and not all(0 <= rate < 1 for rate in self.dropout_rates):
+            raise ValueError(f"dropout_rates must be in [0, 1), got {self.dropout_rates}")
         if self.dropout_mask not in DROPOUT_MASKS:
             raise ValueError(f"unknown dropout_mask {self.dropout_mask!r}; known: {', '.join(DROPOUT_MASKS)}")
         if self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
@@ -103,7 +114,12 @@ class LMConfig:
     @property
     def stochastic(self) -> bool:
         """Whether training draws random masks (needs a key)."""
-        return max(self.dropout, self.weight_drop, self.embedding_dropout) > 0
+        return max(*self.connection_dropouts, self.weight_drop, self.embedding_dropout) > 0
+
+    @property
+    def connection_dropouts(self) -> tuple[float, ...]:
+        """The rates of ``drop_0 .. drop_L``."""
+        return (self.dropout,) * (self.num_layers + 1) if self.dropout_rates is None else tuple(self.dropout_rates)
 
 
 @functools.cache
@@ -178,12 +194,13 @@ def apply(
         layers,
         embed_with_dropout(params["embedding"], tokens, config.embedding_dropout, weight_keys[-1]),  # [B, T, e]
         initial_carries=carries,
-        dropout_rates=config.dropout,
+        dropout_rates=config.connection_dropouts[:-1],
         dropout_keys=keys[:-1],
         dropout_mask=config.dropout_mask,
         **packing,
     )
-    x = dropout(stack.outputs, config.dropout, keys[-1], dropout_shared_axes(config.dropout_mask))  # [B, T, h]
+    top_rate = config.connection_dropouts[-1]
+    x = dropout(stack.outputs, top_rate, keys[-1], dropout_shared_axes(config.dropout_mask))  # [B, T, h]
     logits = x @ output_weights(config, params)
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
     return logits, stack.carry

@@ -86,6 +86,8 @@ class LMConfig:
         for name in ("dropout", "weight_drop", "embedding_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.dropout_rates is not None:  # a list given is kept as a tuple: the config is hashed
+            object.__setattr__(self, "dropout_rates", tuple(float(rate) for rate in self.dropout_rates))
         if self.dropout_rates is not None and len(self.dropout_rates) != self.num_layers + 1:
             raise ValueError(
                 f"dropout_rates needs num_layers + 1 = {self.num_layers + 1} rates, got {self.dropout_rates}"

@@ -10,9 +10,8 @@ For tokens ``w_1 .. w_T`` (ids in ``[0, V)``) and ``L`` layers of any seqjax cel
 
 ``drop_l`` is dropout on the non-recurrent connections only, at rate ``dropout`` on each, or at AWD-LSTM's
 separate rates ``dropout_rates`` (the embedding output, between layers, the top output): a fresh mask per
-element and time step
-(``dropout_mask="per_step"``, Zaremba et al.) or one mask per sequence shared by all its steps
-(``"per_sequence"``: variational dropout, AWD-LSTM's ``LockedDropout``). AWD-LSTM's two weight
+element and time step (``dropout_mask="per_step"``, Zaremba et al.) or one mask per sequence shared by all
+its steps (``"per_sequence"``: variational dropout, AWD-LSTM's ``LockedDropout``). AWD-LSTM's two weight
 regularisers (``seqjax.weight_dropout``) are options: ``W~_hh`` is ``W_hh`` under DropConnect
 (``weight_drop``, one mask per layer and batch) and ``E~`` the embedding with whole word types dropped
 (``embedding_dropout``, one mask per batch; with tied weights the output layer reads the undropped

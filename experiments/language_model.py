@@ -23,12 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import config, parallel, plots, train, workdir
+from seqjax import config, layers, parallel, plots, train, workdir
 from seqjax import experiment as ex
+from seqjax.cells import cell_by_name
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
 from seqjax.data.text import FORMATS, DataError, Vocab
 from seqjax.models import lm, lm_metrics, lm_training, transformer_lm
+from seqjax.weight_dropout import has_recurrent_weights
 
 MODELS = ("rnn", "transformer")
 ModelConfig = lm.LMConfig | transformer_lm.TransformerLMConfig
@@ -52,6 +54,25 @@ class Config:
     embed: int = config.setting(0, "Embedding size; 0 means the hidden size.", at_least=0)
     dropout: float = config.setting(
         0.0, "Dropout probability on non-recurrent connections (1 - Zaremba's keep-prob).", at_least=0, below=1
+    )
+    dropout_rates: str = config.setting(
+        "",
+        "AWD-LSTM's separate rates, --num_layers + 1 of them, comma-separated: the embedding output (dropouti), the "
+        "output of each layer below the top (dropouth), the top layer's output (dropout). Empty: --dropout on each; "
+        "given, they replace it.",
+        check=lambda text: parse_rates(text),  # defined below the class
+    )
+    dropout_mask: str = config.setting(
+        "per_step",
+        "--dropout's masks: per_step (fresh per element and step, Zaremba) or per_sequence (one per sequence for "
+        "all its steps: variational dropout, AWD-LSTM's LockedDropout).",
+        choices=layers.DROPOUT_MASKS,
+    )
+    weight_drop: float = config.setting(
+        0.0, "DropConnect on every layer's W_hh, one mask per batch (AWD-LSTM's WeightDrop).", at_least=0, below=1
+    )
+    embedding_dropout: float = config.setting(
+        0.0, "Drop whole word types of the embedding, one mask per batch (AWD-LSTM's dropoute).", at_least=0, below=1
     )
     tie_weights: bool = config.setting(False, "Output weights = embedding transposed.")
     num_heads: int = config.setting(
@@ -94,8 +115,33 @@ class Config:
             raise config.ConfigError(f"--hidden={self.hidden} is not divisible by --num_heads={self.num_heads}")
         if self.model == "transformer" and self.reset_at:
             raise config.ConfigError("--reset_at needs --model=rnn (a Transformer window holds no running state)")
+        awd = {"--weight_drop": self.weight_drop, "--embedding_dropout": self.embedding_dropout}
+        rates = parse_rates(self.dropout_rates)
+        awd["--dropout_rates"] = bool(rates)
+        awd["--dropout_mask=per_sequence"] = self.dropout_mask == "per_sequence"
+        if self.model == "transformer" and any(awd.values()):
+            names = ", ".join(name for name, value in awd.items() if value)
+            raise config.ConfigError(f"{names} need --model=rnn (the Transformer LM has no recurrent layers)")
+        if self.model == "rnn" and rates and len(rates) != self.num_layers + 1:
+            raise config.ConfigError(
+                f"--dropout_rates needs --num_layers + 1 = {self.num_layers + 1} rates, got {len(rates)}"
+            )
+        if self.model == "rnn" and self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
+            raise config.ConfigError(f"--weight_drop needs a cell with a 'w_hh' matrix; --cell={self.cell} has none")
         if self.model == "transformer" and self.eval_stride > self.bptt:
             raise config.ConfigError(f"--eval_stride={self.eval_stride} must be at most --bptt={self.bptt}")
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``--dropout_rates``: ``"0.4,0.25,0.4"`` -> ``(0.4, 0.25, 0.4)``, ``""`` -> ``()``; ``ValueError`` unless each
+    is a number in [0, 1)."""
+    try:
+        rates = tuple(float(item) for item in text.split(",")) if text else ()
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(0 <= rate < 1 for rate in rates):
+        raise ValueError(f"each rate must be in [0, 1), got {text!r}")
+    return rates
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -151,8 +197,9 @@ def model_config(c: Config, vocab_size: int, reset_token: int | None = None) -> 
         )  # fmt: skip
     return lm.LMConfig(
         vocab_size=vocab_size, cell=c.cell, num_layers=c.num_layers, hidden_size=c.hidden, embed_size=c.embed or None,
-        dropout=c.dropout, tie_weights=c.tie_weights, init_scale=c.init_scale, cell_init=c.cell_init,
-        reset_token=reset_token,
+        dropout=c.dropout, dropout_rates=parse_rates(c.dropout_rates) or None, dropout_mask=c.dropout_mask,
+        weight_drop=c.weight_drop, embedding_dropout=c.embedding_dropout, tie_weights=c.tie_weights,
+        init_scale=c.init_scale, cell_init=c.cell_init, reset_token=reset_token,
     )  # fmt: skip
 
 

@@ -4,7 +4,7 @@ Two ways to stack layers of cells:
 
 - ``init_layers`` and ``unroll_layers``: the deep stack of the models (language model, classifier, tagger,
   seq2seq encoder). One ``unroll`` per layer and direction, so a layer may be read both ways and its
-  outputs dropped out (a fresh mask per element and step) before the next layer reads them.
+  outputs dropped out (a fresh mask per element and step, or one per sequence) before the next layer reads them.
 - ``stacked``: the layers as one ``Cell`` stepped by a single scan, layer l reading layer l-1's output at the
   same step, so that the unroller's options (probes, resets, truncated BPTT) see the whole stack's state.
 """
@@ -124,6 +124,7 @@ def unroll_layers(
     initial_carries: Sequence[Carry] | None = None,
     dropout_rates: float | Sequence[float] = 0.0,
     dropout_keys: Sequence[jax.Array | None] | None = None,
+    dropout_mask: str = "per_step",
     **unroll_kwargs,
 ) -> Unrolled:
     """The deep recurrent stack: ``len(layers)`` layers of ``cell`` over ``xs [b, t, d]``, one unroll each.
@@ -136,9 +137,10 @@ def unroll_layers(
 
     with o the cell's output size (``output_size_of``: h, or p for an LSTM with ``proj_size=p``).
 
-    ``drop`` is ``dropout``: a fresh mask per element and step, none on the recurrent paths; a ``None`` key or
-    a zero rate leaves the input as it is. No dropout is applied to the top layer's outputs (a readout
-    applies its own).
+    ``drop`` is ``dropout``, none on the recurrent paths: a fresh mask per element and step (``dropout_mask=
+    "per_step"``, Zaremba et al.) or one per sequence shared by all its steps (``"per_sequence"``, variational
+    dropout); a ``None`` key or a zero rate leaves the input as it is. No dropout is applied to the top layer's
+    outputs (a readout applies its own).
 
     Args:
       cell: the cell of every layer and direction.
@@ -152,6 +154,7 @@ def unroll_layers(
         omitted.
       dropout_rates: the rate on each layer's input: one for every layer, or one per layer.
       dropout_keys: one key (or ``None``) per layer; ``None`` applies no dropout (evaluation).
+      dropout_mask: ``"per_step"`` or ``"per_sequence"`` (``dropout_shared_axes``).
       **unroll_kwargs: options every layer's ``unroll`` takes alike (``unroll``, ``remat``, ``hoist``,
         ``fused``, ``time_major``).
 
@@ -172,9 +175,10 @@ def unroll_layers(
     clashes = sorted(set(unroll_kwargs) & set(_PER_LAYER_OPTIONS))
     if clashes:
         raise ValueError(f"unroll_layers cannot pass {', '.join(clashes)} to every layer alike")
+    shared_axes = dropout_shared_axes(dropout_mask, unroll_kwargs.get("time_major", False))
     finals = []
     for params, rate, key, carry in zip(layers, rates, keys, carries, strict=True):
-        xs = dropout(xs, rate, key)
+        xs = dropout(xs, rate, key, shared_axes)
         if both_ways:
             result = bidirectional(cell, cell, params, xs, lengths=lengths, initial_carry=carry, **unroll_kwargs)
         else:
@@ -184,12 +188,28 @@ def unroll_layers(
     return Unrolled(tuple(finals), xs, None)
 
 
-def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+def dropout(x: jax.Array, rate: float, key: jax.Array | None, shared_axes: Sequence[int] = ()) -> jax.Array:
     """Inverted dropout: each entry kept with probability ``1 - rate`` and scaled by ``1 / (1 - rate)``.
 
-    ``key=None`` (evaluation) or ``rate == 0`` returns ``x`` unchanged.
+    ``shared_axes``: axes along which one draw is shared (size 1 in the mask's shape). ``()`` draws a fresh
+    mask per entry (Zaremba et al.); the time axis of ``[b, t, d]`` (``(1,)``) gives one mask per sequence,
+    the same at every step (variational or "locked" dropout, Gal & Ghahramani 2016, AWD-LSTM's
+    ``LockedDropout``). ``key=None`` (evaluation) or ``rate == 0`` returns ``x`` unchanged.
     """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    axes = {axis % x.ndim for axis in shared_axes}
+    mask_shape = tuple(1 if axis in axes else size for axis, size in enumerate(x.shape))
+    keep = jax.random.bernoulli(key, 1.0 - rate, mask_shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+DROPOUT_MASKS = ("per_step", "per_sequence")
+
+
+def dropout_shared_axes(mask: str, time_major: bool = False) -> tuple[int, ...]:
+    """``dropout``'s ``shared_axes`` for activations ``[b, t, d]`` (``[t, b, d]`` when ``time_major``):
+    ``"per_step"`` a fresh mask per element and step, ``"per_sequence"`` one mask per sequence."""
+    if mask not in DROPOUT_MASKS:
+        raise ValueError(f"unknown dropout mask {mask!r}; known: {', '.join(DROPOUT_MASKS)}")
+    return () if mask == "per_step" else ((0,) if time_major else (1,))

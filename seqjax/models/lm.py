@@ -2,15 +2,21 @@
 
 For tokens ``w_1 .. w_T`` (ids in ``[0, V)``) and ``L`` layers of any seqjax cell::
 
-    x_t       = E[w_t]                                        E [V, e]   (embedding lookup, not a one-hot product)
-    h^1_t     = cell_1(h^1_{t-1}, drop(x_t))                  seqjax.layers.unroll_layers: one unroll per layer
-    h^l_t     = cell_l(h^l_{t-1}, drop(h^{l-1}_t))
-    logits_t  = drop(h^L_t) W_out + b_out                     W_out [h, V], or E^T with tied weights (e = h)
+    x_t       = E~[w_t]                                       E [V, e]   (embedding lookup, not a one-hot product)
+    h^1_t     = cell_1(h^1_{t-1}, drop_0(x_t); W~^1_hh)       seqjax.layers.unroll_layers: one unroll per layer
+    h^l_t     = cell_l(h^l_{t-1}, drop_{l-1}(h^{l-1}_t); W~^l_hh)
+    logits_t  = drop_L(h^L_t) W_out + b_out                   W_out [h, V], or E^T with tied weights (e = h)
     p(w_{t+1} | w_1..w_t) = softmax(logits_t)
 
-``drop`` is dropout on the non-recurrent connections only (Zaremba et al.): a fresh mask per element
-and time step, none on the recurrent path ``h^l_{t-1} -> h^l_t``. Training is teacher-forced: the
-inputs are the true tokens, the targets the same stream one step later.
+``drop_l`` is dropout on the non-recurrent connections only, at rate ``dropout`` on each, or at AWD-LSTM's
+separate rates ``dropout_rates`` (the embedding output, between layers, the top output): a fresh mask per
+element and time step (``dropout_mask="per_step"``, Zaremba et al.) or one mask per sequence shared by all
+its steps (``"per_sequence"``: variational dropout, AWD-LSTM's ``LockedDropout``). AWD-LSTM's two weight
+regularisers (``seqjax.weight_dropout``) are options: ``W~_hh`` is ``W_hh`` under DropConnect
+(``weight_drop``, one mask per layer and batch) and ``E~`` the embedding with whole word types dropped
+(``embedding_dropout``, one mask per batch; with tied weights the output layer reads the undropped
+``E^T``, as AWD-LSTM's does). Without them ``W~ = W`` and ``E~ = E``; at evaluation all are off.
+Training is teacher-forced: the inputs are the true tokens, the targets the same stream one step later.
 
 Parameters: ``{"embedding": [V, e], "layers": [cell params per layer], "out_b": [V]}`` plus
 ``"out_w": [h, V]`` unless tied. Carries: a tuple with one cell carry ``[B, ...]`` per layer.
@@ -25,7 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import Cell, cell_by_name
-from seqjax.layers import dropout, init_layers, unroll_layers
+from seqjax.layers import DROPOUT_MASKS, dropout, dropout_shared_axes, init_layers, unroll_layers
+from seqjax.weight_dropout import drop_connect, embed_with_dropout, has_recurrent_weights
 
 CELL_INITS = ("uniform", "cell")
 
@@ -41,6 +48,11 @@ class LMConfig:
       hidden_size: h of every layer.
       embed_size: e; ``None`` means ``hidden_size``.
       dropout: the probability of dropping a non-recurrent activation (Zaremba's keep-prob is 1 - dropout).
+      dropout_rates: ``L + 1`` rates, one per connection ``drop_0 .. drop_L`` (AWD-LSTM's dropouti, dropouth for
+        each layer below the top, dropout); ``None``: ``dropout`` on each.
+      dropout_mask: ``"per_step"`` (a fresh mask per element and step) or ``"per_sequence"`` (variational).
+      weight_drop: DropConnect probability on every layer's ``w_hh`` (the cell must have one).
+      embedding_dropout: the probability of dropping a word type (a row of the embedding) for a batch.
       tie_weights: output weights = embedding^T (Press & Wolf 2017); needs e = h.
       init_scale: every embedding and output parameter is drawn from U(-s, s); with ``cell_init="uniform"``
         every cell parameter too (Zaremba et al. initialise everything this way, biases included).
@@ -58,6 +70,10 @@ class LMConfig:
     hidden_size: int = 200
     embed_size: int | None = None
     dropout: float = 0.0
+    dropout_rates: tuple[float, ...] | None = None
+    dropout_mask: str = "per_step"
+    weight_drop: float = 0.0
+    embedding_dropout: float = 0.0
     tie_weights: bool = False
     init_scale: float = 0.1
     cell_init: str = "uniform"
@@ -66,8 +82,21 @@ class LMConfig:
     def __post_init__(self):
         if self.vocab_size < 1 or self.num_layers < 1 or self.hidden_size < 1:
             raise ValueError(f"vocab_size, num_layers and hidden_size must be >= 1: {self}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "weight_drop", "embedding_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.dropout_rates is not None:  # a list given is kept as a tuple: the config is hashed
+            object.__setattr__(self, "dropout_rates", tuple(float(rate) for rate in self.dropout_rates))
+        if self.dropout_rates is not None and len(self.dropout_rates) != self.num_layers + 1:
+            raise ValueError(
+                f"dropout_rates needs num_layers + 1 = {self.num_layers + 1} rates, got {self.dropout_rates}"
+            )
+        if self.dropout_rates is not None and not all(0 <= rate < 1 for rate in self.dropout_rates):
+            raise ValueError(f"dropout_rates must be in [0, 1), got {self.dropout_rates}")
+        if self.dropout_mask not in DROPOUT_MASKS:
+            raise ValueError(f"unknown dropout_mask {self.dropout_mask!r}; known: {', '.join(DROPOUT_MASKS)}")
+        if self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
+            raise ValueError(f"weight_drop needs a cell with a 'w_hh' parameter; {self.cell} has none")
         if self.cell_init not in CELL_INITS:
             raise ValueError(f"unknown cell_init {self.cell_init!r}; known: {', '.join(CELL_INITS)}")
         if self.reset_token is not None and not 0 <= self.reset_token < self.vocab_size:
@@ -82,6 +111,16 @@ class LMConfig:
     @property
     def embedding_size(self) -> int:
         return self.hidden_size if self.embed_size is None else self.embed_size
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether training draws random masks (needs a key)."""
+        return max(*self.connection_dropouts, self.weight_drop, self.embedding_dropout) > 0
+
+    @property
+    def connection_dropouts(self) -> tuple[float, ...]:
+        """The rates of ``drop_0 .. drop_L``."""
+        return (self.dropout,) * (self.num_layers + 1) if self.dropout_rates is None else tuple(self.dropout_rates)
 
 
 @functools.cache
@@ -138,24 +177,31 @@ def apply(
       params: its parameters.
       carries: one carry per layer, ``[B, ...]`` (``init_carry`` for a fresh start).
       tokens: ``[B, T]`` int ids.
-      key: dropout key; ``None`` (evaluation, sampling) applies no dropout.
+      key: the key of every dropout mask; ``None`` (evaluation, sampling) applies none.
 
     Returns:
       ``(logits [B, T, V], carries)``.
     """
-    keys = [None] * (config.num_layers + 1) if key is None else list(jax.random.split(key, config.num_layers + 1))
-    # keys[l] drops layer l's input (the embeddings for l = 0), keys[L] the top layer's outputs.
+    num_keys = config.num_layers + 1
+    keys = [None] * num_keys if key is None else list(jax.random.split(key, num_keys))
+    # keys[l] drops layer l's input (the embeddings for l = 0), keys[L] the top layer's outputs; the weight masks
+    # come from a fold of the key, so the activation masks are those of a run without them.
+    weight_keys = [None] * num_keys if key is None else list(jax.random.split(jax.random.fold_in(key, 1), num_keys))
+    # weight_keys[l] drops layer l's w_hh, weight_keys[L] word types of the embedding.
+    layers = [drop_connect(p, config.weight_drop, k) for p, k in zip(params["layers"], weight_keys[:-1], strict=True)]
     packing = {} if config.reset_token is None else {"resets": tokens == config.reset_token, "reset_to": "zeros"}
     stack = unroll_layers(
         lm_cell(config),
-        params["layers"],
-        params["embedding"][tokens],  # [B, T, e]
+        layers,
+        embed_with_dropout(params["embedding"], tokens, config.embedding_dropout, weight_keys[-1]),  # [B, T, e]
         initial_carries=carries,
-        dropout_rates=config.dropout,
+        dropout_rates=config.connection_dropouts[:-1],
         dropout_keys=keys[:-1],
+        dropout_mask=config.dropout_mask,
         **packing,
     )
-    x = dropout(stack.outputs, config.dropout, keys[-1])  # [B, T, h]
+    top_rate = config.connection_dropouts[-1]
+    x = dropout(stack.outputs, top_rate, keys[-1], dropout_shared_axes(config.dropout_mask))  # [B, T, h]
     logits = x @ output_weights(config, params)
     logits = logits + jnp.broadcast_to(params["out_b"], logits.shape)  # explicit: strict rank promotion
     return logits, stack.carry

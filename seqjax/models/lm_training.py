@@ -41,7 +41,7 @@ def window_loss(config: lm.LMConfig, bptt: int):
         streams, index, reset = batch
         carries = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carries)
         inputs, targets = window(streams, index, bptt)
-        logits, new_carries = lm.apply(config, params, carries, inputs, key if config.dropout > 0 else None)
+        logits, new_carries = lm.apply(config, params, carries, inputs, key if config.stochastic else None)
         nll = token_nll(logits, targets)  # [B, bptt]
         objective = jnp.sum(jnp.mean(nll, axis=0))
         return objective, ({"nll_per_token": jnp.mean(nll)}, jax.lax.stop_gradient(new_carries))

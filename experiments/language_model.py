@@ -51,6 +51,12 @@ class Config:
     cell: str = config.cell()
     num_layers: int = config.setting(2, "Stacked recurrent layers, or Transformer blocks.", at_least=1)
     hidden: int = config.setting(200, "Hidden size of every layer (the Transformer's d_model).", at_least=1)
+    proj_size: int = config.setting(
+        0,
+        "LSTMP (Sak et al. 2014): every LSTM layer projects its hidden state to this many features, which recur and "
+        "feed the next layer and the softmax (PyTorch's proj_size); 0: none.",
+        at_least=0,
+    )
     embed: int = config.setting(0, "Embedding size; 0 means the hidden size.", at_least=0)
     dropout: float = config.setting(
         0.0, "Dropout probability on non-recurrent connections (1 - Zaremba's keep-prob).", at_least=0, below=1
@@ -120,14 +126,23 @@ class Config:
         awd["--dropout_rates"] = bool(rates)
         awd["--dropout_mask=per_sequence"] = self.dropout_mask == "per_sequence"
         if self.model == "transformer" and any(awd.values()):
-            names = ", ".join(name for name, value in awd.items() if value)
-            raise config.ConfigError(f"{names} need --model=rnn (the Transformer LM has no recurrent layers)")
+            given = [name for name, value in awd.items() if value]
+            verb = "needs" if len(given) == 1 else "need"
+            raise config.ConfigError(
+                f"{', '.join(given)} {verb} --model=rnn (the Transformer LM has no recurrent layers)"
+            )
         if self.model == "rnn" and rates and len(rates) != self.num_layers + 1:
             raise config.ConfigError(
                 f"--dropout_rates needs --num_layers + 1 = {self.num_layers + 1} rates, got {len(rates)}"
             )
         if self.model == "rnn" and self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
             raise config.ConfigError(f"--weight_drop needs a cell with a 'w_hh' matrix; --cell={self.cell} has none")
+        if self.proj_size and (self.model != "rnn" or self.cell not in lm.PROJECTED_CELLS):
+            raise config.ConfigError(
+                "--proj_size projects an LSTM's hidden state: it needs --model=rnn and --cell=lstm or lstm_peephole"
+            )
+        if self.proj_size > self.hidden:
+            raise config.ConfigError(f"--proj_size={self.proj_size} must be at most --hidden={self.hidden}")
         if self.model == "transformer" and self.eval_stride > self.bptt:
             raise config.ConfigError(f"--eval_stride={self.eval_stride} must be at most --bptt={self.bptt}")
 
@@ -196,7 +211,8 @@ def model_config(c: Config, vocab_size: int, reset_token: int | None = None) -> 
             mlp_ratio=c.mlp_ratio, dropout=c.dropout,
         )  # fmt: skip
     return lm.LMConfig(
-        vocab_size=vocab_size, cell=c.cell, num_layers=c.num_layers, hidden_size=c.hidden, embed_size=c.embed or None,
+        vocab_size=vocab_size, cell=c.cell, num_layers=c.num_layers, hidden_size=c.hidden, proj_size=c.proj_size,
+        embed_size=c.embed or None,
         dropout=c.dropout, dropout_rates=parse_rates(c.dropout_rates) or None, dropout_mask=c.dropout_mask,
         weight_drop=c.weight_drop, embedding_dropout=c.embedding_dropout, tie_weights=c.tie_weights,
         init_scale=c.init_scale, cell_init=c.cell_init, reset_token=reset_token,

@@ -203,11 +203,13 @@ def test_tied_language_model_drops_the_embedding_lookup_only(key):
         (["--embedding_dropout=-0.1"], "--embedding_dropout"),
         (["--dropout_mask=per_batch"], "--dropout_mask"),
         (["--weight_drop=0.5", "--cell=lru"], "--weight_drop needs a cell with a 'w_hh' matrix; --cell=lru has none"),
-        (["--model=transformer", "--embedding_dropout=0.1"], "--embedding_dropout need --model=rnn"),
-        (["--model=transformer", "--dropout_mask=per_sequence"], "--dropout_mask=per_sequence need --model=rnn"),
-        (["--model=transformer", "--dropout_rates=0.1,0.1,0.1"], "--dropout_rates need --model=rnn"),
+        (["--model=transformer", "--embedding_dropout=0.1"], "--embedding_dropout needs --model=rnn"),
+        (["--model=transformer", "--dropout_mask=per_sequence"], "--dropout_mask=per_sequence needs --model=rnn"),
+        (["--model=transformer", "--dropout_rates=0.1,0.1,0.1"], "--dropout_rates needs --model=rnn"),
         (["--dropout_rates=0.4,0.25"], "--dropout_rates needs --num_layers + 1 = 3 rates, got 2"),
         (["--dropout_rates=0.4,1.0,0.4"], "--dropout_rates"),
+        (["--proj_size=4", "--cell=gru"], "--proj_size projects an LSTM's hidden state: it needs --model=rnn and"),
+        (["--proj_size=300"], "--proj_size=300 must be at most --hidden=200"),
     ],
 )
 def test_bad_regulariser_flags_are_one_line(tmp_path, flags, expected):

@@ -107,8 +107,32 @@ def test_tied_weights_use_the_embedding_and_dropout_only_in_training():
     dropped, _ = lm.apply(config, params, carries, tokens, key=jax.random.key(1))
     np.testing.assert_array_equal(plain, again)
     assert not np.allclose(plain, dropped)
-    with pytest.raises(ValueError, match="tied weights need embed_size == hidden_size"):
+    with pytest.raises(ValueError, match="tied weights need embed_size == the top layer's output size, got 5 and 6"):
         lm.LMConfig(vocab_size=V, hidden_size=H, embed_size=E, tie_weights=True)
+
+
+def test_an_lstmp_language_model_matches_a_numpy_reference_with_tied_projected_weights():
+    """proj_size = 3: two LSTM layers whose hidden states are projected to 3 features, which recur and feed the
+    next layer and the tied softmax (e = p = 3), against the equations by hand in float64."""
+    config = lm.LMConfig(vocab_size=V, num_layers=2, hidden_size=H, proj_size=3, embed_size=3, tie_weights=True)
+    params = lm.init_params(config, jax.random.key(0))
+    assert params["layers"][1]["w_ih"].shape == (3, 4 * H) and params["layers"][1]["w_hh"].shape == (3, 4 * H)
+    tokens = np.random.default_rng(1).integers(0, V, size=(2, 6))
+    logits, _ = lm.apply(config, params, lm.init_carry(config, params, 2), jnp.asarray(tokens))
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))
+    x = p["embedding"][tokens]
+    for lp in p["layers"]:
+        h, c, outputs = np.zeros((2, 3)), np.zeros((2, H)), []
+        for t in range(tokens.shape[1]):
+            z_i, z_f, z_g, z_o = np.split(x[:, t] @ lp["w_ih"] + lp["b"] + h @ lp["w_hh"], 4, axis=-1)
+            c = sigmoid(z_f) * c + sigmoid(z_i) * np.tanh(z_g)
+            h = (sigmoid(z_o) * np.tanh(c)) @ lp["w_hr"]
+            outputs.append(h)
+        x = np.stack(outputs, axis=1)
+    np.testing.assert_allclose(logits, x @ p["embedding"].T + p["out_b"], atol=1e-5)
+    with pytest.raises(ValueError, match="proj_size projects an LSTM's hidden state"):
+        lm.LMConfig(vocab_size=V, cell="gru", proj_size=3)
 
 
 def test_truncated_bptt_carries_the_state_and_cuts_the_gradient():

@@ -18,6 +18,8 @@ regularisers (``seqjax.weight_dropout``) are options: ``W~_hh`` is ``W_hh`` unde
 ``E^T``, as AWD-LSTM's does). Without them ``W~ = W`` and ``E~ = E``; at evaluation all are off.
 Training is teacher-forced: the inputs are the true tokens, the targets the same stream one step later.
 
+With ``proj_size=p`` every layer is an LSTMP: ``h^l_t`` has p features (``W_out [p, V]``).
+
 Parameters: ``{"embedding": [V, e], "layers": [cell params per layer], "out_b": [V]}`` plus
 ``"out_w": [h, V]`` unless tied. Carries: a tuple with one cell carry ``[B, ...]`` per layer.
 """
@@ -30,11 +32,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells import Cell, cell_by_name
+from seqjax.cells import Cell, cell_by_name, lstm
 from seqjax.layers import DROPOUT_MASKS, dropout, dropout_shared_axes, init_layers, unroll_layers
 from seqjax.weight_dropout import drop_connect, embed_with_dropout, has_recurrent_weights
 
 CELL_INITS = ("uniform", "cell")
+PROJECTED_CELLS = ("lstm", "lstm_peephole")  # the cells proj_size applies to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,8 @@ class LMConfig:
       cell: a cell name for ``seqjax.cells.cell_by_name`` (built-in, or ``"module:attr"`` for your own).
       num_layers: L stacked layers.
       hidden_size: h of every layer.
+      proj_size: p > 0: every LSTM layer projects its hidden state to p features (LSTMP, Sak et al. 2014;
+        ``seqjax.lstm(proj_size=p)``), which recur, feed the layer above and the readout ``[p, V]``; 0: none.
       embed_size: e; ``None`` means ``hidden_size``.
       dropout: the probability of dropping a non-recurrent activation (Zaremba's keep-prob is 1 - dropout).
       dropout_rates: ``L + 1`` rates, one per connection ``drop_0 .. drop_L`` (AWD-LSTM's dropouti, dropouth for
@@ -53,7 +58,7 @@ class LMConfig:
       dropout_mask: ``"per_step"`` (a fresh mask per element and step) or ``"per_sequence"`` (variational).
       weight_drop: DropConnect probability on every layer's ``w_hh`` (the cell must have one).
       embedding_dropout: the probability of dropping a word type (a row of the embedding) for a batch.
-      tie_weights: output weights = embedding^T (Press & Wolf 2017); needs e = h.
+      tie_weights: output weights = embedding^T (Press & Wolf 2017); needs e = h (e = p with a projection).
       init_scale: every embedding and output parameter is drawn from U(-s, s); with ``cell_init="uniform"``
         every cell parameter too (Zaremba et al. initialise everything this way, biases included).
       cell_init: ``"uniform"`` (above) or ``"cell"``: the cells' own initialisers (orthogonal recurrent
@@ -68,6 +73,7 @@ class LMConfig:
     cell: str = "lstm"
     num_layers: int = 2
     hidden_size: int = 200
+    proj_size: int = 0
     embed_size: int | None = None
     dropout: float = 0.0
     dropout_rates: tuple[float, ...] | None = None
@@ -103,14 +109,25 @@ class LMConfig:
             raise ValueError(f"reset_token must be a token id in [0, {self.vocab_size}), got {self.reset_token}")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
-        if self.tie_weights and self.embedding_size != self.hidden_size:
+        if self.proj_size and (self.cell not in PROJECTED_CELLS or not 0 < self.proj_size <= self.hidden_size):
             raise ValueError(
-                f"tied weights need embed_size == hidden_size, got {self.embedding_size} and {self.hidden_size}"
+                f"proj_size projects an LSTM's hidden state ({', '.join(PROJECTED_CELLS)}) to at most hidden_size "
+                f"= {self.hidden_size} features; got proj_size={self.proj_size} with cell {self.cell}"
+            )
+        if self.tie_weights and self.embedding_size != self.output_size:
+            raise ValueError(
+                f"tied weights need embed_size == the top layer's output size, got {self.embedding_size} and "
+                f"{self.output_size}"
             )
 
     @property
     def embedding_size(self) -> int:
         return self.hidden_size if self.embed_size is None else self.embed_size
+
+    @property
+    def output_size(self) -> int:
+        """The features of each layer's output: p with a projection, else h."""
+        return self.proj_size or self.hidden_size
 
     @property
     def stochastic(self) -> bool:
@@ -126,6 +143,8 @@ class LMConfig:
 @functools.cache
 def lm_cell(config: LMConfig) -> Cell:
     """The recurrent cell every layer of ``config`` uses."""
+    if config.proj_size:  # cell_by_name's LSTM (forget bias 1, orthogonal recurrent blocks), projected
+        return lstm(1.0, peephole=config.cell == "lstm_peephole", proj_size=config.proj_size)
     return cell_by_name(config.cell)
 
 
@@ -152,7 +171,7 @@ def init_params(config: LMConfig, key: jax.Array) -> dict:
         "out_b": uniform(k_bias, (config.vocab_size,)),
     }
     if not config.tie_weights:
-        params["out_w"] = uniform(k_out, (config.hidden_size, config.vocab_size))
+        params["out_w"] = uniform(k_out, (config.output_size, config.vocab_size))
     return params
 
 

@@ -41,7 +41,7 @@ def cases(my_cells):
         "lstm_fused": (lstm(forget_bias=0.5), {"fused": True}),  # the carry's gradient through a custom VJP
         "gru_resets": (gru(), {"resets": RESETS}),
         "indrnn": (my_cells.indrnn, {}),  # a user's cell: two functions, its zero carry derived
-        "mingru_g_parallel": (mingru(activation="g"), {"parallel": True}),  # a negative h_0: no log-space scan
+        "mingru_g_parallel": (mingru(activation="g"), {"parallel": True}),  # a negative h_0 in the log-space scan
     }
 
 

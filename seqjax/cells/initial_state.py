@@ -38,8 +38,8 @@ def learned_initial_state(cell: Cell) -> Cell:
       A ``Cell`` named ``cell.name + "_h0"`` whose ``init_params(key, d, h)`` gives ``cell``'s params for the same key
       (unchanged) and ``initial`` zeros in the params' dtype; ``init_carry`` casts each leaf to the dtype of
       ``cell``'s own zero carry (float32 or wider under mixed precision). ``project``, ``fused``, ``linear`` and
-      ``readout`` are ``cell``'s, reading ``params["cell"]``, and ``output_size`` is ``cell``'s; a linear cell's
-      log-space form is dropped, since a learned state may be negative (the log-space scan assumes ``h_0 >= 0``).
+      ``readout`` are ``cell``'s, reading ``params["cell"]``, and ``output_size`` is ``cell``'s (a linear cell's
+      log-space form too: ``seqjax.scan`` adds a start of either sign outside the logarithms).
     """
 
     def init_params(key, input_size: int, hidden_size: int, dtype=jnp.float32) -> Params:
@@ -56,7 +56,7 @@ def learned_initial_state(cell: Cell) -> Cell:
 
     linear = None
     if cell.linear is not None:
-        linear = Linear(_on_inner(cell.linear.coefficients))
+        linear = Linear(_on_inner(cell.linear.coefficients), _on_inner(cell.linear.log_coefficients))
     return Cell(
         init_params,
         _on_inner(cell.step),

@@ -116,3 +116,25 @@ def test_lstmp_init_and_refusals(key):
         seqjax.lstm(proj_size=5).init_params(key, D, H)
     with pytest.raises(ValueError, match="proj_size=0"):
         seqjax.lstm(proj_size=0)
+
+
+def test_the_task_model_reads_a_projected_lstm_and_the_models_that_cannot_refuse_it(tmp_path):
+    """A user's file naming ``lstm(proj_size=2)``: the task grid's plain stack reads its 2 x 2 features both ways (its
+    readout sized by them); the residual stack, seq2seq and the captioner, which need h features a step, refuse it
+    in one line each."""
+    from seqjax.models import captioner, seq2seq, task_model
+
+    (tmp_path / "cells.py").write_text("import seqjax\n\nlstmp = seqjax.lstm(proj_size=2)\n")
+    name = f"{tmp_path / 'cells.py'}:lstmp"
+    config = task_model.TaskModelConfig(cell=name, inputs=3, tokens=False, num_classes=4, hidden=H,
+                                        bidirectional=True)  # fmt: skip
+    params = task_model.init_params(config, jax.random.key(0))
+    assert config.width == 2 * P and params["out"]["kernel"].shape == (2 * P, 4)
+    logits = task_model.apply(config, params, jnp.ones((B, T, 3)))
+    assert logits.shape == (B, T, 4) and bool(jnp.all(jnp.isfinite(logits)))
+    with pytest.raises(ValueError, match=r"^the residual stack adds each layer's output to its input"):
+        task_model.TaskModelConfig(cell=name, inputs=3, tokens=False, num_classes=4, hidden=H, body="residual")
+    with pytest.raises(ValueError, match=r"^seq2seq.s attention reads hidden_size = 4 features a step; lstmp outputs"):
+        seq2seq.Seq2SeqConfig(src_vocab_size=5, tgt_vocab_size=5, cell=seqjax.lstm(proj_size=2), hidden_size=H)
+    with pytest.raises(ValueError, match=r"^the captioner's decoder reads hidden_size = 4 features a step"):
+        captioner.CaptionerConfig(vocab_size=5, cell=seqjax.lstm(proj_size=2), hidden_size=H)

@@ -83,6 +83,12 @@ class CaptionerConfig:
             raise ValueError("conv_features must name at least one convolution")
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
+        cell = self.cell if isinstance(self.cell, Cell) else cell_by_name(self.cell)
+        if cell.output_size not in (None, self.hidden_size):
+            raise ValueError(
+                f"the captioner's decoder reads hidden_size = {self.hidden_size} features a step; {cell.name} "
+                f"outputs {cell.output_size} (a projected LSTM works in the classifier, tagger and language model)"
+            )
 
 
 @functools.cache

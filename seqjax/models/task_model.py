@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from seqjax import attention, initializers, layers
 from seqjax import dense as dense_lib
-from seqjax.cells import Cell, cell_by_name
+from seqjax.cells import Cell, cell_by_name, output_size_of
 from seqjax.scan import unroll
 
 BODIES = ("plain", "residual", "transformer")
@@ -94,6 +94,9 @@ class TaskModelConfig:
             raise ValueError(f"unknown init {self.init!r}; known: {', '.join(INITS)}")
         if self.init == "pytorch" and (self.body != "plain" or self.cell == TRANSFORMER):
             raise ValueError("the pytorch init applies to the plain recurrent stack only")
+        if self.kind == "residual" and output_size_of(self.build_cell(), self.hidden) != self.hidden:
+            raise ValueError(f"the residual stack adds each layer's output to its input: {self.cell} outputs other "
+                             f"than hidden = {self.hidden} features (use the plain stack)")  # fmt: skip
 
     @property
     def kind(self) -> str:
@@ -102,8 +105,11 @@ class TaskModelConfig:
 
     @property
     def width(self) -> int:
-        """The body's output features: k h for the plain stack, else h."""
-        return (2 if self.bidirectional else 1) * self.hidden
+        """The body's output features: k o for the plain stack (o: the cell's output size, h or an LSTMP's p), else
+        h."""
+        if self.kind != "plain":
+            return self.hidden
+        return (2 if self.bidirectional else 1) * output_size_of(self.build_cell(), self.hidden)
 
     def build_cell(self) -> Cell:
         return cell_by_name(self.cell)

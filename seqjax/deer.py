@@ -201,6 +201,15 @@ def unroll(
     return DeerUnrolled(carry, ys, carries, iterations, converged, residual, tol)
 
 
+def _narrower_than(params: Params, dtype) -> bool:
+    """Whether a floating parameter is narrower than ``dtype`` (bfloat16 weights with a float32 carry)."""
+    itemsize = jnp.dtype(dtype).itemsize
+    return any(
+        jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.dtype(leaf.dtype).itemsize < itemsize
+        for leaf in jax.tree.leaves(params)
+    )
+
+
 def _previous(s0: jax.Array, trajectory: jax.Array) -> jax.Array:
     """``p_t = s_{t-1}``: ``[t, b, n]`` from ``s_0 [b, n]`` and ``s_1 .. s_T [t, b, n]``."""
     return jnp.concatenate([s0[None], trajectory[:-1]], axis=0)
@@ -304,20 +313,25 @@ class _Solver(NamedTuple):
         """``J_t = d f_t / d p_t`` at ``previous [t, b, n]``: ``[t, b, n, n]`` (full) or its diagonal ``[t, b, n]``.
 
         Column i is one forward-mode derivative of every step at once along the basis vector ``e_i``; the diagonal
-        keeps entry i of column i, pushing ``DIAGONAL_CHUNK`` basis vectors at a time.
+        keeps entry i of column i, pushing ``DIAGONAL_CHUNK`` basis vectors at a time. With parameters narrower than
+        the carry (mixed precision: the built-in cells' products have custom VJPs, which forward mode cannot enter)
+        row i is a reverse-mode derivative ``e_i^T J_t`` instead, all rows from one forward pass.
         """
 
         def step(p):
             return self.flat.transition(params, p, us, valid, restart, s0)[0]
 
-        def column(e):
-            return jax.jvp(step, (previous,), (jnp.broadcast_to(e, previous.shape),))[1]
+        if _narrower_than(params, previous.dtype):
+            _, pullback = jax.vjp(step, previous)
+            derivative, axis = (lambda e: pullback(jnp.broadcast_to(e, previous.shape))[0]), -2
+        else:
+            derivative, axis = (lambda e: jax.jvp(step, (previous,), (jnp.broadcast_to(e, previous.shape),))[1]), -1
 
         size = previous.shape[-1]
         basis = jnp.eye(size, dtype=previous.dtype)
         if self.mode == "full":
-            return jax.vmap(column, out_axes=-1)(basis)
-        diagonal = jax.lax.map(lambda i: column(basis[i])[..., i], jnp.arange(size), batch_size=DIAGONAL_CHUNK)
+            return jax.vmap(derivative, out_axes=axis)(basis)
+        diagonal = jax.lax.map(lambda i: derivative(basis[i])[..., i], jnp.arange(size), batch_size=DIAGONAL_CHUNK)
         return jnp.moveaxis(diagonal, 0, -1)
 
     def linear_solve(self, jacobians, offsets) -> jax.Array:

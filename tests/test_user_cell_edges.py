@@ -80,5 +80,12 @@ def test_a_user_cell_with_bfloat16_weights_outputs_bfloat16_as_a_built_in_cell_d
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.bfloat16)}
     float32 = init_mgu(jax.random.key(0), 3, 5)  # float32 weights: the outputs are left as the step made them
     assert unroll(mgu, float32, xs.astype(jnp.float32)).outputs.dtype == jnp.float32
-    # Newton's method over the sequence (seqjax.deer) gives them in the weights' dtype, as the scan does
-    assert deer.unroll(mgu, params, xs, jacobian="diagonal").outputs.dtype == jnp.bfloat16
+    # Newton's method over the sequence (seqjax.deer) gives them in the weights' dtype, as the scan does, for both
+    # (the built-in cell's products have custom VJPs, which its Jacobians once met in forward mode: a TypeError)
+    for jacobian in ("full", "diagonal"):
+        user_newton = deer.unroll(mgu, params, xs, jacobian=jacobian)
+        built_in_newton = deer.unroll(built_in, rnn_params, xs, jacobian=jacobian)
+        assert user_newton.outputs.dtype == built_in_newton.outputs.dtype == jnp.bfloat16
+        assert bool(built_in_newton.converged)
+        np.testing.assert_allclose(built_in_newton.outputs.astype(jnp.float32), theirs.outputs.astype(jnp.float32),
+                                   atol=2e-2)  # fmt: skip

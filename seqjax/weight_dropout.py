@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.base import Cell
+from seqjax.layers import dropout
 
 RECURRENT_WEIGHTS = "w_hh"
 
@@ -45,9 +46,7 @@ def drop_connect(params: dict[str, Any], rate: float, key: jax.Array | None) -> 
         return params
     if not isinstance(params, dict) or RECURRENT_WEIGHTS not in params:
         raise ValueError(f"DropConnect needs a cell with a {RECURRENT_WEIGHTS!r} parameter")
-    w_hh = params[RECURRENT_WEIGHTS]
-    keep = jax.random.bernoulli(key, 1.0 - rate, w_hh.shape)
-    return {**params, RECURRENT_WEIGHTS: jnp.where(keep, w_hh / (1.0 - rate), jnp.zeros((), w_hh.dtype))}
+    return {**params, RECURRENT_WEIGHTS: dropout(params[RECURRENT_WEIGHTS], rate, key)}
 
 
 def embed_with_dropout(embedding: jax.Array, tokens: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:

@@ -103,12 +103,6 @@ def sequential_scan(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
 LOG_ZERO = -1e30  # log 0 as a finite number: exp gives 0, and neither sums nor gradients meet inf - inf
 
 
-def safe_log(x: jax.Array) -> jax.Array:
-    """``log x`` for ``x >= 0``, ``LOG_ZERO`` at 0, with a zero (not NaN) gradient there."""
-    positive = x > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), LOG_ZERO)
-
-
 def log_scan(log_a: jax.Array, log_b: jax.Array, log_h0: jax.Array) -> jax.Array:
     """``h_t = a_t h_{t-1} + b_t`` for positive ``a, b`` (and ``h_0 >= 0``) from their logarithms, time-major
     ``[t, ...]`` -> ``h [t, ...]``: ``log h_t = log A_t + logcumsumexp_s(log b_s - log A_s)`` with

@@ -25,12 +25,10 @@ import numpy as np
 
 from seqjax import config, layers, parallel, plots, train, workdir
 from seqjax import experiment as ex
-from seqjax.cells import cell_by_name
 from seqjax.data.corpus import Corpus, load_corpus
 from seqjax.data.lm_batches import num_windows, parallel_streams
 from seqjax.data.text import FORMATS, DataError, Vocab
 from seqjax.models import lm, lm_metrics, lm_training, transformer_lm
-from seqjax.weight_dropout import has_recurrent_weights
 
 MODELS = ("rnn", "transformer")
 ModelConfig = lm.LMConfig | transformer_lm.TransformerLMConfig
@@ -121,28 +119,24 @@ class Config:
             raise config.ConfigError(f"--hidden={self.hidden} is not divisible by --num_heads={self.num_heads}")
         if self.model == "transformer" and self.reset_at:
             raise config.ConfigError("--reset_at needs --model=rnn (a Transformer window holds no running state)")
-        awd = {"--weight_drop": self.weight_drop, "--embedding_dropout": self.embedding_dropout}
         rates = parse_rates(self.dropout_rates)
-        awd["--dropout_rates"] = bool(rates)
-        awd["--dropout_mask=per_sequence"] = self.dropout_mask == "per_sequence"
-        if self.model == "transformer" and any(awd.values()):
-            given = [name for name, value in awd.items() if value]
+        recurrent_only = {  # options of the recurrent layers
+            "--weight_drop": self.weight_drop, "--embedding_dropout": self.embedding_dropout, "--dropout_rates": rates,
+            "--dropout_mask=per_sequence": self.dropout_mask == "per_sequence", "--proj_size": self.proj_size,
+        }  # fmt: skip
+        given = [name for name, value in recurrent_only.items() if value]
+        if self.model == "transformer" and given:
             verb = "needs" if len(given) == 1 else "need"
             raise config.ConfigError(
                 f"{', '.join(given)} {verb} --model=rnn (the Transformer LM has no recurrent layers)"
             )
-        if self.model == "rnn" and rates and len(rates) != self.num_layers + 1:
-            raise config.ConfigError(
-                f"--dropout_rates needs --num_layers + 1 = {self.num_layers + 1} rates, got {len(rates)}"
-            )
-        if self.model == "rnn" and self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
-            raise config.ConfigError(f"--weight_drop needs a cell with a 'w_hh' matrix; --cell={self.cell} has none")
-        if self.proj_size and (self.model != "rnn" or self.cell not in lm.PROJECTED_CELLS):
-            raise config.ConfigError(
-                "--proj_size projects an LSTM's hidden state: it needs --model=rnn and --cell=lstm or lstm_peephole"
-            )
-        if self.proj_size > self.hidden:
-            raise config.ConfigError(f"--proj_size={self.proj_size} must be at most --hidden={self.hidden}")
+        if self.model == "rnn":
+            try:  # the model's own checks, before any data is read or the workdir touched
+                lm.check_recurrent_options(self.cell, self.num_layers, self.hidden, self.proj_size, self.weight_drop,
+                                           rates or None)  # fmt: skip
+            except ValueError as e:
+                raise config.ConfigError(f"--{e} (--cell={self.cell}, --num_layers={self.num_layers}, "
+                                         f"--hidden={self.hidden})") from None  # fmt: skip
         if self.model == "transformer" and self.eval_stride > self.bptt:
             raise config.ConfigError(f"--eval_stride={self.eval_stride} must be at most --bptt={self.bptt}")
 

@@ -202,14 +202,24 @@ def test_tied_language_model_drops_the_embedding_lookup_only(key):
         (["--weight_drop=1.0"], "--weight_drop"),
         (["--embedding_dropout=-0.1"], "--embedding_dropout"),
         (["--dropout_mask=per_batch"], "--dropout_mask"),
-        (["--weight_drop=0.5", "--cell=lru"], "--weight_drop needs a cell with a 'w_hh' matrix; --cell=lru has none"),
+        (["--weight_drop=0.5", "--cell=lru"], "--weight_drop needs a cell with a 'w_hh' parameter; cell lru has none"),
         (["--model=transformer", "--embedding_dropout=0.1"], "--embedding_dropout needs --model=rnn"),
         (["--model=transformer", "--dropout_mask=per_sequence"], "--dropout_mask=per_sequence needs --model=rnn"),
         (["--model=transformer", "--dropout_rates=0.1,0.1,0.1"], "--dropout_rates needs --model=rnn"),
-        (["--dropout_rates=0.4,0.25"], "--dropout_rates needs --num_layers + 1 = 3 rates, got 2"),
+        (
+            ["--dropout_rates=0.4,0.25"],
+            "--dropout_rates needs num_layers + 1 = 3 rates, got 2 (--cell=lstm",
+        ),
         (["--dropout_rates=0.4,1.0,0.4"], "--dropout_rates"),
-        (["--proj_size=4", "--cell=gru"], "--proj_size projects an LSTM's hidden state: it needs --model=rnn and"),
-        (["--proj_size=300"], "--proj_size=300 must be at most --hidden=200"),
+        (
+            ["--proj_size=4", "--cell=gru"],
+            "--proj_size projects an LSTM's hidden state (lstm, lstm_peephole), not",
+        ),
+        (["--proj_size=4", "--model=transformer"], "--proj_size needs --model=rnn"),
+        (
+            ["--proj_size=300"],
+            "--proj_size=300 must be in [0, hidden_size = 200] (--cell=lstm, --num_layers=2",
+        ),
     ],
 )
 def test_bad_regulariser_flags_are_one_line(tmp_path, flags, expected):
@@ -218,5 +228,5 @@ def test_bad_regulariser_flags_are_one_line(tmp_path, flags, expected):
 
 
 def test_lm_config_refuses_weight_drop_without_w_hh():
-    with pytest.raises(ValueError, match="weight_drop needs a cell with a 'w_hh' parameter; lru has none"):
+    with pytest.raises(ValueError, match="weight_drop needs a cell with a 'w_hh' parameter; cell lru has none"):
         lm.LMConfig(vocab_size=5, cell="lru", weight_drop=0.5)

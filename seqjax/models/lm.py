@@ -93,27 +93,18 @@ class LMConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.dropout_rates is not None:  # a list given is kept as a tuple: the config is hashed
             object.__setattr__(self, "dropout_rates", tuple(float(rate) for rate in self.dropout_rates))
-        if self.dropout_rates is not None and len(self.dropout_rates) != self.num_layers + 1:
-            raise ValueError(
-                f"dropout_rates needs num_layers + 1 = {self.num_layers + 1} rates, got {self.dropout_rates}"
-            )
         if self.dropout_rates is not None and not all(0 <= rate < 1 for rate in self.dropout_rates):
             raise ValueError(f"dropout_rates must be in [0, 1), got {self.dropout_rates}")
         if self.dropout_mask not in DROPOUT_MASKS:
             raise ValueError(f"unknown dropout_mask {self.dropout_mask!r}; known: {', '.join(DROPOUT_MASKS)}")
-        if self.weight_drop and not has_recurrent_weights(cell_by_name(self.cell)):
-            raise ValueError(f"weight_drop needs a cell with a 'w_hh' parameter; {self.cell} has none")
+        check_recurrent_options(self.cell, self.num_layers, self.hidden_size, self.proj_size, self.weight_drop,
+                                self.dropout_rates)  # fmt: skip
         if self.cell_init not in CELL_INITS:
             raise ValueError(f"unknown cell_init {self.cell_init!r}; known: {', '.join(CELL_INITS)}")
         if self.reset_token is not None and not 0 <= self.reset_token < self.vocab_size:
             raise ValueError(f"reset_token must be a token id in [0, {self.vocab_size}), got {self.reset_token}")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
-        if self.proj_size and (self.cell not in PROJECTED_CELLS or not 0 < self.proj_size <= self.hidden_size):
-            raise ValueError(
-                f"proj_size projects an LSTM's hidden state ({', '.join(PROJECTED_CELLS)}) to at most hidden_size "
-                f"= {self.hidden_size} features; got proj_size={self.proj_size} with cell {self.cell}"
-            )
         if self.tie_weights and self.embedding_size != self.output_size:
             raise ValueError(
                 f"tied weights need embed_size == the top layer's output size, got {self.embedding_size} and "
@@ -138,6 +129,21 @@ class LMConfig:
     def connection_dropouts(self) -> tuple[float, ...]:
         """The rates of ``drop_0 .. drop_L``."""
         return (self.dropout,) * (self.num_layers + 1) if self.dropout_rates is None else tuple(self.dropout_rates)
+
+
+def check_recurrent_options(
+    cell: str, num_layers: int, hidden_size: int, proj_size: int, weight_drop: float, dropout_rates
+) -> None:
+    """The options that depend on the cell and the layers, checked once for ``LMConfig`` and the experiment's flags:
+    ``ValueError`` whose one line starts with the option's name."""
+    if dropout_rates is not None and len(dropout_rates) != num_layers + 1:
+        raise ValueError(f"dropout_rates needs num_layers + 1 = {num_layers + 1} rates, got {len(dropout_rates)}")
+    if weight_drop and not has_recurrent_weights(cell_by_name(cell)):
+        raise ValueError(f"weight_drop needs a cell with a 'w_hh' parameter; cell {cell} has none")
+    if proj_size and cell not in PROJECTED_CELLS:
+        raise ValueError(f"proj_size projects an LSTM's hidden state ({', '.join(PROJECTED_CELLS)}), not {cell}'s")
+    if not 0 <= proj_size <= hidden_size:
+        raise ValueError(f"proj_size={proj_size} must be in [0, hidden_size = {hidden_size}]")
 
 
 @functools.cache

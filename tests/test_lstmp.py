@@ -132,9 +132,9 @@ def test_the_task_model_reads_a_projected_lstm_and_the_models_that_cannot_refuse
     assert config.width == 2 * P and params["out"]["kernel"].shape == (2 * P, 4)
     logits = task_model.apply(config, params, jnp.ones((B, T, 3)))
     assert logits.shape == (B, T, 4) and bool(jnp.all(jnp.isfinite(logits)))
-    with pytest.raises(ValueError, match=r"^the residual stack adds each layer's output to its input"):
+    with pytest.raises(ValueError, match=r"^the residual stack \(each layer.s output added\) needs hidden_size = 4"):
         task_model.TaskModelConfig(cell=name, inputs=3, tokens=False, num_classes=4, hidden=H, body="residual")
-    with pytest.raises(ValueError, match=r"^seq2seq.s attention reads hidden_size = 4 features a step; lstmp outputs"):
+    with pytest.raises(ValueError, match=r"^seq2seq.s attention needs hidden_size = 4 features a step; lstmp"):
         seq2seq.Seq2SeqConfig(src_vocab_size=5, tgt_vocab_size=5, cell=seqjax.lstm(proj_size=2), hidden_size=H)
-    with pytest.raises(ValueError, match=r"^the captioner's decoder reads hidden_size = 4 features a step"):
+    with pytest.raises(ValueError, match=r"^the captioner.s decoder needs hidden_size = 4 features a step"):
         captioner.CaptionerConfig(vocab_size=5, cell=seqjax.lstm(proj_size=2), hidden_size=H)

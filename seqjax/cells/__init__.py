@@ -1,6 +1,6 @@
 """Recurrent cells as pure functions (see ``base`` for the protocol)."""
 
-from seqjax.cells.base import Cell, hidden_size_of, output_size_of, step_input, zero_carry
+from seqjax.cells.base import Cell, check_outputs_hidden_size, hidden_size_of, output_size_of, step_input, zero_carry
 from seqjax.cells.gru import gru
 from seqjax.cells.initial_state import learned_initial_state
 from seqjax.cells.linear import Linear, linear_cell
@@ -18,6 +18,7 @@ __all__ = [
     "LSTMCarry",
     "Linear",
     "cell_by_name",
+    "check_outputs_hidden_size",
     "gru",
     "hidden_size_of",
     "learned_initial_state",

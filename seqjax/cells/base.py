@@ -105,6 +105,16 @@ def output_size_of(cell: Cell, hidden_size: int) -> int:
     return hidden_size if cell.output_size is None else cell.output_size
 
 
+def check_outputs_hidden_size(cell: Cell, hidden_size: int, reader: str) -> None:
+    """``ValueError`` (one line) unless ``cell`` outputs ``hidden_size`` features a step, as ``reader`` needs (a model
+    that adds outputs to its state, or attends over them): an LSTM with ``proj_size`` does not."""
+    if output_size_of(cell, hidden_size) != hidden_size:
+        raise ValueError(
+            f"{reader} needs hidden_size = {hidden_size} features a step; {cell.name} outputs {cell.output_size} "
+            "(a projected LSTM works in the classifier, tagger, language model and the task model's plain stack)"
+        )
+
+
 def takes_dtype(init_params: Callable[..., Params]) -> bool:
     """Whether ``init_params`` accepts a fourth argument, the parameters' dtype (by position or as ``dtype``)."""
     try:

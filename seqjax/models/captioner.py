@@ -39,7 +39,7 @@ import numpy as np
 
 from seqjax import decoding, losses
 from seqjax.attention.masks import length_mask
-from seqjax.cells import Cell, cell_by_name, step_input
+from seqjax.cells import Cell, cell_by_name, check_outputs_hidden_size, step_input
 from seqjax.models import image_encoder
 from seqjax.scan import unroll
 
@@ -84,11 +84,7 @@ class CaptionerConfig:
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
         cell = self.cell if isinstance(self.cell, Cell) else cell_by_name(self.cell)
-        if cell.output_size not in (None, self.hidden_size):
-            raise ValueError(
-                f"the captioner's decoder reads hidden_size = {self.hidden_size} features a step; {cell.name} "
-                f"outputs {cell.output_size} (a projected LSTM works in the classifier, tagger and language model)"
-            )
+        check_outputs_hidden_size(cell, self.hidden_size, "the captioner's decoder")
 
 
 @functools.cache

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from seqjax import initializers, losses, precision
 from seqjax.attention.masks import length_mask
-from seqjax.cells import Cell, cell_by_name
+from seqjax.cells import Cell, cell_by_name, check_outputs_hidden_size
 from seqjax.cells.base import step_input
 from seqjax.layers import dropout, init_layers, unroll_layers
 from seqjax.models.classifier import hidden_state
@@ -103,11 +103,7 @@ class Seq2SeqConfig:
         if not self.embed_scale > 0:
             raise ValueError(f"embed_scale must be positive, got {self.embed_scale}")
         cell = self.cell if isinstance(self.cell, Cell) else cell_by_name(self.cell)
-        if cell.output_size not in (None, self.hidden_size):
-            raise ValueError(
-                f"seq2seq's attention reads hidden_size = {self.hidden_size} features a step; {cell.name} "
-                f"outputs {cell.output_size} (a projected LSTM works in the classifier, tagger and language model)"
-            )
+        check_outputs_hidden_size(cell, self.hidden_size, "seq2seq's attention")
 
     @property
     def directions(self) -> int:

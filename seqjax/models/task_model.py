@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from seqjax import attention, initializers, layers
 from seqjax import dense as dense_lib
-from seqjax.cells import Cell, cell_by_name, output_size_of
+from seqjax.cells import Cell, cell_by_name, check_outputs_hidden_size, output_size_of
 from seqjax.scan import unroll
 
 BODIES = ("plain", "residual", "transformer")
@@ -94,9 +94,8 @@ class TaskModelConfig:
             raise ValueError(f"unknown init {self.init!r}; known: {', '.join(INITS)}")
         if self.init == "pytorch" and (self.body != "plain" or self.cell == TRANSFORMER):
             raise ValueError("the pytorch init applies to the plain recurrent stack only")
-        if self.kind == "residual" and output_size_of(self.build_cell(), self.hidden) != self.hidden:
-            raise ValueError(f"the residual stack adds each layer's output to its input: {self.cell} outputs other "
-                             f"than hidden = {self.hidden} features (use the plain stack)")  # fmt: skip
+        if self.kind == "residual":
+            check_outputs_hidden_size(self.build_cell(), self.hidden, "the residual stack (each layer's output added)")
 
     @property
     def kind(self) -> str:

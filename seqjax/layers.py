@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from seqjax import random_bits
 from seqjax.cells.base import Carry, Cell, Params, init_in_dtype, output_size_of, step_input
 from seqjax.scan import Unrolled, unroll
 
@@ -200,7 +201,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, shared_axes: Seque
         return x
     axes = {axis % x.ndim for axis in shared_axes}
     mask_shape = tuple(1 if axis in axes else size for axis, size in enumerate(x.shape))
-    keep = jax.random.bernoulli(key, 1.0 - rate, mask_shape)
+    keep = random_bits.bernoulli(key, 1.0 - rate, mask_shape)  # jax.random.bernoulli's draw, fused
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 

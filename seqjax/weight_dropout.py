@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax import random_bits
 from seqjax.cells.base import Cell
 from seqjax.layers import dropout
 
@@ -59,5 +60,5 @@ def embed_with_dropout(embedding: jax.Array, tokens: jax.Array, rate: float, key
     rows = embedding[tokens]
     if key is None or rate == 0.0:
         return rows
-    keep = jax.random.bernoulli(key, 1.0 - rate, embedding.shape[:1])[tokens]  # [...]
+    keep = random_bits.bernoulli(key, 1.0 - rate, embedding.shape[:1])[tokens]  # [...]
     return jnp.where(keep[..., None], rows / (1.0 - rate), jnp.zeros((), rows.dtype))

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import dense as dense_lib
-from seqjax import initializers
+from seqjax import initializers, random_bits
 from seqjax.cells import Cell, lru
 from seqjax.scan import unroll
 
@@ -92,7 +92,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     or ``rate`` is 0."""
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0], 1, x.shape[2]))
+    keep = random_bits.bernoulli(key, 1.0 - rate, (x.shape[0], 1, x.shape[2]))
     return jnp.where(jnp.broadcast_to(keep, x.shape), x / (1.0 - rate), jnp.zeros_like(x))
 
 

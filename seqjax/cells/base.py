@@ -140,8 +140,16 @@ def init_in_dtype(init_params: Callable[..., Params], key, input_size: int, hidd
 def fused_projection(params: Params, xs: jax.Array) -> jax.Array:
     """``xs W_ih + b`` for every step at once, ``[..., d] -> [..., g h]`` in the parameters' dtype: the ``project``
     of the built-in cells (their fused gate weights ``w_ih [d, g h]`` and bias ``b [g h]``)."""
-    z = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
+    z = matmul_rows(xs.astype(params["w_ih"].dtype), params["w_ih"])
     return z + jnp.broadcast_to(params["b"], z.shape)  # explicit: strict rank promotion
+
+
+def matmul_rows(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``x @ w`` for ``x [..., d]`` and ``w [d, k]``, as one ``[rows, d] x [d, k]`` product: the same values, and a
+    gradient of two plain products (``dx = dz w^T``, ``dw = x^T dz`` over all rows). The gradient of the product on
+    ``[t, b, d]`` contracts two axes at once, which XLA:CPU lays out with extra copies: 2.7 ms more per LSTM layer
+    (fused sequence, training step at 32x64x256, 49.2 against 46.5 ms on a 2-core CPU)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def hidden_zeros(params: Params, batch_shape) -> jax.Array:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import precision
+from seqjax.cells.base import matmul_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +157,7 @@ def fused_sequence(steps: Steps) -> Callable:
         small = {name: value for name, value in params.items() if name not in ("w_ih", "w_hh")}
         mask, again = (None if m is None else jnp.asarray(m, bool)[..., None] for m in (valid, restart))
         reset = None if restart is None else (carry if reset_carry is None else reset_carry)
-        us = xs.astype(params["w_ih"].dtype) @ params["w_ih"]
+        us = matmul_rows(xs.astype(params["w_ih"].dtype), params["w_ih"])
         return sequence(small, params["w_hh"], us, carry, reset, mask, again, remat, us.dtype)
 
     return fused

@@ -70,18 +70,19 @@ def fused_by_default(batch: int, hidden: int, platform: str) -> bool:
     The fused backward moves the per-step weight-gradient products ``h_{t-1}^T dz_t`` ([h, b] x [b, g h])
     out of the loop into one large product, at the price of storing the gate activations [t, b, g h].
     The per-step products are skinny, and so worth removing, when the batch is small next to the hidden
-    size. Accelerators: always (cuDNN's RNN backward does the same; not yet measured here). XLA:CPU:
-    when ``batch * hidden <= 2048``, when ``hidden >= 8 * batch`` and ``batch * hidden <= 32768``, or
-    when ``hidden >= 16 * batch``. Measured on a 2-core x86 CPU with ``experiments/fused_vs_scan.py``
-    (scanned / fused step time for rnn, lstm, gru; T=64): B=16 H=1024: 2.14, 1.86, 2.25; B=32 H=512:
-    1.24, 1.27, 1.11; B=32 H=256: 1.30, 0.99, 0.95; B=64 H=512: 1.06, 1.09, 1.04; B=64 H=256: 1.32, 0.87,
-    0.79; B=128 H=512: 1.04, 1.03, 0.95; B=16 H=128 (T=100): 1.48, 1.38, 1.36; and the GRU at B=128
-    T=256 H=1024: 0.91.
+    size; from h = 512 on, the large products win at every batch measured. Accelerators: always (cuDNN's
+    RNN backward does the same; not yet measured here). XLA:CPU: when ``batch * hidden <= 2048``, when
+    ``hidden >= 8 * batch`` and ``batch * hidden <= 32768``, or when ``hidden >= 512``. Measured on a 2-core
+    AMD EPYC with ``benchmarks/fused_vs_scan.py`` (scanned / fused step time for rnn, lstm, gru; T=64):
+    B=16 H=1024: 1.95, 1.77, 2.20; B=64 H=1024: 1.19, 1.20, 1.16; B=128 H=1024: 1.08, 1.08, 1.08 and
+    repeated 1.09, 1.08, 1.12; B=32 H=512: 1.12, 1.22, 1.10; B=64 H=512: 1.05, 1.12, 1.03 and 1.11, 1.13,
+    1.06; B=128 H=512: 1.11, 1.04, 1.05 and 1.06, 1.09, 1.05; B=32 H=256: 1.16, 1.25, 0.83; B=64 H=256:
+    1.14, 0.96, 0.88 and 1.16, 1.20, 0.87 (the GRU loses: scan); B=16 H=128 (T=100): 1.34, 1.31, 1.40.
     """
     if platform != "cpu":
         return True
     size = batch * hidden
-    return size <= 2048 or (hidden >= 8 * batch and size <= 32768) or hidden >= 16 * batch
+    return size <= 2048 or (hidden >= 8 * batch and size <= 32768) or hidden >= 512
 
 
 def parallel_by_default(steps: int, batch: int, hidden: int, platform: str) -> bool:

@@ -88,7 +88,10 @@ def test_the_fused_path_is_taken_when_it_applies_and_only_then():
         unroll(gru_cho, make_params(gru_cho), xs, fused=True)
 
 
-@pytest.mark.parametrize(("batch", "hidden", "expected"), [(2, 64, True), (64, 64, False), (16, 1024, True), (64, 256, False), (128, 512, True)])
+@pytest.mark.parametrize(
+    ("batch", "hidden", "expected"),
+    [(2, 64, True), (64, 64, False), (16, 1024, True), (64, 256, False), (128, 512, True)],
+)
 def test_fused_none_follows_the_shape_rule(batch, hidden, expected):
     """``fused=None`` takes the fused path exactly where ``fused_by_default`` says (CPU: batch small next to hidden)."""
     cell = CELLS["gru"]

@@ -8,11 +8,13 @@ differences on its own.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax.test_util import check_grads
 from reference import CELLS, B, D, H, T, assert_tree_close, make_params, normal, random_like
 
 from seqjax import unroll
+from seqjax.cells.base import matmul_rows
 from seqjax.scan import fused_by_default
 
 FUSED_CELLS = [name for name, cell in CELLS.items() if cell.fused is not None]
@@ -100,3 +102,19 @@ def test_fused_none_follows_the_shape_rule(batch, hidden, expected):
     assert fused_by_default(batch, hidden, "gpu") is True
     taken = _uses_custom_vjp(lambda p, x: unroll(cell, p, x).outputs, params, xs)
     assert taken is fused_by_default(batch, hidden, jax.default_backend())
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 5), (3, 4, 5)])
+def test_matmul_rows_is_the_plain_product(shape):
+    """The 2-D form of the input projection against ``x @ w`` on ``x``'s own shape: values and both gradients."""
+    x, w, g = normal(4, shape), normal(5, (5, 6)), normal(6, (*shape[:-1], 6))
+
+    def plain(x, w):
+        return jnp.sum((x @ w) * g)
+
+    def rows(x, w):
+        return jnp.sum(matmul_rows(x, w) * g)
+
+    np.testing.assert_allclose(matmul_rows(x, w), x @ w, rtol=1e-6, atol=1e-6)
+    assert matmul_rows(x, w).shape == (*shape[:-1], 6)
+    assert_tree_close(jax.grad(rows, argnums=(0, 1))(x, w), jax.grad(plain, argnums=(0, 1))(x, w))

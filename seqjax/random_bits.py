@@ -82,7 +82,7 @@ def bernoulli(key: jax.Array, p: float | jax.Array, shape: Sequence[int]) -> jax
     ``fused_draws`` and ``p`` is float32.
 
     As JAX draws it: ``u = bitcast_f32((bits >> 9) | bits_of(1.0)) - 1`` is uniform on [0, 1) in steps of
-    2^-23, and the draw is ``u < p``.
+    2^-23, and the draw is ``u < p`` (JAX also clips ``u`` at 0 from below, which changes no value here).
     """
     shape = tuple(shape)
     if not fused_draws(key, shape) or jax.dtypes.canonicalize_dtype(jax.lax.dtype(p)) != np.float32:
@@ -90,4 +90,4 @@ def bernoulli(key: jax.Array, p: float | jax.Array, shape: Sequence[int]) -> jax
     mantissa = bits(key, shape) >> jnp.uint32(32 - 23)
     one = np.array(1.0, np.float32).view(np.uint32)
     uniform = jax.lax.bitcast_convert_type(mantissa | jnp.uint32(one), jnp.float32) - jnp.float32(1.0)
-    return jnp.maximum(jnp.float32(0.0), uniform) < jnp.broadcast_to(jnp.asarray(p, jnp.float32), shape)
+    return uniform < jnp.broadcast_to(jnp.asarray(p, jnp.float32), shape)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax import initializers, precision
+from seqjax.cells import lstm_native
 from seqjax.cells.base import Cell, fused_projection, hidden_zeros
 from seqjax.cells.fused import Steps, fused_sequence
 
@@ -50,6 +51,7 @@ def lstm(
     recurrent_init: initializers.Initializer = initializers.orthogonal,
     input_init: initializers.Initializer = initializers.lecun_normal,
     proj_size: int | None = None,
+    kernel: str = "auto",
 ) -> Cell:
     """Builds an LSTM cell, or with ``proj_size`` the LSTM with a projection layer (LSTMP).
 
@@ -61,7 +63,12 @@ def lstm(
       input_init: initialiser of ``W_ih`` (and of ``W_hr``).
       proj_size: p, the features of the projected hidden state h_t (the output and the recurrent input); the
         cell's ``output_size``. ``None``: no projection.
+      kernel: how the fused sequence runs its time loops on CPU (``seqjax.cells.lstm_native``): ``"auto"`` in the
+        native kernel where it applies and can be built, ``"native"`` always there (``ValueError`` where not),
+        ``"jax"`` in pure JAX.
     """
+    if kernel not in lstm_native.KERNELS:
+        raise ValueError(f"lstm(kernel={kernel!r}): expected one of {', '.join(lstm_native.KERNELS)}")
     if proj_size is not None and proj_size < 1:
         raise ValueError(f"lstm(proj_size={proj_size}): expected a positive number of projected features or None")
 
@@ -105,7 +112,9 @@ def lstm(
     name = ("lstmp" if proj_size is not None else "lstm") + ("_peephole" if peephole else "")
     if peephole or proj_size is not None:  # the fused sequence knows neither: the scanned step
         return Cell(init_params, step, init_carry, fused_projection, name=name, output_size=proj_size)
-    return Cell(init_params, step, init_carry, fused_projection, name=name, fused=FUSED)
+    return Cell(
+        init_params, step, init_carry, fused_projection, name=name, fused=lstm_native.with_native(FUSED, kernel)
+    )
 
 
 def _forward(small, carry: LSTMCarry, u, a):
@@ -138,5 +147,6 @@ def _backward(small, saved, carry: LSTMCarry, new: LSTMCarry, d_new: LSTMCarry):
     return LSTMCarry(jnp.zeros_like(dh), dc * f), dz, None
 
 
-# The whole sequence with a hand-written VJP (seqjax.cells.fused); peepholes and projections take the scanned step.
+# The whole sequence with a hand-written VJP (seqjax.cells.fused), its loops in pure JAX; peepholes and projections
+# take the scanned step.
 FUSED = fused_sequence(Steps(_forward, _backward))

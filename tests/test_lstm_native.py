@@ -1,0 +1,140 @@
+"""The LSTM's native time loops (``seqjax/native/lstm_sequence.cc``, ``seqjax.cells.lstm_native``) against the
+pure-JAX fused sequence they replace (itself checked against PyTorch's LSTM in test_torch_interop): values and
+gradients; thread-count independence; the rule that picks the path; the refusals and the fallback without a
+compiler."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import seqjax
+from seqjax.cells import lstm_native
+
+
+@pytest.fixture(scope="module")
+def lanes():
+    try:
+        return lstm_native.load()
+    except lstm_native.NativeUnavailable as e:
+        pytest.skip(f"the native LSTM loops cannot be built here: {e}")
+
+
+def _inputs(batch, steps, features, hidden, seed=0):
+    rng = np.random.default_rng(seed)
+    params = seqjax.lstm().init_params(jax.random.key(seed), features, hidden)
+    params = {**params, "b": params["b"] + jnp.asarray(rng.normal(0, 0.5, params["b"].shape), jnp.float32)}
+    xs = jnp.asarray(rng.normal(size=(batch, steps, features)), jnp.float32)
+    carry = seqjax.LSTMCarry(*(jnp.asarray(rng.normal(0, 0.5, (batch, hidden)), jnp.float32) for _ in range(2)))
+    weights = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((batch, steps, hidden), (batch, hidden))]
+    return params, xs, carry, weights
+
+
+def _loss(cell, weights):
+    """A loss that reads every output and both final carries, so every cotangent path is exercised."""
+
+    def loss(params, xs, carry):
+        out = seqjax.unroll(cell, params, xs, initial_carry=carry, fused=True)
+        return (
+            jnp.sum(weights[0] * out.outputs)
+            + jnp.sum(weights[1] * out.carry.cell)
+            + 0.5 * jnp.sum(out.carry.hidden**2)
+        )
+
+    return loss
+
+
+def _hidden_of(lanes, blocks):
+    return lanes * blocks
+
+
+@pytest.mark.parametrize(
+    "batch, steps, features, blocks",
+    [(1, 1, 3, 1), (5, 7, 12, 2), (7, 3, 5, 3), (13, 9, 16, 4)],
+)
+def test_native_loops_give_the_pure_jax_values_and_gradients(lanes, batch, steps, features, blocks):
+    hidden = _hidden_of(lanes, blocks)
+    params, xs, carry, weights = _inputs(batch, steps, features, hidden)
+    native, plain = (_loss(seqjax.lstm(kernel=k), weights) for k in ("native", "jax"))
+    got = jax.value_and_grad(native, argnums=(0, 1, 2))(params, xs, carry)
+    want = jax.value_and_grad(plain, argnums=(0, 1, 2))(params, xs, carry)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(w))))
+    out = seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, initial_carry=carry, fused=True)
+    ref = seqjax.unroll(seqjax.lstm(kernel="jax"), params, xs, initial_carry=carry, fused=True)
+    for g, w in zip(jax.tree.leaves(out), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_results_do_not_depend_on_the_number_of_threads(lanes, monkeypatch):
+    params, xs, carry, weights = _inputs(6, 5, 8, _hidden_of(lanes, 5))
+    loss = _loss(seqjax.lstm(kernel="native"), weights)
+    results = []
+    for threads in (1, 2, 3, 8):
+        monkeypatch.setattr(lstm_native, "threads", lambda n=threads: n)
+        results.append(jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry))
+    for other in results[1:]:
+        for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_vmap_runs_the_native_loops_member_by_member(lanes):
+    hidden = _hidden_of(lanes, 2)
+    members = [_inputs(3, 4, 5, hidden, seed) for seed in (1, 2)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *[(p, x, c) for p, x, c, _ in members])
+    cell = seqjax.lstm(kernel="native")
+
+    def run(p, x, c):
+        return seqjax.unroll(cell, p, x, initial_carry=c, fused=True).outputs
+
+    batched = jax.vmap(run)(*stacked)
+    for m, (p, x, c, _) in enumerate(members):
+        np.testing.assert_array_equal(batched[m], run(p, x, c))
+
+
+def _takes_native(cell, params, xs, **options) -> bool:
+    jaxpr = jax.make_jaxpr(lambda p, x: seqjax.unroll(cell, p, x, **options).outputs)(params, xs)
+    return lstm_native.FORWARD_TARGET in str(jaxpr)
+
+
+def test_the_rule_takes_the_native_loops_exactly_where_they_apply(lanes):
+    hidden = _hidden_of(lanes, 2)
+    params, xs, _, _ = _inputs(4, 6, 5, hidden)
+    auto = seqjax.lstm()
+    assert _takes_native(auto, params, xs, fused=True)
+    assert _takes_native(auto, params, xs)  # B=4, H>=16: the default path is the fused sequence
+    assert not _takes_native(seqjax.lstm(kernel="jax"), params, xs, fused=True)
+    assert not _takes_native(auto, params, xs, fused=False)
+    assert not _takes_native(auto, params, xs, fused=True, lengths=jnp.array([6, 5, 4, 3]))
+    assert not _takes_native(auto, params, xs, fused=True, remat=True)
+    half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    assert not _takes_native(auto, half, xs.astype(jnp.bfloat16), fused=True)
+    odd, odd_xs, _, _ = _inputs(4, 6, 5, hidden + 1)
+    assert not _takes_native(auto, odd, odd_xs, fused=True)
+
+
+def test_kernel_native_refuses_in_one_line_where_the_loops_do_not_apply(lanes):
+    params, xs, _, _ = _inputs(4, 6, 5, _hidden_of(lanes, 1) + 1)
+    with pytest.raises(ValueError, match=r"^lstm\(kernel='native'\): the native LSTM loops do not apply: hidden size"):
+        seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, fused=True)
+    with pytest.raises(ValueError, match=r"^lstm\(kernel='fast'\): expected one of auto, native, jax$"):
+        seqjax.lstm(kernel="fast")
+
+
+def test_without_a_compiler_auto_falls_back_and_says_so_once(monkeypatch, capsys):
+    def unavailable():
+        raise lstm_native.NativeUnavailable("no C++ compiler found (install g++ or clang++, or set CXX)")
+
+    monkeypatch.setattr(lstm_native, "load", unavailable)
+    lstm_native._notice.cache_clear()
+    params, xs, _, _ = _inputs(3, 4, 5, 32)
+    for _ in range(2):
+        out = seqjax.unroll(seqjax.lstm(), params, xs, fused=True).outputs
+    np.testing.assert_array_equal(out, seqjax.unroll(seqjax.lstm(kernel="jax"), params, xs, fused=True).outputs)
+    assert capsys.readouterr().err.splitlines() == [
+        "seqjax: the LSTM's fused sequence uses its pure-JAX loops (slower): no C++ compiler found (install g++ or "
+        "clang++, or set CXX)"
+    ]
+    with pytest.raises(ValueError, match=r"^lstm\(kernel='native'\): the native LSTM loops cannot be built: no C"):
+        seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, fused=True)
+    lstm_native._notice.cache_clear()

@@ -152,7 +152,7 @@ def cell_step(cell_name: str, batch: int, length: int, hidden: int) -> tuple[Cal
     import jax
     import jax.numpy as jnp
 
-    from seqjax.scan import fused_by_default, unroll
+    from seqjax.scan import default_is_fused, unroll
 
     cell = seqjax_cell(cell_name)  # the cell benchmark's cells (and any other, a user's too)
     shape = Shape(batch, length, hidden)
@@ -163,7 +163,7 @@ def cell_step(cell_name: str, batch: int, length: int, hidden: int) -> tuple[Cal
         return jnp.mean(jnp.square(unroll(cell, params, xs).outputs))  # unroll's default path
 
     step = jax.jit(jax.value_and_grad(loss))
-    fused = cell.fused is not None and fused_by_default(batch, hidden, jax.default_backend())
+    fused = default_is_fused(cell, batch, length, shape.input_size, hidden)
     return (lambda: step(params, xs)), "fused" if fused else f"scan(unroll={cell.unroll})"
 
 

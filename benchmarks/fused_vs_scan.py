@@ -10,7 +10,7 @@ In-process A/B of ``unroll``'s two paths: the fused sequence against the scanned
 For each cell and shape B x T x H (input size D = H), both training steps (loss = mean of the squared
 outputs, gradient w.r.t. the parameters, ``jax.jit``) are compiled, then timed alternately, ``steps``
 times each, so that both see the same machine state. The ratio ``scan_s / fused_s`` > 1 means the
-fused sequence is faster; ``default`` is what ``seqjax.scan.fused_by_default`` picks there.
+fused sequence is faster; ``default`` is what ``unroll`` picks there (``seqjax.scan.takes_fused``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from harness import alternate_medians, compare_grid, inputs, known_cells, parse_
 
 from seqjax import command_line
 from seqjax.cells import cell_by_name
-from seqjax.scan import fused_by_default, unroll
+from seqjax.scan import default_is_fused, unroll
 
 SEED = 0
 
@@ -49,7 +49,7 @@ def compare(cell_name: str, shape_text: str, steps: int) -> dict[str, Any]:
         {name: functools.partial(step, params, xs) for name, step in steps_by_path.items()}, steps
     )
     fused_s, scan_s = medians["fused"], medians["scan"]
-    default = fused_by_default(shape.batch, shape.hidden, jax.default_backend())
+    default = default_is_fused(cell, shape.batch, shape.time, shape.input_size, shape.hidden)
     return {
         "cell": cell_name,
         "shape": shape_text,

@@ -407,17 +407,21 @@ def measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
         "platform": device.platform,
         "device": f"{device.platform}:{device.device_kind}",
         "framework_version": jax.__version__,
-        "is_default": _is_unroll_default(spec, shape, device.platform),
+        "is_default": _is_unroll_default(spec, shape),
     }
 
 
-def _is_unroll_default(spec: dict[str, Any], shape: Shape, platform: str) -> bool:
-    """Whether a seqjax spec is the path ``unroll`` takes with no options at this shape and platform."""
-    from seqjax.scan import fused_by_default
+def _is_unroll_default(spec: dict[str, Any], shape: Shape) -> bool:
+    """Whether a seqjax spec is the path ``unroll`` takes with no options at this shape on the default backend."""
+    import jax.numpy as jnp
+
+    from seqjax.scan import default_is_fused
 
     if spec["impl"] != "seqjax":
         return False
-    fused = fused_by_default(shape.batch, shape.hidden, platform) and seqjax_cell(spec["cell"]).fused is not None
+    cell = seqjax_cell(spec["cell"])
+    dtype = jnp.dtype(spec.get("dtype", "float32"))
+    fused = default_is_fused(cell, shape.batch, shape.time, shape.input_size, shape.hidden, dtype)
     return spec["fused"] == fused and spec["unroll"] == 1
 
 
@@ -716,7 +720,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "the best measured N^3 product in the run's dtype (JAX or torch; N = --peak_size, 2048 by default); "
         "compile s = first call (for torch: the first, eager step); vs = tokens/s ratio, > 1 is faster than the "
         "fastest Flax variant (or torch, or jax.experimental.rnn) at the same cell, shape and dtype; * = the path "
-        "seqjax.unroll takes by default here (seqjax.scan.fused_by_default)."
+        "seqjax.unroll takes by default here (seqjax.scan.takes_fused)."
     )
     lines += [f"- {note}" for note in notes_for(rows)]
     user_cells = dict.fromkeys(row["cell"] for row in rows if "preset" not in row and row["cell"] not in KNOWN_CELLS)

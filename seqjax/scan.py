@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import linear as linear_lib
-from seqjax.cells.base import Carry, Cell, Params, first_line, step_input
+from seqjax.cells.base import Carry, Cell, Params, first_line, init_in_dtype, step_input
 from seqjax.probes import probed_step
 
 
@@ -78,11 +78,37 @@ def fused_by_default(batch: int, hidden: int, platform: str) -> bool:
     repeated 1.09, 1.08, 1.12; B=32 H=512: 1.12, 1.22, 1.10; B=64 H=512: 1.05, 1.12, 1.03 and 1.11, 1.13,
     1.06; B=128 H=512: 1.11, 1.04, 1.05 and 1.06, 1.09, 1.05; B=32 H=256: 1.16, 1.25, 0.83; B=64 H=256:
     1.14, 0.96, 0.88 and 1.16, 1.20, 0.87 (the GRU loses: scan); B=16 H=128 (T=100): 1.34, 1.31, 1.40.
+
+    A cell may take its fused sequence at more shapes (``Cell.fused_faster``, read by ``takes_fused``): the LSTM
+    wherever its native loops run (``seqjax.cells.lstm_native``). Scanned / fused LSTM step with them, where this
+    rule says scan (``fused_vs_scan.py --cells=lstm``, T=64, same machine, 21 s wall): B=32 H=128 1.56, B=64 H=128
+    1.67, B=128 H=128 1.27, B=64 H=256 1.10, B=128 H=256 1.06, B=256 H=256 1.01.
     """
     if platform != "cpu":
         return True
     size = batch * hidden
     return size <= 2048 or (hidden >= 8 * batch and size <= 32768) or hidden >= 512
+
+
+def takes_fused(cell: Cell, params: Params, xs_t, carry, valid=None, remat: bool = False, restart=None) -> bool:
+    """Whether ``unroll`` with ``fused=None`` (and neither probes nor ``return_carries``) runs ``cell.fused`` on these
+    time-major inputs ``xs_t [t, b, d]``: where ``fused_by_default`` says so, and wherever the cell's
+    ``fused_faster`` does (the LSTM's native loops, faster than the scanned step at every shape measured; see
+    ``fused_by_default``). Reads shapes and dtypes only."""
+    if cell.fused is None:
+        return False
+    batch, hidden = xs_t.shape[1], jax.tree.leaves(carry)[0].shape[-1]
+    if fused_by_default(batch, hidden, jax.default_backend()):
+        return True
+    return cell.fused_faster is not None and cell.fused_faster(params, xs_t, carry, valid, remat, restart)
+
+
+def default_is_fused(cell: Cell, batch: int, steps: int, input_size: int, hidden: int, dtype=jnp.float32) -> bool:
+    """``takes_fused`` for a cell's float32 (or ``dtype``) parameters and zero carry at ``B x T x D``, ``hidden``
+    units: the path ``unroll`` takes with no options, for tables that label it."""
+    params = jax.eval_shape(lambda: init_in_dtype(cell.init_params, jax.random.key(0), input_size, hidden, dtype))
+    carry = jax.eval_shape(lambda p: cell.init_carry(p, (batch,)), params)
+    return takes_fused(cell, params, jax.ShapeDtypeStruct((steps, batch, input_size), dtype), carry)
 
 
 def parallel_by_default(steps: int, batch: int, hidden: int, platform: str) -> bool:
@@ -302,7 +328,9 @@ def _run(cell, params, xs_t, carry0, valid, reverse, return_carries, probe_t, op
     if options.fused and reason:
         raise ValueError(f"unroll(fused=True): {reason}")
     batch, hidden, platform = xs_t.shape[1], jax.tree.leaves(carry0)[0].shape[-1], jax.default_backend()
-    fused = options.fused if options.fused is not None else fused_by_default(batch, hidden, platform)
+    fused = options.fused
+    if fused is None:
+        fused = takes_fused(cell, params, xs_t, carry0, valid, options.remat, options.restart)
     if fused and not reason:
         carry, ys = _run_fused(cell, params, xs_t, carry0, valid, reverse, options.remat, options.restart,
                                options.reset_carry)  # fmt: skip

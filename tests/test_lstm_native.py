@@ -10,12 +10,13 @@ import pytest
 
 import seqjax
 from seqjax.cells import lstm_native
+from seqjax.scan import fused_by_default
 
 
 @pytest.fixture(scope="module")
-def lanes():
+def native():
     try:
-        return lstm_native.load()
+        lstm_native.load()
     except lstm_native.NativeUnavailable as e:
         pytest.skip(f"the native LSTM loops cannot be built here: {e}")
 
@@ -44,16 +45,12 @@ def _loss(cell, weights):
     return loss
 
 
-def _hidden_of(lanes, blocks):
-    return lanes * blocks
-
-
+# Hidden sizes: whole vector blocks (8 or 16 lanes), a partial last block, fewer units than one block.
 @pytest.mark.parametrize(
-    "batch, steps, features, blocks",
-    [(1, 1, 3, 1), (5, 7, 12, 2), (7, 3, 5, 3), (13, 9, 16, 4)],
+    "batch, steps, features, hidden",
+    [(1, 1, 3, 16), (5, 7, 12, 32), (7, 3, 5, 48), (13, 9, 16, 64), (4, 5, 6, 37), (3, 4, 2, 5)],
 )
-def test_native_loops_give_the_pure_jax_values_and_gradients(lanes, batch, steps, features, blocks):
-    hidden = _hidden_of(lanes, blocks)
+def test_native_loops_give_the_pure_jax_values_and_gradients(native, batch, steps, features, hidden):
     params, xs, carry, weights = _inputs(batch, steps, features, hidden)
     native, plain = (_loss(seqjax.lstm(kernel=k), weights) for k in ("native", "jax"))
     got = jax.value_and_grad(native, argnums=(0, 1, 2))(params, xs, carry)
@@ -66,8 +63,8 @@ def test_native_loops_give_the_pure_jax_values_and_gradients(lanes, batch, steps
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
-def test_results_do_not_depend_on_the_number_of_threads(lanes, monkeypatch):
-    params, xs, carry, weights = _inputs(6, 5, 8, _hidden_of(lanes, 5))
+def test_results_do_not_depend_on_the_number_of_threads(native, monkeypatch):
+    params, xs, carry, weights = _inputs(6, 5, 8, 83)
     loss = _loss(seqjax.lstm(kernel="native"), weights)
     results = []
     for threads in (1, 2, 3, 8):
@@ -78,8 +75,8 @@ def test_results_do_not_depend_on_the_number_of_threads(lanes, monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
-def test_vmap_runs_the_native_loops_member_by_member(lanes):
-    hidden = _hidden_of(lanes, 2)
+def test_vmap_runs_the_native_loops_member_by_member(native):
+    hidden = 32
     members = [_inputs(3, 4, 5, hidden, seed) for seed in (1, 2)]
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *[(p, x, c) for p, x, c, _ in members])
     cell = seqjax.lstm(kernel="native")
@@ -97,26 +94,29 @@ def _takes_native(cell, params, xs, **options) -> bool:
     return lstm_native.FORWARD_TARGET in str(jaxpr)
 
 
-def test_the_rule_takes_the_native_loops_exactly_where_they_apply(lanes):
-    hidden = _hidden_of(lanes, 2)
-    params, xs, _, _ = _inputs(4, 6, 5, hidden)
+def test_the_rule_takes_the_native_loops_exactly_where_they_apply(native):
+    params, xs, _, _ = _inputs(4, 6, 5, 20)
     auto = seqjax.lstm()
     assert _takes_native(auto, params, xs, fused=True)
-    assert _takes_native(auto, params, xs)  # B=4, H>=16: the default path is the fused sequence
+    assert _takes_native(auto, params, xs)  # B=4: the default path is the fused sequence
     assert not _takes_native(seqjax.lstm(kernel="jax"), params, xs, fused=True)
     assert not _takes_native(auto, params, xs, fused=False)
     assert not _takes_native(auto, params, xs, fused=True, lengths=jnp.array([6, 5, 4, 3]))
     assert not _takes_native(auto, params, xs, fused=True, remat=True)
     half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
     assert not _takes_native(auto, half, xs.astype(jnp.bfloat16), fused=True)
-    odd, odd_xs, _, _ = _inputs(4, 6, 5, hidden + 1)
-    assert not _takes_native(auto, odd, odd_xs, fused=True)
+    assert not _takes_native(auto, params, xs[:, :0], fused=True)
+    wide, wide_xs, _, _ = _inputs(64, 3, 5, 64)
+    assert not fused_by_default(64, 64, "cpu")  # the shape rule alone would scan here; the native loops are faster
+    assert _takes_native(auto, wide, wide_xs) and not _takes_native(seqjax.lstm(kernel="jax"), wide, wide_xs)
 
 
-def test_kernel_native_refuses_in_one_line_where_the_loops_do_not_apply(lanes):
-    params, xs, _, _ = _inputs(4, 6, 5, _hidden_of(lanes, 1) + 1)
-    with pytest.raises(ValueError, match=r"^lstm\(kernel='native'\): the native LSTM loops do not apply: hidden size"):
-        seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, fused=True)
+def test_kernel_native_refuses_in_one_line_where_the_loops_do_not_apply(native):
+    params, xs, _, _ = _inputs(4, 6, 5, 16)
+    with pytest.raises(
+        ValueError, match=r"^lstm\(kernel='native'\): the native LSTM loops do not apply: it has no pad"
+    ):
+        seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, fused=True, lengths=jnp.array([6, 5, 4, 3]))
     with pytest.raises(ValueError, match=r"^lstm\(kernel='fast'\): expected one of auto, native, jax$"):
         seqjax.lstm(kernel="fast")
 

@@ -64,6 +64,10 @@ class Cell:
         order, steps where ``valid`` is False leaving the carry unchanged and outputting 0, steps where
         ``restart [t, b]`` is True reading ``carry`` (the initial one) instead of the previous carry;
         typically with a faster custom VJP. ``remat`` asks it to save less for the backward pass.
+      fused_faster: optional ``(params, xs [t, b, d], carry, valid, remat, restart) -> bool``: True where ``fused``
+        is faster than the scanned step whatever the shape, so that ``unroll`` takes it by default there even where
+        ``seqjax.scan.fused_by_default`` would not (the LSTM's, where its native loops run). Reads shapes and
+        dtypes only: it may be given ``jax.ShapeDtypeStruct`` values.
       linear: optional ``seqjax.cells.linear.Linear``: the recurrence is ``h_t = a_t * h_{t-1} + b_t`` with
         ``(a_t, b_t)`` from the input alone (``step`` must be that recurrence: build such a cell with
         ``linear_cell``), so ``unroll`` can evaluate it with an associative scan.
@@ -84,6 +88,7 @@ class Cell:
     name: str = "cell"
     unroll: int = 1
     fused: Callable[..., tuple[Carry, jax.Array]] | None = None
+    fused_faster: Callable[..., bool] | None = None
     linear: Any = None
     output_size: int | None = None
     readout: Callable[[Params, Carry, jax.Array], jax.Array] | None = None

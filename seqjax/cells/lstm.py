@@ -112,9 +112,9 @@ def lstm(
     name = ("lstmp" if proj_size is not None else "lstm") + ("_peephole" if peephole else "")
     if peephole or proj_size is not None:  # the fused sequence knows neither: the scanned step
         return Cell(init_params, step, init_carry, fused_projection, name=name, output_size=proj_size)
-    return Cell(
-        init_params, step, init_carry, fused_projection, name=name, fused=lstm_native.with_native(FUSED, kernel)
-    )
+    fused = lstm_native.with_native(FUSED, kernel)
+    faster = lstm_native.runs_native(kernel)
+    return Cell(init_params, step, init_carry, fused_projection, name=name, fused=fused, fused_faster=faster)
 
 
 def _forward(small, carry: LSTMCarry, u, a):

@@ -22,7 +22,6 @@ do not apply or cannot be built; ``"jax"`` never takes them.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import sys
 from collections.abc import Callable
@@ -41,18 +40,16 @@ BACKWARD_TARGET = "seqjax_lstm_sequence_backward"
 KERNELS = ("auto", "native", "jax")
 MAX_THREADS = 8  # the step's product splits the hidden units; more threads than that wait at each step's barrier
 
-__all__ = ["KERNELS", "NativeUnavailable", "load", "sequence", "unsupported", "with_native"]
+__all__ = ["KERNELS", "NativeUnavailable", "load", "runs_native", "sequence", "unsupported", "with_native"]
 
 
 @functools.cache
-def load() -> int:
-    """Compiles (once per source, compiler and machine) and registers the kernel; returns the vector width the
-    hidden size must be a multiple of. ``NativeUnavailable`` (one line) where it cannot be built."""
+def load() -> None:
+    """Compiles (once per source, compiler and machine) and registers the kernel; ``NativeUnavailable`` (one line)
+    where it cannot be built."""
     library = build.library("lstm_sequence")
     jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceForward), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceBackward), platform="cpu")
-    library.LstmSequenceLanes.restype = ctypes.c_int64
-    return int(library.LstmSequenceLanes())
 
 
 def threads() -> int:
@@ -60,25 +57,20 @@ def threads() -> int:
     return min(parallel.cpu_count(), MAX_THREADS)
 
 
-def unsupported(params, xs: jax.Array, carry, valid, remat: bool, restart, lanes: int | None) -> str:
-    """Why the native loops do not apply to this call of the fused sequence; "" where they do. ``lanes``: the
-    kernel's vector width (``load()``), or None to skip that check."""
+def unsupported(params, xs: jax.Array, carry, valid, remat: bool, restart) -> str:
+    """Why the native loops do not apply to this call of the fused sequence; "" where they do."""
     if jax.default_backend() != "cpu":
         return f"it runs on CPU only (the default backend is {jax.default_backend()})"
     if valid is not None or restart is not None or remat:
         return "it has no padded steps, restarts or remat (lengths, resets, remat)"
     arrays = {"xs": xs, **{f"params[{k!r}]": v for k, v in params.items()}, "hidden": carry[0], "cell": carry[1]}
     for name, value in arrays.items():
-        if jnp.result_type(value) != jnp.float32:
-            return f"it computes in float32 only ({name} is {jnp.result_type(value)})"
+        if value.dtype != jnp.float32:
+            return f"it computes in float32 only ({name} is {value.dtype})"
     if set(params) != {"w_ih", "w_hh", "b"}:
         return "it has no peepholes or projection"
-    steps, batch = xs.shape[0], xs.shape[1]
-    hidden = params["w_hh"].shape[0]
-    if steps == 0 or batch == 0:
-        return "it needs at least one step and one row"
-    if lanes is not None and hidden % lanes:
-        return f"hidden size {hidden} is not a multiple of the kernel's vector width {lanes}"
+    if 0 in (xs.shape[0], xs.shape[1], params["w_hh"].shape[0]):
+        return "it needs at least one step, one row and one unit"
     return ""
 
 
@@ -139,6 +131,26 @@ def sequence(params, xs: jax.Array, carry):
 
 
 @functools.cache
+def runs_native(kernel: str) -> Callable[..., bool] | None:
+    """The LSTM cell's ``fused_faster`` (``seqjax.cells.base.Cell``): whether these inputs run the native loops,
+    which are faster than the scanned step at every shape measured (``seqjax.scan.fused_by_default``). None for
+    ``kernel="jax"``."""
+    if kernel == "jax":
+        return None
+
+    def applies(params, xs, carry, valid=None, remat=False, restart=None) -> bool:
+        if unsupported(params, xs, carry, valid, remat, restart):
+            return False
+        try:
+            load()
+        except NativeUnavailable:
+            return False
+        return True
+
+    return applies
+
+
+@functools.cache
 def _notice(reason: str) -> None:
     print(f"seqjax: the LSTM's fused sequence uses its pure-JAX loops (slower): {reason}", file=sys.stderr)
 
@@ -153,20 +165,17 @@ def with_native(fused_jax: Callable, kernel: str = "auto") -> Callable:
         return fused_jax
 
     def fused(params, xs, carry, valid=None, remat=False, restart=None, reset_carry=None):
-        reason = unsupported(params, xs, carry, valid, remat, restart, None)
-        lanes = None
-        if not reason:
-            try:
-                lanes = load()
-            except NativeUnavailable as e:
-                if kernel == "native":
-                    raise ValueError(f"lstm(kernel='native'): the native LSTM loops cannot be built: {e}") from None
-                _notice(str(e))
-                return fused_jax(params, xs, carry, valid, remat, restart, reset_carry)
-            reason = unsupported(params, xs, carry, valid, remat, restart, lanes)
+        reason = unsupported(params, xs, carry, valid, remat, restart)
         if reason:
             if kernel == "native":
                 raise ValueError(f"lstm(kernel='native'): the native LSTM loops do not apply: {reason}")
+            return fused_jax(params, xs, carry, valid, remat, restart, reset_carry)
+        try:
+            load()
+        except NativeUnavailable as e:
+            if kernel == "native":
+                raise ValueError(f"lstm(kernel='native'): the native LSTM loops cannot be built: {e}") from None
+            _notice(str(e))
             return fused_jax(params, xs, carry, valid, remat, restart, reset_carry)
         return sequence(params, xs, carry)
 

@@ -16,8 +16,9 @@
 // for its units needs only its own units' cotangents, and one barrier per step lets every thread read all of dz_t.
 // Every output element is summed by one thread in one order, so the result does not depend on the thread count.
 //
-// Layout: the hidden units come in blocks of kLanes (a vector register of floats). The forward product keeps four
-// gates x kRows batch rows of one block in registers, the backward one kRows rows x kBlocks blocks.
+// Layout: the hidden units come in blocks of kLanes (a vector register of floats; the last block may be partial: its
+// missing units have zero weights in the packed copies and are never loaded or stored). The forward product keeps
+// four gates x kRows batch rows of one block in registers, the backward one kRows rows x kBlocks blocks.
 
 #include <algorithm>
 #include <atomic>
@@ -49,6 +50,21 @@ typedef int32_t IVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
 inline Vec Load(const float* p) { return *reinterpret_cast<const VecU*>(p); }
 inline void Store(float* p, Vec v) { *reinterpret_cast<VecU*>(p) = v; }
 inline Vec Splat(float x) { return Vec{} + x; }
+
+// The first n <= kLanes lanes: a block of a hidden size that is not a multiple of kLanes ends early.
+inline Vec LoadN(const float* p, int64_t n) {
+  if (n == kLanes) return Load(p);
+  Vec v{};
+  std::memcpy(&v, p, n * sizeof(float));
+  return v;
+}
+inline void StoreN(float* p, Vec v, int64_t n) {
+  if (n == kLanes) return Store(p, v);
+  std::memcpy(p, &v, n * sizeof(float));
+}
+
+// The units of block `block` that exist.
+inline int64_t Width(int64_t hidden, int64_t block) { return std::min(kLanes, hidden - block * kLanes); }
 
 // e^x to about 1 ulp: x = n ln2 + r with |r| <= ln2 / 2, e^r by its degree-6 Taylor-like polynomial (Cephes).
 inline Vec Exp(Vec x) {
@@ -161,22 +177,22 @@ void ForwardTile(const Dims& d, const float* packed, const float* h_prev, const 
       acc[3][r] += a * w3;
     }
   }
-  const int64_t unit = block * kLanes;
+  const int64_t unit = block * kLanes, n = Width(H, block);
   for (int r = 0; r < R; ++r) {
     const int64_t row = r0 + r;
     const float* ur = u + row * 4 * H + unit;
     float* ar = acts + row * 4 * H + unit;
-    const Vec i = Sigmoid((Load(ur) + acc[0][r]) + Load(bias + unit));
-    const Vec f = Sigmoid((Load(ur + H) + acc[1][r]) + Load(bias + H + unit));
-    const Vec g = Tanh((Load(ur + 2 * H) + acc[2][r]) + Load(bias + 2 * H + unit));
-    const Vec o = Sigmoid((Load(ur + 3 * H) + acc[3][r]) + Load(bias + 3 * H + unit));
-    const Vec cell = f * Load(c_prev + row * H + unit) + i * g;
-    Store(c + row * H + unit, cell);
-    Store(h + row * H + unit, o * Tanh(cell));
-    Store(ar, i);
-    Store(ar + H, f);
-    Store(ar + 2 * H, g);
-    Store(ar + 3 * H, o);
+    const Vec i = Sigmoid((LoadN(ur, n) + acc[0][r]) + LoadN(bias + unit, n));
+    const Vec f = Sigmoid((LoadN(ur + H, n) + acc[1][r]) + LoadN(bias + H + unit, n));
+    const Vec g = Tanh((LoadN(ur + 2 * H, n) + acc[2][r]) + LoadN(bias + 2 * H + unit, n));
+    const Vec o = Sigmoid((LoadN(ur + 3 * H, n) + acc[3][r]) + LoadN(bias + 3 * H + unit, n));
+    const Vec cell = f * LoadN(c_prev + row * H + unit, n) + i * g;
+    StoreN(c + row * H + unit, cell, n);
+    StoreN(h + row * H + unit, o * Tanh(cell), n);
+    StoreN(ar, i, n);
+    StoreN(ar + H, f, n);
+    StoreN(ar + 2 * H, g, n);
+    StoreN(ar + 3 * H, o, n);
   }
 }
 
@@ -203,9 +219,13 @@ void ForwardThread(const Dims& d, const float* us, const float* bias, const floa
   Aligned packed((end - first) * H * 4 * kLanes);
   for (int64_t blk = first; blk < end; ++blk) {
     float* p = packed.data + (blk - first) * H * 4 * kLanes;
+    const int64_t n = Width(H, blk);
     for (int64_t k = 0; k < H; ++k)
-      for (int g = 0; g < 4; ++g)
-        std::memcpy(p + (k * 4 + g) * kLanes, w_hh + k * cols + g * H + blk * kLanes, kLanes * sizeof(float));
+      for (int g = 0; g < 4; ++g) {
+        float* to = p + (k * 4 + g) * kLanes;
+        std::memcpy(to, w_hh + k * cols + g * H + blk * kLanes, n * sizeof(float));
+        std::fill(to + n, to + kLanes, 0.0f);
+      }
   }
   const int64_t full = B - B % kRows;
   for (int64_t t = 0; t < d.steps; ++t) {
@@ -228,18 +248,18 @@ void GateCotangents(const Dims& d, const float* act, const float* c, const float
   const int64_t H = d.hidden;
   for (int64_t row = 0; row < d.batch; ++row) {
     for (int64_t blk = first; blk < end; ++blk) {
-      const int64_t j = row * H + blk * kLanes;
+      const int64_t j = row * H + blk * kLanes, n = Width(H, blk);
       const float* a = act + row * 4 * H + blk * kLanes;
       float* z = dz + row * 4 * H + blk * kLanes;
-      const Vec i = Load(a), f = Load(a + H), g = Load(a + 2 * H), o = Load(a + 3 * H);
-      const Vec dh = Load(dh_rec + j) + Load(dy + j);
-      const Vec tanh_c = Tanh(Load(c + j));
-      const Vec dcell = Load(dc + j) + dh * o * (1.0f - tanh_c * tanh_c);
-      Store(z, dcell * g * i * (1.0f - i));
-      Store(z + H, dcell * Load(c_prev + j) * f * (1.0f - f));
-      Store(z + 2 * H, dcell * i * (1.0f - g * g));
-      Store(z + 3 * H, dh * tanh_c * o * (1.0f - o));
-      Store(dc + j, dcell * f);
+      const Vec i = LoadN(a, n), f = LoadN(a + H, n), g = LoadN(a + 2 * H, n), o = LoadN(a + 3 * H, n);
+      const Vec dh = LoadN(dh_rec + j, n) + LoadN(dy + j, n);
+      const Vec tanh_c = Tanh(LoadN(c + j, n));
+      const Vec dcell = LoadN(dc + j, n) + dh * o * (1.0f - tanh_c * tanh_c);
+      StoreN(z, dcell * g * i * (1.0f - i), n);
+      StoreN(z + H, dcell * LoadN(c_prev + j, n) * f * (1.0f - f), n);
+      StoreN(z + 2 * H, dcell * i * (1.0f - g * g), n);
+      StoreN(z + 3 * H, dh * tanh_c * o * (1.0f - o), n);
+      StoreN(dc + j, dcell * f, n);
     }
   }
 }
@@ -269,7 +289,7 @@ void BackwardTile(const Dims& d, const float* packed, const float* dz, int64_t r
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int n = 0; n < NB; ++n) Store(dh_rec + (r0 + r) * H + (b0 + n) * kLanes, acc[r][n]);
+    for (int n = 0; n < NB; ++n) StoreN(dh_rec + (r0 + r) * H + (b0 + n) * kLanes, acc[r][n], Width(H, b0 + n));
 }
 
 template <int R, int NB>
@@ -298,15 +318,15 @@ void BackwardThread(const Dims& d, const float* w_hh, const float* acts, const f
   Aligned packed((end - first) * K * kLanes);  // rows of W_hh for this thread's units: [block][k][lane]
   for (int64_t blk = first; blk < end; ++blk)
     for (int64_t lane = 0; lane < kLanes; ++lane) {
-      const float* src = w_hh + (blk * kLanes + lane) * K;
+      const int64_t unit = blk * kLanes + lane;
       float* p = packed.data + (blk - first) * K * kLanes + lane;
-      for (int64_t k = 0; k < K; ++k) p[k * kLanes] = src[k];
+      for (int64_t k = 0; k < K; ++k) p[k * kLanes] = unit < H ? w_hh[unit * K + k] : 0.0f;
     }
   for (int64_t row = 0; row < B; ++row)
     for (int64_t blk = first; blk < end; ++blk) {
-      const int64_t j = row * H + blk * kLanes;
-      std::memcpy(dh_rec + j, dh_last + j, kLanes * sizeof(float));
-      std::memcpy(dc + j, dc_last + j, kLanes * sizeof(float));
+      const int64_t j = row * H + blk * kLanes, n = Width(H, blk);
+      std::memcpy(dh_rec + j, dh_last + j, n * sizeof(float));
+      std::memcpy(dc + j, dc_last + j, n * sizeof(float));
     }
   for (int64_t t = d.steps - 1; t >= 0; --t) {
     const float* c_prev = t == 0 ? c0 : cs + (t - 1) * B * H;
@@ -318,27 +338,20 @@ void BackwardThread(const Dims& d, const float* w_hh, const float* acts, const f
   }
   for (int64_t row = 0; row < B; ++row)
     for (int64_t blk = first; blk < end; ++blk) {
-      const int64_t j = row * H + blk * kLanes;
-      std::memcpy(dh0 + j, dh_rec + j, kLanes * sizeof(float));
-      std::memcpy(dc0 + j, dc + j, kLanes * sizeof(float));
+      const int64_t j = row * H + blk * kLanes, n = Width(H, blk);
+      std::memcpy(dh0 + j, dh_rec + j, n * sizeof(float));
+      std::memcpy(dc0 + j, dc + j, n * sizeof(float));
     }
 }
 
 int64_t Threads(int64_t wanted, int64_t blocks) { return std::max<int64_t>(1, std::min(wanted, blocks)); }
-
-ffi::Error CheckDims(const Dims& d) {
-  if (d.hidden % kLanes != 0)
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "lstm_sequence: hidden size must be a multiple of the lanes");
-  return ffi::Error::Success();
-}
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> us, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> w_hh,
                    ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0, int64_t threads, ffi::ResultBuffer<ffi::F32> hs,
                    ffi::ResultBuffer<ffi::F32> cs, ffi::ResultBuffer<ffi::F32> acts) {
   const auto dims = us.dimensions();
   const Dims d{dims[0], dims[1], dims[2] / 4};
-  if (auto e = CheckDims(d); e.failure()) return e;
-  const int64_t blocks = d.hidden / kLanes, n = Threads(threads, blocks);
+  const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
   SpinBarrier barrier(static_cast<int>(n));
   OnThreads(n, blocks, [&](int64_t, int64_t first, int64_t end) {
     ForwardThread(d, us.typed_data(), bias.typed_data(), w_hh.typed_data(), h0.typed_data(), c0.typed_data(),
@@ -353,8 +366,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> acts, ffi:
                     ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0) {
   const auto dims = cs.dimensions();
   const Dims d{dims[0], dims[1], dims[2]};
-  if (auto e = CheckDims(d); e.failure()) return e;
-  const int64_t blocks = d.hidden / kLanes, n = Threads(threads, blocks);
+  const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
   Aligned dh_rec(d.batch * d.hidden), dc(d.batch * d.hidden);
   SpinBarrier barrier(static_cast<int>(n));
   OnThreads(n, blocks, [&](int64_t, int64_t first, int64_t end) {
@@ -392,6 +404,3 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmSequenceBackward, Backward,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dus [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>());  // dc0 [B, H]
-
-// The vector width the kernels were compiled for: the hidden size must be a multiple of it.
-extern "C" int64_t LstmSequenceLanes() { return kLanes; }

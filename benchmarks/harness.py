@@ -190,6 +190,11 @@ def build_specs(
             if "seqjax" in impls:
                 if cell in KNOWN_CELLS or seqjax_cell(cell).fused is not None:
                     specs.append({**base, "impl": "seqjax", "label": "seqjax fused", "fused": True, "unroll": 1})
+                if cell == "lstm":  # the same fused sequence with its time loops in JAX, not the native kernel
+                    label = "seqjax fused, pure-JAX loops"
+                    specs.append(
+                        {**base, "impl": "seqjax", "label": label, "fused": True, "unroll": 1, "kernel": "jax"}
+                    )
                 specs += [
                     {**base, "impl": "seqjax", "label": f"seqjax scan(unroll={k})", "fused": False, "unroll": k}
                     for k in unrolls
@@ -313,13 +318,18 @@ def cudnn_lstm_weights(params):
     return jnp.concatenate([params["w_ih"].T.ravel(), params["w_hh"].T.ravel(), b, jnp.zeros_like(b)])
 
 
-def seqjax_cell(name: str):
+def seqjax_cell(name: str, kernel: str = "auto"):
     """The seqjax cell the benchmark measures: a tanh RNN, an LSTM without a forget-gate bias (as Flax's and
-    PyTorch's are initialised), a GRU, or any other cell ``seqjax.cells.cell_by_name`` builds (a user's)."""
+    PyTorch's are initialised; ``kernel``: how its fused sequence runs its loops), a GRU, or any other cell
+    ``seqjax.cells.cell_by_name`` builds (a user's)."""
     import seqjax
     from seqjax.cells import cell_by_name
 
-    known = {"rnn": lambda: seqjax.rnn("tanh"), "lstm": lambda: seqjax.lstm(forget_bias=0.0), "gru": seqjax.gru}
+    known = {
+        "rnn": lambda: seqjax.rnn("tanh"),
+        "lstm": lambda: seqjax.lstm(forget_bias=0.0, kernel=kernel),
+        "gru": seqjax.gru,
+    }
     return known[name]() if name in known else cell_by_name(name)
 
 
@@ -336,7 +346,7 @@ def _jax_loss(spec: dict[str, Any], shape: Shape, xs):
     if spec["impl"] == "seqjax":
         import seqjax
 
-        cell = seqjax_cell(spec["cell"])
+        cell = seqjax_cell(spec["cell"], spec.get("kernel", "auto"))
         params = precision.cast_floating(cell.init_params(key, shape.input_size, shape.hidden), dtype)
 
         def loss(params, xs):
@@ -422,7 +432,7 @@ def _is_unroll_default(spec: dict[str, Any], shape: Shape) -> bool:
     cell = seqjax_cell(spec["cell"])
     dtype = jnp.dtype(spec.get("dtype", "float32"))
     fused = default_is_fused(cell, shape.batch, shape.time, shape.input_size, shape.hidden, dtype)
-    return spec["fused"] == fused and spec["unroll"] == 1
+    return spec["fused"] == fused and spec["unroll"] == 1 and spec.get("kernel", "auto") == "auto"
 
 
 def measure_torch(spec: dict[str, Any]) -> dict[str, Any]:

@@ -67,8 +67,7 @@ def lstm(
         native kernel where it applies and can be built, ``"native"`` always there (``ValueError`` where not),
         ``"jax"`` in pure JAX.
     """
-    if kernel not in lstm_native.KERNELS:
-        raise ValueError(f"lstm(kernel={kernel!r}): expected one of {', '.join(lstm_native.KERNELS)}")
+    lstm_native.check_kernel(kernel)
     if proj_size is not None and proj_size < 1:
         raise ValueError(f"lstm(proj_size={proj_size}): expected a positive number of projected features or None")
 

@@ -40,7 +40,16 @@ BACKWARD_TARGET = "seqjax_lstm_sequence_backward"
 KERNELS = ("auto", "native", "jax")
 MAX_THREADS = 8  # the step's product splits the hidden units; more threads than that wait at each step's barrier
 
-__all__ = ["KERNELS", "NativeUnavailable", "load", "runs_native", "sequence", "unsupported", "with_native"]
+__all__ = [
+    "KERNELS",
+    "NativeUnavailable",
+    "check_kernel",
+    "load",
+    "runs_native",
+    "sequence",
+    "unsupported",
+    "with_native",
+]
 
 
 @functools.cache
@@ -50,6 +59,12 @@ def load() -> None:
     library = build.library("lstm_sequence")
     jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceForward), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceBackward), platform="cpu")
+
+
+def check_kernel(kernel: str) -> None:
+    """``ValueError`` (one line) unless ``kernel`` is one of ``KERNELS``."""
+    if kernel not in KERNELS:
+        raise ValueError(f"lstm(kernel={kernel!r}): expected one of {', '.join(KERNELS)}")
 
 
 def threads() -> int:
@@ -159,8 +174,7 @@ def _notice(reason: str) -> None:
 def with_native(fused_jax: Callable, kernel: str = "auto") -> Callable:
     """The LSTM's ``fused`` function: the native loops where ``kernel`` asks for them and they apply, else
     ``fused_jax`` (the module docstring). One function per pair, so that equal cells compare equal."""
-    if kernel not in KERNELS:
-        raise ValueError(f"lstm(kernel={kernel!r}): expected one of {', '.join(KERNELS)}")
+    check_kernel(kernel)
     if kernel == "jax":
         return fused_jax
 

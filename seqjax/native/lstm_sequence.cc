@@ -130,21 +130,24 @@ class SpinBarrier {
   alignas(64) std::atomic<int64_t> generation_{0};
 };
 
+// A scratch array of floats on a cache-line boundary.
 struct Aligned {
   explicit Aligned(int64_t n)
       : data(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)))) {}
+  Aligned(const Aligned&) = delete;
+  Aligned& operator=(const Aligned&) = delete;
   ~Aligned() { ::operator delete[](data, std::align_val_t(64)); }
   float* data;
 };
 
-// Runs work(thread, first_block, end_block) on `threads` threads (this one included) over `blocks` unit blocks.
+// Runs work(first_block, end_block) on `threads` threads (this one included), each over its share of `blocks`.
 template <typename Work>
 void OnThreads(int64_t threads, int64_t blocks, Work work) {
   std::vector<std::thread> others;
   for (int64_t j = 1; j < threads; ++j) {
-    others.emplace_back(work, j, blocks * j / threads, blocks * (j + 1) / threads);
+    others.emplace_back(work, blocks * j / threads, blocks * (j + 1) / threads);
   }
-  work(0, 0, blocks / threads);
+  work(0, blocks / threads);
   for (auto& t : others) t.join();
 }
 
@@ -197,12 +200,6 @@ void ForwardTile(const Dims& d, const float* packed, const float* h_prev, const 
 }
 
 template <int R>
-void ForwardRows(const Dims& d, const float* packed, const float* h_prev, const float* c_prev, const float* u,
-                 const float* bias, int64_t r0, int64_t block, float* h, float* c, float* acts) {
-  ForwardTile<R>(d, packed, h_prev, c_prev, u, bias, r0, block, h, c, acts);
-}
-
-template <int R>
 void ForwardRemainder(int64_t rest, const Dims& d, const float* packed, const float* h_prev, const float* c_prev,
                       const float* u, const float* bias, int64_t r0, int64_t block, float* h, float* c, float* acts) {
   if constexpr (R > 0) {
@@ -235,7 +232,7 @@ void ForwardThread(const Dims& d, const float* us, const float* bias, const floa
     const float* u = us + t * B * cols;
     for (int64_t blk = first; blk < end; ++blk) {
       const float* p = packed.data + (blk - first) * H * 4 * kLanes;
-      for (int64_t r0 = 0; r0 < full; r0 += kRows) ForwardRows<kRows>(d, p, h_prev, c_prev, u, bias, r0, blk, h, c, a);
+      for (int64_t r0 = 0; r0 < full; r0 += kRows) ForwardTile<kRows>(d, p, h_prev, c_prev, u, bias, r0, blk, h, c, a);
       if (full < B) ForwardRemainder<kRows - 1>(B - full, d, p, h_prev, c_prev, u, bias, full, blk, h, c, a);
     }
     barrier.Wait();
@@ -353,7 +350,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> us, ffi::Buffer<ffi::F32> bias, ffi::Bu
   const Dims d{dims[0], dims[1], dims[2] / 4};
   const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
   SpinBarrier barrier(static_cast<int>(n));
-  OnThreads(n, blocks, [&](int64_t, int64_t first, int64_t end) {
+  OnThreads(n, blocks, [&](int64_t first, int64_t end) {
     ForwardThread(d, us.typed_data(), bias.typed_data(), w_hh.typed_data(), h0.typed_data(), c0.typed_data(),
                   hs->typed_data(), cs->typed_data(), acts->typed_data(), barrier, first, end);
   });
@@ -369,7 +366,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> acts, ffi:
   const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
   Aligned dh_rec(d.batch * d.hidden), dc(d.batch * d.hidden);
   SpinBarrier barrier(static_cast<int>(n));
-  OnThreads(n, blocks, [&](int64_t, int64_t first, int64_t end) {
+  OnThreads(n, blocks, [&](int64_t first, int64_t end) {
     BackwardThread(d, w_hh.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(), dys.typed_data(),
                    dh_last.typed_data(), dc_last.typed_data(), dus->typed_data(), dh0->typed_data(),
                    dc0->typed_data(), dh_rec.data, dc.data, barrier, first, end);

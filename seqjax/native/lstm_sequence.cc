@@ -108,26 +108,37 @@ inline Vec Tanh(Vec x) {
   return small != 0.0f ? x : t;
 }
 
-// A barrier for threads that each run one short phase per step: it spins, then yields.
-class SpinBarrier {
+// A barrier for threads that each run one short phase per step. It spins for a few microseconds (the threads of an
+// idle machine arrive within that), then sleeps on a futex, so that a thread waiting for one the OS has put aside
+// gives its core back instead of spinning through its time slice.
+class StepBarrier {
  public:
-  explicit SpinBarrier(int threads) : threads_(threads) {}
+  explicit StepBarrier(int threads) : threads_(threads) {}
   void Wait() {
-    const int64_t generation = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == threads_) {
+    const uint32_t generation = generation_.load();
+    if (arrived_.fetch_add(1) + 1 == threads_) {
       arrived_.store(0, std::memory_order_relaxed);
-      generation_.store(generation + 1, std::memory_order_release);
+      generation_.store(generation + 1);
+      if (sleepers_.load() > 0) generation_.notify_all();
       return;
     }
-    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
-      if (spins > 4096) std::this_thread::yield();
+    for (int spins = 0; spins < kSpins; ++spins) {
+      if (generation_.load(std::memory_order_acquire) != generation) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
     }
+    sleepers_.fetch_add(1);
+    while (generation_.load() == generation) generation_.wait(generation);
+    sleepers_.fetch_sub(1);
   }
 
  private:
+  static constexpr int kSpins = 2000;
   const int threads_;
   alignas(64) std::atomic<int> arrived_{0};
-  alignas(64) std::atomic<int64_t> generation_{0};
+  alignas(64) std::atomic<uint32_t> generation_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
 };
 
 // A scratch array of floats on a cache-line boundary.
@@ -209,7 +220,7 @@ void ForwardRemainder(int64_t rest, const Dims& d, const float* packed, const fl
 }
 
 void ForwardThread(const Dims& d, const float* us, const float* bias, const float* w_hh, const float* h0,
-                   const float* c0, float* hs, float* cs, float* acts, SpinBarrier& barrier, int64_t first,
+                   const float* c0, float* hs, float* cs, float* acts, StepBarrier& barrier, int64_t first,
                    int64_t end) {
   const int64_t H = d.hidden, B = d.batch, cols = 4 * H;
   // This thread's blocks of W_hh: [block][k][gate][lane].
@@ -310,7 +321,7 @@ void BackwardRows(int64_t rows, const Dims& d, const float* packed, const float*
 
 void BackwardThread(const Dims& d, const float* w_hh, const float* acts, const float* cs, const float* c0,
                     const float* dys, const float* dh_last, const float* dc_last, float* dus, float* dh0, float* dc0,
-                    float* dh_rec, float* dc, SpinBarrier& barrier, int64_t first, int64_t end) {
+                    float* dh_rec, float* dc, StepBarrier& barrier, int64_t first, int64_t end) {
   const int64_t H = d.hidden, B = d.batch, K = 4 * H;
   Aligned packed((end - first) * K * kLanes);  // rows of W_hh for this thread's units: [block][k][lane]
   for (int64_t blk = first; blk < end; ++blk)
@@ -349,7 +360,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> us, ffi::Buffer<ffi::F32> bias, ffi::Bu
   const auto dims = us.dimensions();
   const Dims d{dims[0], dims[1], dims[2] / 4};
   const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
-  SpinBarrier barrier(static_cast<int>(n));
+  StepBarrier barrier(static_cast<int>(n));
   OnThreads(n, blocks, [&](int64_t first, int64_t end) {
     ForwardThread(d, us.typed_data(), bias.typed_data(), w_hh.typed_data(), h0.typed_data(), c0.typed_data(),
                   hs->typed_data(), cs->typed_data(), acts->typed_data(), barrier, first, end);
@@ -365,7 +376,7 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> w_hh, ffi::Buffer<ffi::F32> acts, ffi:
   const Dims d{dims[0], dims[1], dims[2]};
   const int64_t blocks = (d.hidden + kLanes - 1) / kLanes, n = Threads(threads, blocks);
   Aligned dh_rec(d.batch * d.hidden), dc(d.batch * d.hidden);
-  SpinBarrier barrier(static_cast<int>(n));
+  StepBarrier barrier(static_cast<int>(n));
   OnThreads(n, blocks, [&](int64_t first, int64_t end) {
     BackwardThread(d, w_hh.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(), dys.typed_data(),
                    dh_last.typed_data(), dc_last.typed_data(), dus->typed_data(), dh0->typed_data(),

@@ -22,11 +22,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -108,9 +114,10 @@ inline Vec Tanh(Vec x) {
   return small != 0.0f ? x : t;
 }
 
-// A barrier for threads that each run one short phase per step. It spins for a few microseconds (the threads of an
-// idle machine arrive within that), then sleeps on a futex, so that a thread waiting for one the OS has put aside
-// gives its core back instead of spinning through its time slice.
+// A barrier for threads that each run one short phase per step. It spins for up to 200 us (on an idle machine the
+// threads arrive within that, and a sleeping thread of a VM can take longer than that to wake), then sleeps on a
+// futex, so that a thread waiting for one the OS has put aside gives its core back instead of spinning through its
+// time slice.
 class StepBarrier {
  public:
   explicit StepBarrier(int threads) : threads_(threads) {}
@@ -122,11 +129,13 @@ class StepBarrier {
       if (sleepers_.load() > 0) generation_.notify_all();
       return;
     }
-    for (int spins = 0; spins < kSpins; ++spins) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 1;; ++spins) {
       if (generation_.load(std::memory_order_acquire) != generation) return;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
+      if (spins % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) break;
     }
     sleepers_.fetch_add(1);
     while (generation_.load() == generation) generation_.wait(generation);
@@ -134,7 +143,7 @@ class StepBarrier {
   }
 
  private:
-  static constexpr int kSpins = 2000;
+  static constexpr std::chrono::microseconds kSpin{200};
   const int threads_;
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};
@@ -151,12 +160,54 @@ struct Aligned {
   float* data;
 };
 
+#if defined(__linux__)
+// Keeps each thread of a call on a CPU of its own while it runs. A thread that sleeps at the barrier would otherwise
+// often be woken on the CPU of the thread that woke it, and the two would then take turns on one core, one of them
+// spinning, for every step that follows.
+class Placement {
+ public:
+  Placement() {
+    CPU_ZERO(&caller_mask_);
+    if (sched_getaffinity(0, sizeof caller_mask_, &caller_mask_) != 0) return;
+    const int current = sched_getcpu();
+    if (current < 0 || !CPU_ISSET(current, &caller_mask_)) return;
+    cpus_.push_back(current);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (cpu != current && CPU_ISSET(cpu, &caller_mask_)) cpus_.push_back(cpu);
+    pinned_caller_ = Pin(pthread_self(), 0);
+  }
+  ~Placement() {
+    if (pinned_caller_) pthread_setaffinity_np(pthread_self(), sizeof caller_mask_, &caller_mask_);
+  }
+  // Pins `thread`, the j-th of the call (0: the caller), to a CPU of its own where there is one.
+  bool Pin(pthread_t thread, size_t j) const {
+    if (j >= cpus_.size()) return false;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus_[j], &one);
+    return pthread_setaffinity_np(thread, sizeof one, &one) == 0;
+  }
+
+ private:
+  cpu_set_t caller_mask_;
+  std::vector<int> cpus_;
+  bool pinned_caller_ = false;
+};
+#else
+struct Placement {
+  template <typename Thread>
+  bool Pin(Thread, size_t) const { return false; }
+};
+#endif
+
 // Runs work(first_block, end_block) on `threads` threads (this one included), each over its share of `blocks`.
 template <typename Work>
 void OnThreads(int64_t threads, int64_t blocks, Work work) {
+  const Placement placement;
   std::vector<std::thread> others;
   for (int64_t j = 1; j < threads; ++j) {
     others.emplace_back(work, blocks * j / threads, blocks * (j + 1) / threads);
+    placement.Pin(others.back().native_handle(), j);
   }
   work(0, blocks / threads);
   for (auto& t : others) t.join();

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -203,11 +204,12 @@ struct Placement {
 // Runs work(first_block, end_block) on `threads` threads (this one included), each over its share of `blocks`.
 template <typename Work>
 void OnThreads(int64_t threads, int64_t blocks, Work work) {
-  const Placement placement;
+  std::optional<Placement> placement;  // one thread alone is left where the OS puts it
+  if (threads > 1) placement.emplace();
   std::vector<std::thread> others;
   for (int64_t j = 1; j < threads; ++j) {
     others.emplace_back(work, blocks * j / threads, blocks * (j + 1) / threads);
-    placement.Pin(others.back().native_handle(), j);
+    placement->Pin(others.back().native_handle(), j);
   }
   work(0, blocks / threads);
   for (auto& t : others) t.join();

@@ -10,6 +10,7 @@ import pytest
 
 import seqjax
 from seqjax.cells import lstm_native
+from seqjax.native import build
 from seqjax.scan import fused_by_default
 
 
@@ -138,3 +139,23 @@ def test_without_a_compiler_auto_falls_back_and_says_so_once(monkeypatch, capsys
     with pytest.raises(ValueError, match=r"^lstm\(kernel='native'\): the native LSTM loops cannot be built: no C"):
         seqjax.unroll(seqjax.lstm(kernel="native"), params, xs, fused=True)
     lstm_native._notice.cache_clear()
+
+
+def test_a_build_that_fails_is_tried_once_and_the_reason_given_again(monkeypatch, tmp_path):
+    """The LSTM asks for its kernel on every trace: a compiler error must not mean a compile per trace."""
+    attempts = tmp_path / "attempts"
+    compiler = tmp_path / "c++"
+    compiler.write_text(f"#!/bin/sh\necho attempt >> {attempts}\necho 'error: refused' >&2\nexit 1\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    monkeypatch.setenv("SEQJAX_NATIVE_CACHE", str(tmp_path / "cache"))
+    build._outcome.cache_clear()
+    try:
+        for _ in range(3):
+            with pytest.raises(
+                build.NativeUnavailable, match=r"^c\+\+ could not compile lstm_sequence.cc: error: refused$"
+            ):
+                build.library("lstm_sequence")
+    finally:
+        build._outcome.cache_clear()  # later tests load the real kernel again
+    assert attempts.read_text().splitlines() == ["attempt"]

@@ -208,7 +208,7 @@ def test_without_a_compiler_the_kernel_is_one_line_and_auto_falls_back_with_one_
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     monkeypatch.setenv("SEQJAX_NATIVE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(build.NativeUnavailable, match=r"^\$CXX=/nonexistent/c\+\+ was not found \(install g\+\+"):
-        build.library.__wrapped__("word2vec_sgd")
+        build.load_library("word2vec_sgd")
     assert not (tmp_path / "cache").exists()
 
     def unavailable():

@@ -43,6 +43,7 @@ MAX_THREADS = 8  # the step's product splits the hidden units; more threads than
 __all__ = [
     "KERNELS",
     "NativeUnavailable",
+    "build_error",
     "check_kernel",
     "load",
     "runs_native",
@@ -59,6 +60,16 @@ def load() -> None:
     library = build.library("lstm_sequence")
     jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceForward), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.LstmSequenceBackward), platform="cpu")
+
+
+def build_error() -> str:
+    """ "" where the kernel is built and registered, else the one line why it cannot be (``seqjax.native.build``
+    remembers a failure, so asking again on every trace costs nothing)."""
+    try:
+        load()
+    except NativeUnavailable as e:
+        return str(e)
+    return ""
 
 
 def check_kernel(kernel: str) -> None:
@@ -154,13 +165,7 @@ def runs_native(kernel: str) -> Callable[..., bool] | None:
         return None
 
     def applies(params, xs, carry, valid=None, remat=False, restart=None) -> bool:
-        if unsupported(params, xs, carry, valid, remat, restart):
-            return False
-        try:
-            load()
-        except NativeUnavailable:
-            return False
-        return True
+        return not unsupported(params, xs, carry, valid, remat, restart) and not build_error()
 
     return applies
 
@@ -184,12 +189,11 @@ def with_native(fused_jax: Callable, kernel: str = "auto") -> Callable:
             if kernel == "native":
                 raise ValueError(f"lstm(kernel='native'): the native LSTM loops do not apply: {reason}")
             return fused_jax(params, xs, carry, valid, remat, restart, reset_carry)
-        try:
-            load()
-        except NativeUnavailable as e:
+        error = build_error()
+        if error:
             if kernel == "native":
-                raise ValueError(f"lstm(kernel='native'): the native LSTM loops cannot be built: {e}") from None
-            _notice(str(e))
+                raise ValueError(f"lstm(kernel='native'): the native LSTM loops cannot be built: {error}")
+            _notice(error)
             return fused_jax(params, xs, carry, valid, remat, restart, reset_carry)
         return sequence(params, xs, carry)
 

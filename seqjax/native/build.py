@@ -9,7 +9,8 @@ an upgrade or another machine sharing the home folder builds anew. A library is 
 renamed into place, so processes that build it at once do not see a half-written file.
 
 Where it cannot be built (no compiler, a compiler error, an unwritable cache), ``library`` raises
-``NativeUnavailable`` with one line saying why; callers fall back to their pure-JAX path.
+``NativeUnavailable`` with one line saying why, and says the same again on later calls without another attempt (a
+caller asks on every trace); callers fall back to their pure-JAX path.
 """
 
 from __future__ import annotations
@@ -84,10 +85,26 @@ def compile_library(name: str, cxx: str, out: Path) -> None:
             os.remove(tmp)
 
 
-@functools.cache
 def library(name: str) -> ctypes.CDLL:
-    """The loaded kernel library ``name`` (``SOURCES/name.cc``), compiled first if it is not in the cache; the cache of
-    this function keeps it loaded for the process, as XLA may call its handlers at any time."""
+    """The loaded kernel library ``name`` (``SOURCES/name.cc``), compiled first if it is not in the cache. The outcome
+    is kept for the process: the library stays loaded, as XLA may call its handlers at any time, and a failure is
+    raised again without compiling again."""
+    outcome = _outcome(name)
+    if isinstance(outcome, NativeUnavailable):
+        raise NativeUnavailable(str(outcome))
+    return outcome
+
+
+@functools.cache
+def _outcome(name: str) -> ctypes.CDLL | NativeUnavailable:
+    try:
+        return load_library(name)
+    except NativeUnavailable as e:
+        return e
+
+
+def load_library(name: str) -> ctypes.CDLL:
+    """``library`` without keeping the outcome: compiles ``name.cc`` unless the cache has it, then loads it."""
     cxx = compiler()
     if cxx is None:
         wanted = f"$CXX={os.environ['CXX']} was not found" if os.environ.get("CXX") else "no C++ compiler found"
